@@ -39,8 +39,10 @@ def test_readme_has_the_two_setup_commands():
 
 
 def test_ci_runs_the_readme_test_command():
+    "CI installs the pinned torch with the package, then runs the README's test command line itself."
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    assert 'pip install -e ".[dev]"' in ci and "nbdev_test" in ci and "pytest tests" in ci
+    assert 'pip install -q torch==2.13.0 -e ".[dev]"' in ci
+    assert "grep -m1 -E '^pip install .*nbdev_test && pytest tests' README.md" in ci and 'eval "$test_cmd"' in ci
 
 
 if __name__ == "__main__" and "--write" in sys.argv:
