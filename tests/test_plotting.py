@@ -22,7 +22,7 @@ def test_returns_fig_ax_and_draws_on_given_ax(fn, data):
 def test_time_series_content(data):
     ts, ys = data[0]
     fig, ax = plot_time_series(VDP(0.3), VDP(0.3), data[0], time_range=(0, 10), dyn_var_idx=1, title="t", color="red")
-    fit, true = ax.lines
+    true, fit = ax.lines
     assert fit.get_color() == "red" and fit.get_label() == "Fit Model"
     assert torch.allclose(torch.tensor(fit.get_ydata()), torch.tensor(true.get_ydata()), atol=1e-5)
     assert fit.get_xdata()[0] == 0 and fit.get_xdata()[-1] == pytest.approx(10)
