@@ -86,30 +86,30 @@ def test_save_plots_without_true_model(tmp_path):
 def test_divergence_stops_and_keeps_last_finite_parameters():
     d = create_sim_dataset(LotkaVolterra(), torch.arange(0.0, 10.0, 0.1), initial_conditions_default=torch.tensor([2.5, 2.5]), seed=0)
     m = LotkaVolterra(alpha=50.0)
-    with pytest.raises(DivergenceError, match="train stopped: the loss became NaN at epoch 0, batch 0") as e:
+    with pytest.raises(DivergenceError, match="train stopped: the loss or its gradient became NaN or infinite during epoch 0") as e:
         train(m, d, step_size=1.0, show_every=None)
     assert m.model_params.tolist() == [50.0, 1.0, 3.0, 1.0]
     assert e.value.history.stop_reason.startswith("diverged")
     assert isinstance(e.value, FloatingPointError)
 
 
-def test_divergence_mid_run_keeps_the_last_finite_step(vdp_data):
-    "A huge learning rate walks mu into a blow-up; the parameters left behind are the last finite ones."
+def test_divergence_mid_run_keeps_the_last_finite_step(vdp_data, monkeypatch):
+    "A huge learning rate walks mu into a blow-up; the parameters left behind are those of the last finite step."
+    import paramfittorchdemo.training as tr
     m = VDP(0.3)
-    seen = []
-    orig = torch.optim.Adam.step
-    def spy(self, *a, **k):
-        out = orig(self, *a, **k)
-        seen.append(m.mu.item())
-        return out
-    torch.optim.Adam.step = spy
-    try:
-        with pytest.raises(DivergenceError) as e:
-            train(m, vdp_data, lr=5.0, epochs=200, step_size=1.0, show_every=None, seed=0)
-    finally:
-        torch.optim.Adam.step = orig
-    assert math.isfinite(m.mu.item())
-    assert m.mu.item() == (seen[-1] if seen else 0.3)
+    calls = []  # (mu when the batch loss was computed, whether that loss was finite)
+    orig = tr._LossGrad.__call__
+    def spy(self, y0, ts, states):
+        mu = m.mu.item()
+        loss = orig(self, y0, ts, states)
+        calls.append((mu, bool(torch.isfinite(loss)) and all(bool(torch.isfinite(p.grad).all()) for p in self.params)))
+        return loss
+    monkeypatch.setattr(tr._LossGrad, "__call__", spy)
+    with pytest.raises(DivergenceError) as e:
+        train(m, vdp_data, lr=5.0, epochs=200, step_size=1.0, show_every=None, seed=0)
+    first_bad = next(i for i, (_, ok) in enumerate(calls) if not ok)
+    assert first_bad > 0  # it diverged after some finite steps
+    assert math.isfinite(m.mu.item()) and m.mu.item() == calls[first_bad][0]
     assert e.value.history.epochs < 200
 
 
@@ -199,14 +199,17 @@ def test_data_follow_the_model_device(vdp_data, monkeypatch):
     "The batches are moved to the model's device and dtype (checked here with a float64 'device' stand-in)."
     m = VDP(0.2).double()
     calls = []
+    import paramfittorchdemo.solvers as so
     import paramfittorchdemo.training as tr
-    orig = tr.simulate
-    def spy(model, y0, ts, **kw):
-        calls.append((y0.dtype, ts.dtype, y0.device))
-        return orig(model, y0, ts, **kw)
-    monkeypatch.setattr(tr, "simulate", spy)
+    orig = so.integrate
+    def spy(f, y0, ts, *a, **kw):
+        calls.append((y0.real.dtype, ts.dtype, y0.device))
+        return orig(f, y0, ts, *a, **kw)
+    monkeypatch.setattr(so, "integrate", spy)
+    monkeypatch.setattr(tr, "integrate", spy)
     train(m, vdp_data, epochs=1, show_every=None)
-    assert calls and all(c[0] == torch.float64 and c[1] == torch.float64 for c in calls)
+    train(NeuralDiffEq(2).double(), vdp_data, epochs=1, show_every=None)  # the autograd path
+    assert len(calls) == 4 and all(c[0] == torch.float64 and c[1] == torch.float64 for c in calls)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -1,0 +1,176 @@
+import math
+
+import pytest
+import torch
+from torchdiffeq import odeint
+
+from paramfittorchdemo import Lorenz, LotkaVolterra, NeuralDiffEq, VDP, simulate
+from paramfittorchdemo.solvers import (ParamSpec, SolveStats, SolverError, _broadcasts, dopri5,
+                                       integrate, jacobian_mode, rk4, solve_with_jacobian)
+
+f64 = dict(dtype=torch.float64)
+
+
+@pytest.mark.parametrize("ts", [torch.linspace(0, 10, 10), torch.arange(0.0, 10.0, 0.1), torch.arange(0, 10.0, 0.05)])
+@pytest.mark.parametrize("step", [0.1, 0.05, 0.3, None])
+def test_rk4_matches_torchdiffeq(ts, step):
+    if step is None and len(ts) == 10: pytest.skip("steps of 1.1 blow Lotka-Volterra up to 1e37: nothing left to compare")
+    m = LotkaVolterra(1.6, 1.1, 2.7, 1.2)
+    y0 = torch.tensor([[2.5, 2.5], [2.0, 3.0]])
+    opts = {} if step is None else dict(options=dict(step_size=step))
+    ref = odeint(m, y0, ts, method="rk4", **opts).movedim(0, -2)
+    torch.testing.assert_close(rk4(m, y0, ts, step), ref, rtol=1e-6, atol=1e-6, equal_nan=True)
+
+
+@pytest.mark.parametrize("model,y0", [(VDP(0.3), [0.1, -0.2]), (LotkaVolterra(), [2.5, 2.5]), (Lorenz(), [1.0, 0.0, 0.0])])
+def test_dopri5_matches_torchdiffeq_at_tight_tolerance(model, y0):
+    m = model.double()
+    ts = torch.linspace(0, 3, 37, **f64)
+    y0 = torch.tensor([y0], **f64)
+    ours = dopri5(m, y0, ts, rtol=1e-10, atol=1e-12)
+    ref = simulate(m, y0, ts, rtol=1e-11, atol=1e-13).detach()
+    torch.testing.assert_close(ours, ref, rtol=1e-7, atol=1e-8)
+
+
+@pytest.mark.parametrize("rtol", [1e-4, 1e-6, 1e-8])
+def test_dopri5_dense_output_error_follows_tolerance(rtol):
+    "Harmonic oscillator with 1001 outputs: the interpolated states are as accurate as the steps."
+    ts = torch.linspace(0, 10, 1001, **f64)
+    osc = lambda t, y: torch.stack([y[..., 1], -y[..., 0]], -1)
+    st = SolveStats()
+    ys = dopri5(osc, torch.tensor([[1.0, 0.0]], **f64), ts, rtol=rtol, atol=rtol*1e-2, stats=st)
+    exact = torch.stack([torch.cos(ts), -torch.sin(ts)], -1)
+    assert (ys[0] - exact).abs().max().item() < 30*rtol
+    assert st.steps < 200  # far fewer steps than output times
+
+
+def test_dopri5_time_dependent_rhs():
+    "Models without `autonomous` get the true stage times."
+    ts = torch.linspace(0, 2, 11, **f64)
+    ys = dopri5(lambda t, y: torch.cos(t)*torch.ones_like(y), torch.zeros(1, 1, **f64), ts, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(ys[0, :, 0], torch.sin(ts), rtol=1e-7, atol=1e-9)
+
+
+def test_rk4_time_dependent_rhs():
+    ts = torch.linspace(0, 2, 11, **f64)
+    ys = rk4(lambda t, y: 2*t*torch.ones_like(y), torch.zeros(1, 1, **f64), ts, 0.01)
+    torch.testing.assert_close(ys[0, :, 0], ts**2, rtol=1e-9, atol=1e-9)
+
+
+def test_dopri5_is_differentiable():
+    k = torch.tensor(0.7, **f64, requires_grad=True)
+    ts = torch.tensor([0.0, 2.0], **f64)
+    y = dopri5(lambda t, y: -k*y, torch.ones(1, 1, **f64), ts, rtol=1e-10, atol=1e-12)[0, -1, 0]
+    y.backward()
+    assert math.isclose(k.grad.item(), -2.0*math.exp(-1.4), rel_tol=1e-6)
+
+
+def test_dopri5_groups_drop_only_the_failing_group():
+    y0 = torch.tensor([[[0.1]], [[2.0]], [[0.5]]], **f64)
+    st = SolveStats()
+    ys = dopri5(lambda t, y: y**2, y0, torch.linspace(0, 1, 5, **f64), groups=3, stats=st)
+    assert st.alive == [True, False, True]
+    assert ys[1].isnan().all() and torch.isfinite(ys[[0, 2]]).all()
+    with pytest.raises(SolverError, match="every group"):
+        dopri5(lambda t, y: y**2, y0[1:2]*2, torch.linspace(0, 1, 5, **f64), groups=1)
+    with pytest.raises(SolverError):
+        dopri5(lambda t, y: y**2, y0[1], torch.linspace(0, 1, 5, **f64))
+
+
+def test_dopri5_max_steps():
+    with pytest.raises(SolverError, match="more than 10 steps"):
+        dopri5(VDP(0.3).double(), torch.ones(1, 2, **f64), torch.linspace(0, 100, 3, **f64), max_steps=10)
+
+
+def test_integrate_falls_back_to_torchdiffeq():
+    st = SolveStats()
+    m = LotkaVolterra().double()
+    ys = integrate(m, torch.ones(2, 2, **f64), torch.linspace(0, 1, 5, **f64), method="dopri8", stats=st)
+    assert ys.shape == (2, 5, 2) and st.solves == 1
+
+
+def test_param_spec_round_trip():
+    m = Lorenz(1.0, 2.0, 3.0)
+    spec = ParamSpec.of(m)
+    theta = spec.vector(m)
+    assert theta.tolist() == [1.0, 2.0, 3.0] and spec.size == 3
+    spec.load(m, torch.tensor([4.0, 5.0, 6.0], **f64))
+    assert m.model_params.dtype == torch.float32 and m.model_params.tolist() == [4.0, 5.0, 6.0]
+
+
+@pytest.mark.parametrize("model,bc", [(VDP(0.3), True), (LotkaVolterra(), True), (Lorenz(), True), (NeuralDiffEq(2), False)])
+def test_broadcast_detection(model, bc):
+    m = model.double()
+    spec = ParamSpec.of(m)
+    assert _broadcasts(m, spec, spec.vector(m), m.dim) is bc
+
+
+class NonAnalytic(torch.nn.Module):
+    "dy/dt = -k |y|: fine for autograd, wrong under the complex step."
+    dim = 1
+    def __init__(self):
+        super().__init__()
+        self.k = torch.nn.Parameter(torch.tensor(0.5))
+    def forward(self, t, y): return -self.k*y.abs()
+
+
+def test_jacobian_mode_detects_non_analytic_models():
+    m = NonAnalytic().double()
+    spec = ParamSpec.of(m)
+    assert jacobian_mode(m, spec, spec.vector(m), 1, _broadcasts(m, spec, spec.vector(m), 1)) == "central"
+    lv = LotkaVolterra().double()
+    assert jacobian_mode(lv, ParamSpec.of(lv), ParamSpec.of(lv).vector(lv), 2, True) == "complex"
+
+
+@pytest.mark.parametrize("mode", ["complex", "central"])
+@pytest.mark.parametrize("method", ["dopri5", "rk4"])
+def test_jacobian_matches_autograd(mode, method):
+    m = VDP(0.4).double()
+    spec = ParamSpec.of(m)
+    ts = torch.linspace(0, 4, 9, **f64)
+    y0 = torch.tensor([[0.5, 0.1], [-0.3, 0.2]], **f64)
+    kw = dict(step_size=0.05) if method == "rk4" else dict(rtol=1e-10, atol=1e-12)
+    theta = spec.vector(m)[None]
+    pred, jac, alive = solve_with_jacobian(m, spec, theta, y0, ts, method, mode=mode, **kw)
+    mu = m.mu.detach().clone().requires_grad_(True)  # float32's 0.4, as the model holds it
+    f = lambda t, y: torch.stack([mu*(y[..., 0] - y[..., 0]**3/3 - y[..., 1]), y[..., 0]/mu], -1)
+    ref = integrate(f, y0, ts, method, kw.get("step_size"), kw.get("rtol", 1e-6), kw.get("atol", 1e-8))
+    (g,) = torch.autograd.grad(ref.sum(), mu)
+    torch.testing.assert_close(pred[0], ref.detach(), rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(jac[0, 0].sum(), g, rtol=1e-5 if mode == "central" else 1e-9, atol=1e-8)
+    assert alive.tolist() == [True]
+
+
+def test_population_jacobian_rows_are_independent():
+    lv = LotkaVolterra().double()
+    spec = ParamSpec.of(lv)
+    ts = torch.linspace(0, 2, 5, **f64)
+    y0 = torch.tensor([[2.5, 2.5]], **f64)
+    thetas = torch.tensor([[1.5, 1.0, 3.0, 1.0], [1.2, 0.8, 2.5, 1.1]], **f64)
+    pred, jac, _ = solve_with_jacobian(lv, spec, thetas, y0, ts, rtol=1e-10, atol=1e-12)
+    for k in range(2):
+        p1, j1, _ = solve_with_jacobian(lv, spec, thetas[k:k + 1], y0, ts, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(pred[k], p1[0], rtol=1e-7, atol=1e-9)
+        torch.testing.assert_close(jac[k], j1[0], rtol=1e-6, atol=1e-8)
+
+
+def test_population_with_a_diverging_member():
+    "One parameter vector that blows up is reported dead; the others are unaffected."
+    lv = LotkaVolterra().double()
+    spec = ParamSpec.of(lv)
+    ts = torch.linspace(0, 10, 5, **f64)
+    thetas = torch.tensor([[1.5, 1.0, 3.0, 1.0], [50.0, -5.0, 3.0, 1.0]], **f64)
+    pred, jac, alive = solve_with_jacobian(lv, spec, thetas, torch.tensor([[2.5, 2.5]], **f64), ts)
+    assert alive.tolist() == [True, False] and torch.isfinite(pred[0]).all()
+
+
+def test_neural_model_population_via_vmap():
+    m = NeuralDiffEq(2).double()
+    spec = ParamSpec.of(m)
+    theta = spec.vector(m)
+    thetas = torch.stack([theta, theta + 0.01])
+    pred, _, alive = solve_with_jacobian(m, spec, thetas, torch.ones(3, 2, **f64), torch.linspace(0, 1, 4, **f64),
+                                         broadcasts=False, need_jac=False)
+    ref = simulate(m, torch.ones(3, 2, **f64), torch.linspace(0, 1, 4, **f64), rtol=1e-8, atol=1e-10).detach()
+    torch.testing.assert_close(pred[0], ref, rtol=1e-4, atol=1e-6)
+    assert alive.all()
