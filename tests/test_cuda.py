@@ -43,3 +43,24 @@ def test_neural_ode_and_plots_on_cuda(tmp_path):
 def test_demo_on_cuda(tmp_path):
     r = demo("vdp", epochs=50, out=tmp_path, device="cuda", show_every=None)
     assert r["params"]["mu"]["rel_error"] < 0.02
+
+
+def test_fit_on_cuda_matches_cpu():
+    from paramfittorchdemo.training import fit
+    d = create_sim_dataset(LotkaVolterra(), torch.arange(0.0, 10.0, 0.1), initial_conditions_default=torch.tensor([2.5, 2.5]), seed=0)
+    cpu, gpu = LotkaVolterra(1.6, 1.1, 2.7, 1.2), LotkaVolterra(1.6, 1.1, 2.7, 1.2).cuda()
+    rc, rg = fit(cpu, d), fit(gpu, d)
+    assert gpu.model_params.device.type == "cuda" and rg.jacobian == "complex"
+    for k in rc.params: assert abs(rc.params[k] - rg.params[k]) < 1e-6*abs(rc.params[k]) + 1e-9
+
+
+def test_multi_start_and_neural_fit_on_cuda():
+    from paramfittorchdemo.training import fit
+    d = create_sim_dataset(LotkaVolterra(), torch.arange(0.0, 10.0, 0.1), initial_conditions_default=torch.tensor([2.5, 2.5]), seed=0)
+    starts = torch.tensor([1.5, 1.0, 3.0, 1.0], dtype=torch.float64)*(0.8 + 0.4*torch.rand(8, 4, dtype=torch.float64))
+    r = fit(LotkaVolterra().cuda(), d, starts=starts)
+    assert r.starts["theta"].shape == (8, 4) and r.converged
+    nd = create_sim_dataset(VDP(0.2), torch.linspace(0, 3, 10), num_samples=4, seed=0)
+    m = NeuralDiffEq(2).cuda()
+    r = fit(m, nd, adam_steps=20, max_iter=10)
+    assert r.loss < r.history[0] and next(m.parameters()).device.type == "cuda"

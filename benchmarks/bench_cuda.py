@@ -1,0 +1,41 @@
+"""GPU check and timings (run on a CUDA machine): the same fits on CPU and CUDA, and torch.compile on a neural ODE.
+
+    python benchmarks/bench_cuda.py
+"""
+import time
+
+import torch
+
+from paramfittorchdemo import LotkaVolterra, NeuralDiffEq, VDP, create_sim_dataset, train
+from paramfittorchdemo.training import fit
+
+
+def timed(fn):
+    fn()
+    t0 = time.perf_counter(); out = fn()
+    if torch.cuda.is_available(): torch.cuda.synchronize()
+    return time.perf_counter() - t0, out
+
+
+def main():
+    assert torch.cuda.is_available(), "needs CUDA"
+    print(torch.__version__, torch.cuda.get_device_name(0))
+    lv = create_sim_dataset(LotkaVolterra(), torch.arange(0.0, 10.0, 0.1), initial_conditions_default=torch.tensor([2.5, 2.5]), seed=0)
+    gen = torch.Generator().manual_seed(1)
+    starts = torch.tensor([1.5, 1.0, 3.0, 1.0], dtype=torch.float64)*(0.7 + 0.6*torch.rand(32, 4, generator=gen, dtype=torch.float64))
+    print(f"{'case':<44} {'cpu [s]':>9} {'cuda [s]':>9}")
+    for name, fn in [("fit LV, 1 start (LM)", lambda dev: fit(LotkaVolterra(1.6, 1.1, 2.7, 1.2).to(dev), lv)),
+                     ("fit LV, 32 starts (LM)", lambda dev: fit(LotkaVolterra().to(dev), lv, starts=starts)),
+                     ("train LV, post recipe, 10 epochs", lambda dev: train(LotkaVolterra(1.6, 1.1, 2.7, 1.2).to(dev), lv, epochs=10, show_every=None, seed=0))]:
+        tc, rc = timed(lambda: fn("cpu")); tg, rg = timed(lambda: fn("cuda"))
+        print(f"{name:<44} {tc:>9.3f} {tg:>9.3f}")
+    nd = create_sim_dataset(VDP(0.2), torch.linspace(0, 10, 30), num_samples=10, sigma_noise=0.05, seed=0)
+    for comp in (False, True):
+        torch.manual_seed(0); m = NeuralDiffEq(2).cuda()
+        t0 = time.perf_counter(); r = fit(m, nd, adam_steps=200, max_iter=50, compile=comp); torch.cuda.synchronize()
+        print(f"neural ODE fit on cuda, compile={comp}: total {time.perf_counter() - t0:.1f} s, compile {r.compile_seconds}, "
+              f"loss {r.loss:.4g}, {r.stats.solves} solves")
+
+
+if __name__ == "__main__":
+    main()
