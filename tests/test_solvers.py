@@ -174,3 +174,18 @@ def test_neural_model_population_via_vmap():
     ref = simulate(m, torch.ones(3, 2, **f64), torch.linspace(0, 1, 4, **f64), rtol=1e-8, atol=1e-10).detach()
     torch.testing.assert_close(pred[0], ref, rtol=1e-4, atol=1e-6)
     assert alive.all()
+
+
+def test_rk4_grid_cache_never_serves_a_stale_grid():
+    "The plan cache is keyed on the tensor itself: new grids (even at a recycled address) and in-place edits are replanned."
+    m = LotkaVolterra().double()
+    y0 = torch.ones(1, 2, **f64)
+    for end in (1.0, 2.0, 3.0, 1.0):
+        ts = torch.linspace(0, end, 5, **f64)
+        ref = odeint(m, y0, ts, method="rk4", options=dict(step_size=0.05)).movedim(0, -2)
+        torch.testing.assert_close(rk4(m, y0, ts, 0.05), ref)
+        del ts
+    ts = torch.linspace(0, 1, 5, **f64)
+    rk4(m, y0, ts, 0.05)
+    ts.mul_(2)  # edited in place
+    torch.testing.assert_close(rk4(m, y0, ts, 0.05), odeint(m, y0, ts, method="rk4", options=dict(step_size=0.05)).movedim(0, -2))
