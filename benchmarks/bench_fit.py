@@ -146,13 +146,19 @@ def run(quick: bool):
     K = 4 if quick else 32
     gen = torch.Generator().manual_seed(1)
     starts = torch.tensor(spec["truth"], dtype=torch.float64)*(0.7 + 0.6*torch.rand(K, 4, generator=gen, dtype=torch.float64))
-    t1, r1 = timed(lambda: fit(spec["start"](), data, starts=starts[:1]), 1 if quick else 3)
+    def one_by_one():  # the loop a user would write without populations
+        return [fit(spec["start"](), data, starts=starts[k:k + 1]) for k in range(K)]
+    t_seq, singles = timed(one_by_one, 1)
     tK, rK = timed(lambda: fit(spec["start"](), data, starts=starts), 1 if quick else 3)
+    t1 = t_seq/K
+    best = min(r.loss for r in singles)
+    n_single = sum(r.loss < best*1.001 for r in singles)
     nconv = int((rK.starts["loss"] < rK.starts["loss"].min()*1.001).sum())
-    rows.append(("lotka-volterra", "fit, 1 start", t1, None, f"{r1.stats.solves} solves", rel_err(list(r1.params.values()), spec["truth"]), ""))
-    rows.append(("lotka-volterra", f"fit, {K} starts", tK, None, f"{rK.stats.solves} solves", rel_err(list(rK.params.values()), spec["truth"]),
-                 f"{tK/t1:.2f}x one start; {nconv}/{K} reached the best loss"))
-    if not quick: checks.append((f"{K} starts in at most 4x one start", tK <= 4*t1))
+    rows.append(("lotka-volterra", f"fit, {K} starts one by one", t_seq, None, f"{sum(r.stats.solves for r in singles)} solves",
+                 min(rel_err(list(r.params.values()), spec["truth"]) for r in singles), f"{t1:.3f} s per start; {n_single}/{K} reached the best loss"))
+    rows.append(("lotka-volterra", f"fit, {K} starts together", tK, None, f"{rK.stats.solves} solves", rel_err(list(rK.params.values()), spec["truth"]),
+                 f"{tK/t1:.2f}x one start, {t_seq/tK:.1f}x faster than one by one; {nconv}/{K} reached the best loss"))
+    if not quick: checks.append((f"{K} starts together in at most 4x the mean time of one start", tK <= 4*t1))
     return rows, checks
 
 
