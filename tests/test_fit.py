@@ -129,3 +129,13 @@ def test_fit_that_cannot_start():
     with pytest.raises(DivergenceError, match="not finite"):
         fit(m, data)
     assert m.model_params.tolist() == pytest.approx([200.0, -5.0, 3.0, 1.0])
+
+
+def test_adam_divergence_keeps_the_best_parameters_seen():
+    "A learning rate that blows Adam up stops fit with DivergenceError; the model gets the best finite parameters seen."
+    data = create_sim_dataset(VDP(0.2), torch.linspace(0, 3, 10), num_samples=4, sigma_noise=0.0, seed=0)
+    torch.manual_seed(0)
+    m = NeuralDiffEq(2)
+    with pytest.raises(DivergenceError, match="keeps the best parameters seen"):
+        fit(m, data, adam_steps=200, max_iter=5, lr=1e6, method="rk4", step_size=0.1)
+    assert all(torch.isfinite(p).all() for p in m.parameters())
