@@ -12,11 +12,11 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from .models import _check_state, _check_ts
+from .models import Lorenz, LotkaVolterra, VDP, _check_state, _check_ts
 
 # %% auto #0
 __all__ = ['NATIVE_METHODS', 'rk4', 'SolverError', 'SolveStats', 'dopri5', 'integrate', 'ParamSpec', 'jacobian_mode',
-           'solve_with_jacobian']
+           'rhs_traits', 'solve_with_jacobian']
 
 # %% ../nbs/05_solvers.ipynb #8ec2ed5a
 def _fixed_grid(ts: torch.Tensor, step_size: float | None) -> torch.Tensor:
@@ -97,6 +97,7 @@ class SolveStats:
     steps: int = 0 # accepted steps
     rejected: int = 0 # rejected steps
     alive: list | None = None # per group of the last solve: False where the group was dropped
+    first_step: float | None = None # the first accepted step of the last (ungrouped dopri5) solve
 
 # %% ../nbs/05_solvers.ipynb #766943b3
 _DP_A = ((1/5,), (3/40, 9/40), (44/45, -56/15, 32/9), (19372/6561, -25360/2187, 64448/6561, -212/729),
@@ -107,30 +108,39 @@ _DP_E = (71/57600, 0.0, -71/16695, 71/1920, -17253/339200, 22/525, -1/40)  # 5th
 _DP_D = (-12715105075/11282082432, 0.0, 87487479700/32700410799, -10690763975/1880347072,
          701980252875/199316789632, -1453857185/822651844, 69997945/29380423)  # dense output (Hairer & Wanner's DOPRI5)
 
-def _dense(y, y1, ks, hh, theta):
-    "States at fractions `theta` (m,) of the step from y to y1: the 4th-order continuous extension, (..., m, state)."
-    coef = [c.unsqueeze(-2) for c in _dense_coefficients(y, y1, ks, hh)]
-    return _dense_eval(coef, theta.to(y.real.dtype)[:, None])
-
 def _dense_coefficients(y, y1, ks, H):
     "Coefficients of the continuous extension over steps of size H (a number, or a tensor broadcastable against y)."
     dy = y1 - y
     bspl = H*ks[0] - dy
-    return y, dy, bspl, dy - H*ks[6] - bspl, H*_combo(None, ks, _DP_D, 1.0)
+    return y, dy, bspl, dy - H*ks[6] - bspl, H*_combo(None, ks, _DP_DT, 1.0)
 
 def _dense_eval(coef, th):
     "The continuous extension at step fractions th (broadcastable against the states)."
     y, dy, bspl, c4, c5 = coef
+    th = th.to(y.dtype)  # complex states: complex fractions, so that no operation below has to promote a large operand
     u = 1 - th
-    return y + th*(dy + u*(bspl + th*(c4 + u*c5)))
+    # y + th*(dy + u*(bspl + th*(c4 + u*c5))), one fused operation per level
+    return torch.addcmul(y, th, torch.addcmul(dy, u, torch.addcmul(bspl, th, torch.addcmul(c4, u, c5))))
 
-def _combo(y, ks, ws, h):
-    "y + h * sum(w * k), one fused operation per nonzero term; y=None gives h * sum(w * k)."
-    out = None
-    for k, w in zip(ks, ws):
-        if w == 0.0: continue
-        if out is None: out = k.mul(h*w) if y is None else y.add(k, alpha=h*w)
-        else: out.add_(k, alpha=h*w)
+def _dense_outputs(y0, steps: list, owner: list, ts: torch.Tensor) -> torch.Tensor:
+    "y0 and the states at ts[1:], from the continuous extensions of the steps (t, h, y, y1, ks) that cover them (steps[owner[i]] covers ts[i + 1]), in one go: (..., time, state)."
+    if not steps: return y0.unsqueeze(-2)
+    dev, rdt, lead = y0.device, y0.real.dtype, (1,)*y0.ndim
+    t0, H = torch.tensor([s[:2] for s in steps], dtype=rdt, device=dev).unbind(1)
+    ks = [torch.stack([s[4][i] for s in steps]) if any(i == k for k, _ in _DP_DT) or i in (0, 6) else None for i in range(7)]
+    coef = _dense_coefficients(torch.stack([s[2] for s in steps]), torch.stack([s[3] for s in steps]), ks, H.view(-1, *lead))
+    idx = torch.tensor(owner, device=dev)
+    th = ((ts[1:] - t0[idx])/H[idx]).view(-1, *lead)
+    return torch.cat([y0.unsqueeze(0), _dense_eval([c.index_select(0, idx) for c in coef], th)]).movedim(0, -2)
+
+def _terms(ws) -> tuple: return tuple((i, w) for i, w in enumerate(ws) if w != 0.0)
+_DP_AT, _DP_BT, _DP_ET, _DP_DT = [_terms(a) for a in _DP_A], _terms(_DP_B), _terms(_DP_E), _terms(_DP_D)  # nonzero weights as (stage, w)
+
+def _combo(y, ks, terms, h):
+    "y + h * sum(w * ks[i]) over `terms` ((i, w) pairs), one fused operation per term; y=None gives h * sum(w * ks[i])."
+    (i, w), *rest = terms
+    out = ks[i].mul(h*w) if y is None else y.add(ks[i], alpha=h*w)
+    for i, w in rest: out.add_(ks[i], alpha=h*w)
     return out
 
 def _group_norms(x, scale, groups):
@@ -149,8 +159,9 @@ def dopri5(f, # right-hand side f(t, y) -> dy/dt
            groups: int | None = None, # control the error of the first axis's groups separately
            max_steps: int = 20_000, # give up after this many steps (accepted and rejected)
            stats: SolveStats | None = None, # counters to add this solve's work to
-           bound: float | None = None, # with `groups`: drop a group whose states grow beyond this
+           bound: float | None = None, # a group (without `groups`: the solve) whose states grow beyond this is dropped (fails)
            own_steps: bool = True, # with `groups` and an autonomous model: a step size per group
+           first_step: float | None = None, # the first trial step; None: Hairer's starting-step estimate (2 more evaluations)
           ) -> torch.Tensor: # states at `ts`, (..., time, state)
     "Dormand-Prince 5(4) with error control and 4th-order dense output at the output times."
     stats = stats if stats is not None else SolveStats()
@@ -166,38 +177,43 @@ def dopri5(f, # right-hand side f(t, y) -> dy/dt
         if groups is None: raise SolverError(f"dopri5 stopped at t={t:.6g}: {why}.")
         for g in bad: alive[g] = False
         if not any(alive): raise SolverError(f"dopri5 stopped at t={t:.6g}: {why} in every group.")
-    # initial step (Hairer, Norsett & Wanner, II.4)
-    scale = y.real.abs().mul_(rtol).add_(atol)
-    d0, d1 = max(_group_norms(y.real, scale, groups)), max(_group_norms(k1.real, scale, groups))
-    h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 or not math.isfinite(d1) else 0.01*d0/d1
-    h0 = min(h0, tl[-1] - tl[0])
-    k_h = rhs(T(t + h0), y.add(k1, alpha=h0)); nfe += 1
-    d2 = max(_group_norms((k_h - k1).real, scale, groups))/h0
-    h1 = max(1e-6, h0*1e-3) if max(d1, d2) <= 1e-15 or not math.isfinite(d2) else (0.01/max(d1, d2))**0.2
-    h = min(100*h0, h1)
+    ya = y.real.abs().mul_(rtol).add_(atol)  # error scale of the current state
+    if first_step is None:  # Hairer, Norsett & Wanner, II.4
+        d0, d1 = max(_group_norms(y.real, ya, groups)), max(_group_norms(k1.real, ya, groups))
+        h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 or not math.isfinite(d1) else 0.01*d0/d1
+        h0 = min(h0, tl[-1] - tl[0])
+        k_h = rhs(T(t + h0), y.add(k1, alpha=h0)); nfe += 1
+        d2 = max(_group_norms((k_h - k1).real, ya, groups))/h0
+        h1 = max(1e-6, h0*1e-3) if max(d1, d2) <= 1e-15 or not math.isfinite(d2) else (0.01/max(d1, d2))**0.2
+        h = min(100*h0, h1)
+    else: h = min(first_step, tl[-1] - tl[0])
     hmin = 1e-12*max(1.0, abs(tl[-1]))
-    out, j, steps, rejected = [y0.unsqueeze(-2)], 1, 0, 0
-    A2, A3, A4, A5, A6 = _DP_A
+    covering, owner, j, steps, rejected, first = [], [], 1, 0, 0, None  # steps that pass output times, and which covers which
+    A2, A3, A4, A5, A6 = _DP_AT
     t_end, ts_rdt = tl[-1], ts.to(rdt)
     while j < len(tl):
         if steps + rejected >= max_steps: raise SolverError(f"dopri5 took more than {max_steps} steps before t={tl[j]:.6g}.")
         hit = t + h >= t_end - 1e-12*abs(t_end)  # only the last output time is stepped onto; the others are interpolated
         hh = t_end - t if hit else h
-        k2 = rhs(T(t + 0.2*hh), _combo(y, (k1,), A2, hh))
-        k3 = rhs(T(t + 0.3*hh), _combo(y, (k1, k2), A3, hh))
-        k4 = rhs(T(t + 0.8*hh), _combo(y, (k1, k2, k3), A4, hh))
-        k5 = rhs(T(t + hh*8/9), _combo(y, (k1, k2, k3, k4), A5, hh))
+        ks = [k1]
+        ks.append(rhs(T(t + 0.2*hh), _combo(y, ks, A2, hh)))
+        ks.append(rhs(T(t + 0.3*hh), _combo(y, ks, A3, hh)))
+        ks.append(rhs(T(t + 0.8*hh), _combo(y, ks, A4, hh)))
+        ks.append(rhs(T(t + hh*8/9), _combo(y, ks, A5, hh)))
         t1 = T(t + hh)
-        k6 = rhs(t1, _combo(y, (k1, k2, k3, k4, k5), A6, hh))
-        y1 = _combo(y, (k1, k2, k3, k4, k5, k6), _DP_B, hh)
+        ks.append(rhs(t1, _combo(y, ks, A6, hh)))
+        y1 = _combo(y, ks, _DP_BT, hh)
         k7 = rhs(t1, y1); nfe += 6
-        ks = (k1, k2, k3, k4, k5, k6, k7)
-        err = _combo(None, ks, _DP_E, hh)
-        norms = _group_norms(err.real, torch.maximum(y.real.abs(), y1.real.abs()).mul_(rtol).add_(atol), groups)
-        if bound is not None and groups:
-            norms = [n if b <= bound else float("inf") for n, b in zip(norms, y1.real.abs().reshape(G, -1).amax(1).tolist())]
+        ks.append(k7)
+        y1a = y1.real.abs().mul_(rtol).add_(atol)
+        v = _combo(None, ks, _DP_ET, hh).real.div_(torch.maximum(ya, y1a))  # error relative to its scale
+        if G > 1: v = v.reshape(G, -1)
+        nrm = torch.linalg.vector_norm(v, dim=-1 if G > 1 else None).div_(math.sqrt(v.numel()/G))
+        if bound is not None:  # a group whose states left the bound gets an infinite error (one host sync for both)
+            nrm = nrm.masked_fill_((y1a.reshape(G, -1).amax(1) if G > 1 else y1a.amax()) > rtol*bound + atol, float("inf"))
+        norms = nrm.tolist() if G > 1 else [nrm.item()]
         bad = [g for g, n in enumerate(norms) if alive[g] and not math.isfinite(n)]
-        if bad: kill(bad, "the solution stopped being finite")
+        if bad: kill(bad, "the solution stopped being finite" if bound is None else "the solution stopped being finite or left its bound")
         worst = max((n for g, n in enumerate(norms) if alive[g]), default=0.0)
         if worst > 1.0 and hh < hmin:
             kill([g for g, n in enumerate(norms) if alive[g] and n > 1.0], "the step size underflowed")
@@ -207,17 +223,18 @@ def dopri5(f, # right-hand side f(t, y) -> dy/dt
             t_new = t_end if hit else t + hh
             j1 = j
             while j1 < len(tl) and tl[j1] <= t_new: j1 += 1
-            if j1 > j:  # output times passed in this step
-                if j1 == j + 1 and tl[j] == t_new: out.append(y1.unsqueeze(-2))
-                else: out.append(_dense(y, y1, ks, hh, (ts_rdt[j:j1] - t)/hh))
+            if j1 > j:  # output times passed in this step: interpolated together at the end
+                covering.append((t, hh, y, y1, ks)); owner += [len(covering) - 1]*(j1 - j)
                 j = j1
-            t, y, k1, steps = t_new, y1, k7, steps + 1
+            if first is None: first = hh
+            t, y, ya, k1, steps = t_new, y1, y1a, k7, steps + 1
             h = hh*factor
         else:
             rejected += 1
             h = hh*factor
     stats.solves += 1; stats.nfe += nfe; stats.steps += steps; stats.rejected += rejected; stats.alive = alive
-    ys = torch.cat(out, dim=-2)
+    stats.first_step = first
+    ys = _dense_outputs(y0, covering, owner, ts_rdt)
     if not all(alive):
         mask = torch.tensor(alive, device=dev).reshape(G, *([1]*(ys.ndim - 1)))
         ys = torch.where(mask, ys, torch.full((), float("nan"), dtype=ys.dtype, device=dev))
@@ -253,7 +270,7 @@ def _dopri5_grouped(f, y0, ts, rtol: float, atol: float, G: int, max_steps: int,
     gidx = torch.arange(G, device=dev)
     hmin, nfe, steps = 1e-12*max(1.0, abs(t_end)), 2, 0
     nst = torch.zeros(G, dtype=torch.long, device=dev)  # steps tried per group
-    A2, A3, A4, A5, A6 = _DP_A
+    A2, A3, A4, A5, A6 = _DP_AT
     S = lambda ks, ws: _combo(None, ks, ws, 1.0)
     while True:
         if steps >= max_steps:  # the groups still running are dropped, the finished ones kept
@@ -267,10 +284,10 @@ def _dopri5_grouped(f, y0, ts, rtol: float, atol: float, G: int, max_steps: int,
         k4 = rhs(T0, torch.addcmul(y, H, S((k1, k2, k3), A4)))
         k5 = rhs(T0, torch.addcmul(y, H, S((k1, k2, k3, k4), A5)))
         k6 = rhs(T0, torch.addcmul(y, H, S((k1, k2, k3, k4, k5), A6)))
-        y1 = torch.addcmul(y, H, S((k1, k2, k3, k4, k5, k6), _DP_B))
+        y1 = torch.addcmul(y, H, S((k1, k2, k3, k4, k5, k6), _DP_BT))
         k7 = rhs(T0, y1); nfe += 6; steps += 1
         ks = (k1, k2, k3, k4, k5, k6, k7)
-        err = H*S(ks, _DP_E)
+        err = H*S(ks, _DP_ET)
         norm = _rms_groups(err.real/torch.maximum(y.real.abs(), y1.real.abs()).mul_(rtol).add_(atol), G)
         alive = alive & (torch.isfinite(norm) | ~active) & ~(active & (norm > 1) & (hh < hmin))
         if bound is not None: alive = alive & ~(active & (y1.real.abs().reshape(G, -1).amax(1) > bound))
@@ -321,6 +338,7 @@ def integrate(f, # right-hand side f(t, y)
               bound: float | None = None, # with `groups`: drop a group whose states grow beyond this (dopri5)
               max_steps: int = 20_000, # step budget of dopri5
               own_steps: bool = True, # dopri5 with `groups`: a step size per group (autonomous models)
+              first_step: float | None = None, # dopri5: the first trial step (None: estimated)
              ) -> torch.Tensor: # states at `ts`, (..., time, state)
     "Integrate with the lean native solvers where available, torchdiffeq otherwise."
     if method == "rk4":
@@ -329,7 +347,8 @@ def integrate(f, # right-hand side f(t, y)
             stats.solves += 1; stats.nfe += 4*n; stats.steps += n; stats.alive = None
         return rk4(f, y0, ts, step_size)
     if method == "dopri5":
-        return dopri5(f, y0, ts, rtol, atol, groups=groups, max_steps=max_steps, stats=stats, bound=bound, own_steps=own_steps)
+        return dopri5(f, y0, ts, rtol, atol, groups=groups, max_steps=max_steps, stats=stats, bound=bound, own_steps=own_steps,
+                      first_step=first_step)
     from torchdiffeq import odeint
     from paramfittorchdemo.models import solver_options
     kw = solver_options(method, step_size, rtol, atol)
@@ -429,6 +448,14 @@ def jacobian_mode(model: nn.Module, # the model
     ok = torch.isfinite(jv_c).all() and torch.allclose((w*jv_c).sum(), torch.as_tensor(ref, dtype=theta.dtype), rtol=1e-4, atol=1e-8)
     return "complex" if bool(ok) else "central"
 
+_KNOWN_RHS = {VDP.forward, LotkaVolterra.forward, Lorenz.forward}  # broadcast populations and take the complex step (tested)
+
+def rhs_traits(model: nn.Module, spec: ParamSpec, theta: torch.Tensor, dim: int) -> tuple:
+    "(broadcasts, jacobian mode) of a model: known for the built-in systems, checked numerically for any other."
+    if type(model).forward in _KNOWN_RHS: return True, "complex"
+    bc = _broadcasts(model, spec, theta, dim)
+    return bc, jacobian_mode(model, spec, theta, dim, bc)
+
 # %% ../nbs/05_solvers.ipynb #2d8520f3
 def solve_with_jacobian(model: nn.Module, # the model (its parameters are not changed)
                         spec: ParamSpec, # its trainable parameters
@@ -445,6 +472,7 @@ def solve_with_jacobian(model: nn.Module, # the model (its parameters are not ch
                         stats: SolveStats | None = None, # counters to add to
                         bound: float | None = None, # drop parameter vectors whose states grow beyond this (dopri5)
                         max_steps: int = 20_000, # drop parameter vectors that need more steps than this (dopri5)
+                        first_step: float | None = None, # dopri5's first trial step for a single parameter vector (None: estimated)
                        ) -> tuple: # predictions (K, batch, time, state), Jacobians (K, P, batch, time, state) or None, alive (K,) bool
     "Predictions of K parameter vectors, and their Jacobians, in one batched solve."
     K, P = theta.shape
@@ -458,7 +486,8 @@ def solve_with_jacobian(model: nn.Module, # the model (its parameters are not ch
     y0k = y0.expand(K, *y0.shape) if y0.ndim == 2 else y0  # (K, batch, state)
     if not need_jac:
         with torch.inference_mode():
-            ys = run(theta, lambda f: integrate(f, y0k, ts, method, step_size, rtol, atol, groups=K, stats=stats, bound=bound, max_steps=max_steps, own_steps=K > 1))
+            ys = run(theta, lambda f: integrate(f, y0k, ts, method, step_size, rtol, atol, groups=K if K > 1 else None, stats=stats,
+                                                bound=bound, max_steps=max_steps, own_steps=K > 1, first_step=first_step))
         ys = ys.clone()
         alive = torch.isfinite(ys).reshape(K, -1).all(1)
         return ys, None, alive
@@ -469,7 +498,9 @@ def solve_with_jacobian(model: nn.Module, # the model (its parameters are not ch
         th = (theta[:, None, :] + 1j*eps*eye[None]).reshape(K*P, P)  # copy (k, p) moves theta[k] along e_p
         yc = y0k[:, None].expand(K, P, *y0k.shape[1:]).reshape(K*P, *y0k.shape[1:]).to(cdt)
         with torch.inference_mode():
-            ys = run(th, lambda f: integrate(f, yc, ts, method, step_size, rtol, atol, groups=K*P, stats=stats, bound=bound, max_steps=max_steps, own_steps=K > 1))
+            # one parameter vector: the P copies share their real part, so one error norm controls them all
+            ys = run(th, lambda f: integrate(f, yc, ts, method, step_size, rtol, atol, groups=K*P if K > 1 else None, stats=stats,
+                                             bound=bound, max_steps=max_steps, own_steps=K > 1, first_step=first_step))
         ys = ys.clone().reshape(K, P, *ys.shape[1:])  # clone: an ordinary tensor again, outside inference mode
         pred, jac = ys[:, 0].real, ys.imag/eps
     else:

@@ -24,7 +24,7 @@ from .data import SimODEData
 from .models import FIXED_STEP_METHODS, _device_of, _model_dim, param_dict, simulate, solver_options
 from .plotting import plot_time_series
 from .solvers import (NATIVE_METHODS, ParamSpec, SolveStats, SolverError, _Call, _broadcasts, integrate,
-                                       jacobian_mode, solve_with_jacobian)
+                                       rhs_traits, solve_with_jacobian)
 
 # %% auto #0
 __all__ = ['History', 'DivergenceError', 'train', 'FitResult', 'fit']
@@ -109,8 +109,8 @@ class _LossGrad:
         self.mode = "autograd"
         if method in NATIVE_METHODS and self.spec.size <= 64:
             theta = self.spec.vector(model)
-            bc = _broadcasts(model, self.spec, theta, dim)
-            if bc and jacobian_mode(model, self.spec, theta, dim, bc) == "complex": self.mode = "complex"
+            bc, mode = rhs_traits(model, self.spec, theta, dim)
+            if bc and mode == "complex": self.mode = "complex"
 
     def __call__(self, y0, ts, states):
         if self.mode == "complex":
@@ -241,8 +241,20 @@ def _lm_step(J, r, lam):
     D = torch.diagonal(A, dim1=1, dim2=2).clamp_min(1e-12*A.diagonal(dim1=1, dim2=2).amax(1, keepdim=True).clamp_min(1e-300))
     return -torch.linalg.solve(A + torch.diag_embed(lam[:, None]*D), g)
 
+def _lm_gain(J, r, lam):
+    "The Levenberg-Marquardt step (k, P) and the relative loss drop the linearised model predicts for it (k,)."
+    d = _lm_step(J, r, lam)
+    r_lin = r + (J @ d[..., None])[..., 0]  # residuals the linearised model predicts after the step
+    cost = r.square().sum(1)
+    return d, (cost - r_lin.square().sum(1))/cost.clamp_min(1e-300)
+
+def _lm_small(J, r, lam, theta, xtol: float, ftol: float):
+    "Whether the next step is negligible: no parameter moves by xtol, relatively, or the linear model predicts a loss drop below ftol, relatively."
+    d, drop = _lm_gain(J, r, lam)
+    return ((d.abs()/(theta.abs() + xtol)).amax(1) < xtol) | (drop < ftol)
+
 def _lm(residuals, theta, max_iter: int, xtol: float, ftol: float, history: list, on_iter=None):
-    "Levenberg-Marquardt for K problems at once. residuals(theta (k, P)) -> r (k, m), J (k, m, P), alive (k,)."
+    "Levenberg-Marquardt for K problems at once. residuals(theta (k, P)) -> r (k, m), J (k, m, P), alive (k,). Also returns the last (r, J, lam)."
     K, P = theta.shape
     r, J, alive = residuals(theta)
     if not alive.any():
@@ -254,6 +266,11 @@ def _lm(residuals, theta, max_iter: int, xtol: float, ftol: float, history: list
     history.append(cost.min().item())
     ref_cost = cost.clone()  # the loss 3 iterations ago, to spot starts that have stalled
     it = 0
+    if active.any():  # a start that is already at its optimum needs no trial solve
+        a = active.nonzero().flatten()
+        done = _lm_small(J[a], r[a], lam[a], theta[a], xtol, ftol)
+        converged[a[done]], active[a[done]] = True, False
+    if not active.any(): return theta, cost, converged, it, (r, J, lam)
     for it in range(1, max_iter + 1):
         a = active.nonzero().flatten()
         delta = _lm_step(J[a], r[a], lam[a])
@@ -267,22 +284,24 @@ def _lm(residuals, theta, max_iter: int, xtol: float, ftol: float, history: list
         theta[ib], r[ib], J[ib], cost[ib] = trial[better], rt[better], Jt[better], cost_t[better]
         lam[a] = torch.where(better, (lam[a]/3).clamp_min(1e-12), (lam[a]*4).clamp_max(1e16))
         done = (better & ((rel_step < xtol) | (rel_drop < ftol))) | (~better & (rel_step < xtol)) | (lam[a] >= 1e16)
-        if better.any():  # also converged when the next step, computed from the new Jacobian, is already below xtol
-            done[better] |= (_lm_step(J[ib], r[ib], lam[ib]).abs()/(theta[ib].abs() + xtol)).amax(1) < xtol
+        if better.any():  # also converged when the next step, computed from the new Jacobian, is negligible
+            done[better] |= _lm_small(J[ib], r[ib], lam[ib], theta[ib], xtol, ftol)
         converged[a] = done & (lam[a] < 1e16) | converged[a]
         if it % 3 == 0:  # give up on starts that crawl: no progress at all, or slow progress far above a converged start's loss
             gain = (ref_cost[a] - cost[a])/cost[a]
             best_done = cost[converged].min() if converged.any() else torch.tensor(float("inf"), dtype=cost.dtype)
             done = done | (gain <= 3e-6) | ((cost[a] > 1.1*best_done) & (gain < 3e-3))
+            if (~active).sum() >= 0.75*K:  # once most starts are done, stragglers at twice the best loss must at least halve theirs
+                done = done | ((cost[a] > 2*best_done) & (gain < 1.0))
             ref_cost = cost.clone()
         active[a[done]] = False
         history.append(cost.min().item())
         if on_iter is not None: on_iter(it, theta, cost)
         if not active.any(): break
-    return theta, cost, converged, it
+    return theta, cost, converged, it, (r, J, lam)
 
 # %% ../nbs/03_training.ipynb #d9520b04
-def _distinct_starts(theta, cost, tol: float = 1e-2):
+def _distinct_starts(theta, cost, tol: float = 5e-2):
     "Starts worth refining (within 10% of the best loss), one per point they reached; and for every start, which one stands for it."
     good = (cost <= 1.1*cost.min()).nonzero().flatten().tolist()
     reps, same = [], torch.full((len(theta),), -1, dtype=torch.long, device=theta.device)
@@ -315,7 +334,7 @@ def fit(model: nn.Module, # model whose trainable parameters are fitted (updated
         dtype: torch.dtype | None = torch.float64, # arithmetic of the fit (None: the model's own dtype)
         max_iter: int = 100, # iterations of LM (at the requested tolerance, after at most 20 loose ones) or of L-BFGS
         xtol: float = 1e-6, # stop when no parameter changes by more than this, relatively
-        ftol: float = 1e-10, # stop when the loss falls by less than this, relatively
+        ftol: float = 1e-10, # stop when the loss falls (or the next step would make it fall) by less than this, relatively
         starts: torch.Tensor | None = None, # (K, P) starting parameter vectors fitted together (LM); None: the model's values
         lr: float = 1e-2, # Adam learning rate ('adam-lbfgs')
         adam_steps: int = 300, # full-batch Adam steps before L-BFGS ('adam-lbfgs')
@@ -338,17 +357,18 @@ def fit(model: nn.Module, # model whose trainable parameters are fitted (updated
     work = copy.deepcopy(model).to(dtype)
     for p in work.parameters(): p.requires_grad_(False)
     stats, history, y0, t_start = SolveStats(), [], Y[:, 0], time.perf_counter()
-    bc = _broadcasts(work, spec, theta0, data.dim)
-    mode = jacobian_mode(work, spec, theta0, data.dim, bc) if spec.size <= 100 else "autograd"
+    bc, mode = rhs_traits(work, spec, theta0, data.dim) if spec.size <= 100 else (_broadcasts(work, spec, theta0, data.dim), "autograd")
     P = spec.size
     bound = 1e6*(1.0 + Y.abs().max().item())  # a trial whose states leave this range is hopeless: drop it early
     show = (lambda it, th, c: print(f"iteration {it}: loss {c.min().item():.6g}")) if verbose else None
 
     budget = [20_000]  # after the first solve: 3 times its steps, so a hopeless trial point cannot stall the fit
+    first = {}  # rtol -> the first accepted step of the last single-start solve: the next solve starts with it
     def residuals(theta, rtol=rtol, atol=atol):
         n0 = stats.steps + stats.rejected
         pred, J, alive = solve_with_jacobian(work, spec, theta, y0, ts, method, step_size, rtol, atol, mode, bc, stats=stats,
-                                             bound=bound, max_steps=budget[0])
+                                             bound=bound, max_steps=budget[0], first_step=first.get(rtol))
+        if theta.shape[0] == 1 and method == "dopri5" and stats.first_step: first[rtol] = stats.first_step
         if budget[0] == 20_000: budget[0] = min(20_000, 3*(stats.steps + stats.rejected - n0) + 100)
         k = theta.shape[0]
         return (pred - Y).reshape(k, -1), J.reshape(k, P, -1).transpose(1, 2), alive
@@ -360,10 +380,18 @@ def fit(model: nn.Module, # model whose trainable parameters are fitted (updated
         iters, keep = 0, slice(None)
         if method not in FIXED_STEP_METHODS and rtol < 1e-4:  # far from the optimum, cheap loose solves steer as well
             loose = lambda th: residuals(th, min(1e-4, 100*rtol), 100*atol)
-            theta, cost, conv, iters = _lm(loose, theta, min(max_iter, 20), max(xtol, 1e-3), max(ftol, 1e-6), history, show)
+            # a single start hands over to the tight solves once its next step is below 10%; several starts converge
+            # loosely first (to 1e-3), so that the starts that reached the same minimum can be told apart from the others
+            loose_xtol = max(xtol, 0.1 if theta.shape[0] == 1 else 1e-3)
+            theta, cost, conv, iters, (r, J, lam) = _lm(loose, theta, min(max_iter, 20), loose_xtol, max(ftol, 1e-6), history, show)
             keep, same = _distinct_starts(theta, cost)  # starts in worse minima keep their loose-phase result
+            # a start that stopped loosely takes one more step from its last (loose) Jacobian before the first tight solve,
+            # unless that step promises a loss drop below 0.1%, which the loose solves' own error can fake (a start near its optimum)
+            d, drop = _lm_gain(J[keep], r[keep], lam[keep])
+            nxt = torch.where((conv[keep] & (drop >= 1e-3))[:, None], d, 0.0).nan_to_num(0.0)
             conv = torch.zeros_like(conv)
-        th_k, cost_k, conv_k, it2 = _lm(residuals, theta[keep].clone(), max_iter, xtol, ftol, history, show)
+        else: nxt = 0.0
+        th_k, cost_k, conv_k, it2, _ = _lm(residuals, (theta[keep] + nxt).clone(), max_iter, xtol, ftol, history, show)
         if isinstance(keep, slice): theta, cost, conv = th_k, cost_k, conv_k
         else:  # each refined start also stands for the starts that had reached the same point
             for i, k in enumerate(keep.tolist()):

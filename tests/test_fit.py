@@ -38,6 +38,21 @@ def test_noisy_lv_fit_and_history(lv_data):
     assert m.model_params.dtype == torch.float32 and "converged" in repr(r)
 
 
+def test_a_fit_started_at_its_optimum_stops_without_a_trial(lv_data):
+    m = LotkaVolterra(1.6, 1.1, 2.7, 1.2)
+    first = fit(m, lv_data)
+    again = fit(m, lv_data)  # the model now holds the optimum
+    assert again.converged and rel(again.params, first.params) < 1e-6
+    assert again.stats.solves <= 3  # loose solve, hand-over step, and no confirming trial at the requested tolerance
+
+
+def test_stopping_rule_reaches_a_tighter_optimum_to_its_tolerance(lv_data):
+    ref = fit(LotkaVolterra(1.6, 1.1, 2.7, 1.2), lv_data, rtol=1e-10, atol=1e-12, ftol=1e-15, xtol=1e-12)
+    r = fit(LotkaVolterra(1.6, 1.1, 2.7, 1.2), lv_data)  # defaults: rtol=1e-6, ftol=1e-10
+    assert rel(r.params, ref.params) < 2e-5  # the predicted-gain stop does not stop early
+    assert r.stats.solves < ref.stats.solves
+
+
 def test_float32_fit(lv_data):
     r = fit(LotkaVolterra(1.6, 1.1, 2.7, 1.2), lv_data, dtype=None, rtol=1e-5, atol=1e-7)
     r64 = fit(LotkaVolterra(1.6, 1.1, 2.7, 1.2), lv_data)

@@ -6,7 +6,7 @@ from torchdiffeq import odeint
 
 from paramfittorchdemo import Lorenz, LotkaVolterra, NeuralDiffEq, VDP, simulate
 from paramfittorchdemo.solvers import (ParamSpec, SolveStats, SolverError, _broadcasts, dopri5,
-                                       integrate, jacobian_mode, rk4, solve_with_jacobian)
+                                       integrate, jacobian_mode, rhs_traits, rk4, solve_with_jacobian)
 
 f64 = dict(dtype=torch.float64)
 
@@ -112,6 +112,38 @@ class NonAnalytic(torch.nn.Module):
         super().__init__()
         self.k = torch.nn.Parameter(torch.tensor(0.5))
     def forward(self, t, y): return -self.k*y.abs()
+
+
+@pytest.mark.parametrize("cls", [VDP, LotkaVolterra, Lorenz])
+def test_known_traits_of_built_in_models_are_what_the_checks_find(cls):
+    m = (cls(0.3) if cls is VDP else cls()).double()
+    spec = ParamSpec.of(m)
+    theta = spec.vector(m)
+    bc = _broadcasts(m, spec, theta, m.dim)
+    assert rhs_traits(m, spec, theta, m.dim) == (bc, jacobian_mode(m, spec, theta, m.dim, bc)) == (True, "complex")
+    class Abs(cls):  # a subclass with its own right-hand side is checked, not trusted
+        def forward(self, t, y): return super().forward(t, y).abs()
+    a = (Abs(0.3) if cls is VDP else Abs()).double()
+    assert rhs_traits(a, spec, theta, m.dim)[1] == "central"
+
+
+def test_dopri5_first_step_only_changes_the_start():
+    m, ts = LotkaVolterra().double(), torch.arange(0.0, 10.0, 0.1, **f64)
+    y0 = torch.tensor([[2.5, 2.5], [1.0, 3.0]], **f64)
+    st = SolveStats()
+    ref = dopri5(m, y0, ts, stats=st)
+    assert st.first_step > 0
+    for h in (st.first_step, 1e-4, 5.0):  # the recorded step, a tiny one and one far too large (rejected, then shrunk)
+        st2 = SolveStats()
+        ys = dopri5(m, y0, ts, first_step=h, stats=st2)
+        assert torch.allclose(ys, ref, rtol=1e-4, atol=1e-5)
+    st3 = SolveStats(); dopri5(m, y0, ts, first_step=st.first_step, stats=st3)
+    assert st3.nfe < st.nfe  # the starting-step estimate is skipped
+
+
+def test_dopri5_bound_without_groups_raises():
+    with pytest.raises(SolverError, match="bound"):
+        dopri5(lambda t, y: y**2, torch.ones(1, 1, **f64), torch.linspace(0, 0.99, 5, **f64), bound=10.0)
 
 
 def test_jacobian_mode_detects_non_analytic_models():
