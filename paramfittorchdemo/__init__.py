@@ -5,3 +5,5 @@ from .models import *
 from .data import *
 from .plotting import *
 from .training import *
+from .observations import *
+from .estimation import *

@@ -273,7 +273,7 @@ def _lm(residuals, theta, max_iter: int, xtol: float, ftol: float, history: list
     if not active.any(): return theta, cost, converged, it, (r, J, lam)
     for it in range(1, max_iter + 1):
         a = active.nonzero().flatten()
-        delta = _lm_step(J[a], r[a], lam[a])
+        delta, pred = _lm_gain(J[a], r[a], lam[a])
         trial = theta[a] + delta
         rt, Jt, alive_t = residuals(trial)
         cost_t = torch.where(alive_t, rt.nan_to_num().square().mean(1), torch.full_like(cost[a], float("inf")))
@@ -283,7 +283,8 @@ def _lm(residuals, theta, max_iter: int, xtol: float, ftol: float, history: list
         rel_drop = (cost[a] - cost_t)/cost[a].clamp_min(1e-300)
         theta[ib], r[ib], J[ib], cost[ib] = trial[better], rt[better], Jt[better], cost_t[better]
         lam[a] = torch.where(better, (lam[a]/3).clamp_min(1e-12), (lam[a]*4).clamp_max(1e16))
-        done = (better & ((rel_step < xtol) | (rel_drop < ftol))) | (~better & (rel_step < xtol)) | (lam[a] >= 1e16)
+        # a rejected step that promised a drop below 100*ftol: the solver's own error hides any further gain, so this is the optimum
+        done = (better & ((rel_step < xtol) | (rel_drop < ftol))) | (~better & ((rel_step < xtol) | (pred < 100*ftol))) | (lam[a] >= 1e16)
         if better.any():  # also converged when the next step, computed from the new Jacobian, is negligible
             done[better] |= _lm_small(J[ib], r[ib], lam[ib], theta[ib], xtol, ftol)
         converged[a] = done & (lam[a] < 1e16) | converged[a]
@@ -301,6 +302,32 @@ def _lm(residuals, theta, max_iter: int, xtol: float, ftol: float, history: list
     return theta, cost, converged, it, (r, J, lam)
 
 # %% ../nbs/03_training.ipynb #d9520b04
+def _lm_phases(residuals, # residuals(theta (k, P)) -> r (k, m), J (k, m, P), alive (k,), at the requested accuracy
+               loose, # the same at a loose accuracy, or None for a single phase
+               theta: torch.Tensor, # starts, (K, P)
+               max_iter: int, xtol: float, ftol: float, history: list, on_iter=None,
+              ) -> tuple: # theta (K, P), cost (K,), converged (K,), iterations, (r, J) of the refined starts' last accepted point
+    "Levenberg-Marquardt in two phases: loose solves while far from the optimum, then the requested accuracy from where they stopped."
+    iters, keep, nxt = 0, slice(None), 0.0
+    if loose is not None:
+        # a single start hands over to the tight solves once its next step is below 10%; several starts converge
+        # loosely first (to 1e-3), so that the starts that reached the same minimum can be told apart from the others
+        loose_xtol = max(xtol, 0.1 if theta.shape[0] == 1 else 1e-3)
+        theta, cost, conv, iters, (r, J, lam) = _lm(loose, theta, min(max_iter, 20), loose_xtol, max(ftol, 1e-6), history, on_iter)
+        keep, same = _distinct_starts(theta, cost)  # starts in worse minima keep their loose-phase result
+        # a start that stopped loosely takes one more step from its last (loose) Jacobian before the first tight solve,
+        # unless that step promises a loss drop below 0.1%, which the loose solves' own error can fake (a start near its optimum)
+        d, drop = _lm_gain(J[keep], r[keep], lam[keep])
+        nxt = torch.where((conv[keep] & (drop >= 1e-3))[:, None], d, 0.0).nan_to_num(0.0)
+        conv = torch.zeros_like(conv)
+    th_k, cost_k, conv_k, it2, (r, J, _) = _lm(residuals, (theta[keep] + nxt).clone(), max_iter, xtol, ftol, history, on_iter)
+    if isinstance(keep, slice): theta, cost, conv = th_k, cost_k, conv_k
+    else:  # each refined start also stands for the starts that had reached the same point
+        for i, k in enumerate(keep.tolist()):
+            m = same == k
+            theta[m], cost[m], conv[m] = th_k[i], cost_k[i], conv_k[i]
+    return theta, cost, conv, iters + it2, (r, J)
+
 def _distinct_starts(theta, cost, tol: float = 5e-2):
     "Starts worth refining (within 10% of the best loss), one per point they reached; and for every start, which one stands for it."
     good = (cost <= 1.1*cost.min()).nonzero().flatten().tolist()
@@ -377,27 +404,10 @@ def fit(model: nn.Module, # model whose trainable parameters are fitted (updated
     if optimizer == "lm":
         if mode == "autograd": raise ValueError(f"fit: optimizer='lm' needs at most 100 parameters, the model has {P}; use 'adam-lbfgs'.")
         theta = (starts.to(device, dtype) if starts is not None else theta0[None]).clone()
-        iters, keep = 0, slice(None)
+        loose = None
         if method not in FIXED_STEP_METHODS and rtol < 1e-4:  # far from the optimum, cheap loose solves steer as well
             loose = lambda th: residuals(th, min(1e-4, 100*rtol), 100*atol)
-            # a single start hands over to the tight solves once its next step is below 10%; several starts converge
-            # loosely first (to 1e-3), so that the starts that reached the same minimum can be told apart from the others
-            loose_xtol = max(xtol, 0.1 if theta.shape[0] == 1 else 1e-3)
-            theta, cost, conv, iters, (r, J, lam) = _lm(loose, theta, min(max_iter, 20), loose_xtol, max(ftol, 1e-6), history, show)
-            keep, same = _distinct_starts(theta, cost)  # starts in worse minima keep their loose-phase result
-            # a start that stopped loosely takes one more step from its last (loose) Jacobian before the first tight solve,
-            # unless that step promises a loss drop below 0.1%, which the loose solves' own error can fake (a start near its optimum)
-            d, drop = _lm_gain(J[keep], r[keep], lam[keep])
-            nxt = torch.where((conv[keep] & (drop >= 1e-3))[:, None], d, 0.0).nan_to_num(0.0)
-            conv = torch.zeros_like(conv)
-        else: nxt = 0.0
-        th_k, cost_k, conv_k, it2, _ = _lm(residuals, (theta[keep] + nxt).clone(), max_iter, xtol, ftol, history, show)
-        if isinstance(keep, slice): theta, cost, conv = th_k, cost_k, conv_k
-        else:  # each refined start also stands for the starts that had reached the same point
-            for i, k in enumerate(keep.tolist()):
-                m = same == k
-                theta[m], cost[m], conv[m] = th_k[i], cost_k[i], conv_k[i]
-        iters += it2
+        theta, cost, conv, iters, _ = _lm_phases(residuals, loose, theta, max_iter, xtol, ftol, history, show)
         best = int(cost.argmin())
         spec.load(model, theta[best])
         loss, converged = cost[best].item(), bool(conv[best])
