@@ -7,3 +7,4 @@ from .plotting import *
 from .training import *
 from .observations import *
 from .estimation import *
+from .discovery import *

@@ -14,7 +14,7 @@ from torchdiffeq import odeint
 
 # %% auto #0
 __all__ = ['FIXED_STEP_METHODS', 'ADAPTIVE_METHODS', 'solver_options', 'simulate', 'VDP', 'LotkaVolterra', 'Lorenz',
-           'NeuralDiffEq', 'param_dict']
+           'NeuralDiffEq', 'param_dict', 'FunctionODE', 'HybridODE', 'ODEBlock']
 
 # %% ../nbs/00_models.ipynb #19db9ba9
 FIXED_STEP_METHODS = ("euler", "midpoint", "heun2", "heun3", "rk4", "explicit_adams", "implicit_adams", "fixed_adams")
@@ -231,13 +231,252 @@ class NeuralDiffEq(nn.Module):
 # %% ../nbs/00_models.ipynb #4c409225
 def param_dict(model: nn.Module, # any module
               ) -> dict[str, float]: # parameter name -> current value
-    "Current values of every trainable scalar in `model`, keyed by name."
-    names, out = getattr(model, "param_names", None), {}
+    "Current values of every trainable scalar in `model`, keyed by name (submodules' `param_names` are used too, prefixed by their path)."
+    modules, out = dict(model.named_modules()), {}
     for pname, p in model.named_parameters():
         if not p.requires_grad: continue
         flat = p.detach().reshape(-1).tolist()
-        if names is not None and len(flat) == len(names) and pname in ("model_params", names[0]):
-            out.update(zip(names, flat))
+        owner, _, leaf = pname.rpartition(".")
+        names = getattr(modules.get(owner), "param_names", None)
+        if names is not None and len(flat) == len(names) and leaf in ("model_params", names[0]):
+            out.update({(f"{owner}.{n}" if owner else n): v for n, v in zip(names, flat)})
         elif len(flat) == 1: out[pname] = flat[0]
         else: out.update({f"{pname}[{i}]": v for i, v in enumerate(flat)})
     return out
+
+# %% ../nbs/00_models.ipynb #8ac9ed9e
+def _check_dim(dim, caller: str) -> int:
+    "Check a state dimension: a positive integer."
+    if isinstance(dim, bool) or not isinstance(dim, int):
+        raise TypeError(f"{caller} needs dim as a positive integer (the length of the state vector), got {type(dim).__name__} {dim!r}.")
+    if dim < 1:
+        raise ValueError(f"{caller} needs dim as a positive integer (the length of the state vector), got {dim}.")
+    return dim
+
+def _check_flag(value, name: str, caller: str) -> bool:
+    "Check a switch: True or False, nothing that merely looks like one."
+    if not isinstance(value, bool):
+        raise TypeError(f"{caller} needs {name} as True or False, got {type(value).__name__} {value!r}.")
+    return value
+
+# %% ../nbs/00_models.ipynb #8f2e3d80
+class FunctionODE(nn.Module):
+    "A right-hand side written as a plain function f(t, y, **params) with named, learnable scalar parameters."
+    def __init__(self,
+                 f, # right-hand side f(t, y, **params): y is (..., dim), each parameter a 0-d tensor; returns (..., dim)
+                 dim: int, # state dimension
+                 autonomous: bool = True, # whether f ignores t (the solvers then skip building time tensors)
+                 trainable: bool = True, # False: the parameters are buffers (they move with the module but are not fitted)
+                 **params: float, # starting values of the parameters, by name, e.g. alpha=1.3
+                ):
+        super().__init__()
+        if not callable(f):
+            raise TypeError(f"FunctionODE needs f as a function f(t, y, **params), got {type(f).__name__} {f!r}; "
+                            f"e.g. FunctionODE(lambda t, y, k: -k*y, dim=1, k=0.5).")
+        self.dim = _check_dim(dim, "FunctionODE")
+        self.autonomous = _check_flag(autonomous, "autonomous", "FunctionODE")
+        trainable = _check_flag(trainable, "trainable", "FunctionODE")
+        self.f, self.param_names = f, tuple(params)
+        for name, value in params.items():
+            if hasattr(self, name):
+                raise ValueError(f"FunctionODE cannot name a parameter {name!r}: the module already has an attribute of "
+                                 f"that name; rename it, e.g. {name}_={value!r}.")
+            value = _as_scalar(value, name, "FunctionODE")
+            if trainable: self.register_parameter(name, nn.Parameter(value))
+            else: self.register_buffer(name, value)
+
+    def forward(self,
+                t: torch.Tensor, # time, a 0-d tensor (ignored when autonomous)
+                y: torch.Tensor, # states, (..., dim)
+               ) -> torch.Tensor: # derivatives, (..., dim)
+        "Call `f` with the current values of the parameters."
+        return self.f(t, y, **{name: getattr(self, name) for name in self.param_names})
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{name}={getattr(self, name).item():.4g}" for name in self.param_names)
+
+# %% ../nbs/00_models.ipynb #6f30a4d1
+def _positive_int(value, name: str, caller: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{caller} needs {name} as a positive integer, got {type(value).__name__} {value!r}.")
+    return value
+
+def _activation_layer(activation, caller: str) -> nn.Module:
+    "One layer made by the activation class `activation`."
+    if isinstance(activation, nn.Module):
+        raise TypeError(f"{caller} needs activation as a class such as nn.Tanh (it makes one per layer), got the "
+                        f"instance {activation!r}; drop the parentheses.")
+    try: layer = activation() if callable(activation) else None
+    except TypeError: layer = None  # e.g. torch.tanh, a function that needs an argument
+    if not isinstance(layer, nn.Module):
+        raise TypeError(f"{caller} needs activation as a class such as nn.Tanh whose call returns an nn.Module, "
+                        f"got {activation!r}.")
+    return layer
+
+def _mlp(n_in: int, n_out: int, hidden: int, depth: int, activation) -> nn.Sequential:
+    "`depth` hidden layers of width `hidden`, then an output layer initialised to zero (the network starts as the zero function)."
+    layers, width = [], n_in
+    for _ in range(depth):
+        layers += [nn.Linear(width, hidden), activation()]
+        width = hidden
+    out = nn.Linear(width, n_out)
+    nn.init.zeros_(out.weight); nn.init.zeros_(out.bias)
+    return nn.Sequential(*layers, out)
+
+def _check_inputs(inputs, n_inputs, caller: str):
+    "Check the external inputs u(t) and their size by evaluating u at t = 0."
+    if isinstance(n_inputs, bool) or not isinstance(n_inputs, int) or n_inputs < 0:
+        raise ValueError(f"{caller} needs n_inputs as an integer >= 0 (the length of u(t)), got {n_inputs!r}.")
+    if inputs is None:
+        if n_inputs:
+            raise ValueError(f"{caller} got n_inputs={n_inputs} but no inputs; pass inputs=u, a function u(t) -> tensor "
+                             f"({n_inputs},), or leave n_inputs out.")
+        return
+    if not callable(inputs):
+        raise TypeError(f"{caller} needs inputs as a function u(t) -> tensor (n_inputs,), got {type(inputs).__name__}.")
+    if n_inputs == 0:
+        raise ValueError(f"{caller} got inputs but n_inputs=0; pass the length of u(t), e.g. n_inputs=1 for one forcing signal.")
+    dev = _device_of(inputs) if isinstance(inputs, nn.Module) else None
+    try: u = inputs(torch.zeros((), device=dev))
+    except Exception as e:
+        raise ValueError(f"{caller} evaluated inputs(t) at t=0 to check its size, and it failed: {e}") from e
+    if not isinstance(u, torch.Tensor) or u.ndim == 0 or u.shape[-1] != n_inputs:
+        got = f"shape {tuple(u.shape)}" if isinstance(u, torch.Tensor) else type(u).__name__
+        raise ValueError(f"{caller} needs inputs(t) to return a tensor of shape (n_inputs,) = ({n_inputs},), got {got}; "
+                         f"for one signal return e.g. torch.sin(t).reshape(1).")
+
+# %% ../nbs/00_models.ipynb #65ae97da
+class HybridODE(nn.Module):
+    "A universal differential equation: a known mechanistic right-hand side plus a learned term for what it misses."
+    def __init__(self,
+                 known: nn.Module, # the mechanistic part, called known(t, y) on states (..., dim); declares `dim` (or pass dim=)
+                 term: nn.Module | None = None, # the learned part, any module with forward(t, y) -> (..., dim); None builds an MLP
+                 hidden: int = 32, # width of the MLP's hidden layers
+                 depth: int = 2, # number of hidden layers of the MLP
+                 activation=nn.Tanh, # activation class of the MLP, one instance per layer
+                 time_input: bool = False, # the MLP also sees t
+                 inputs=None, # external inputs fed to the MLP: a function u(t) -> (n_inputs,), e.g. a forcing signal
+                 n_inputs: int = 0, # the length of u(t)
+                 train_known: bool = True, # False freezes the mechanistic parameters (sets their requires_grad to False)
+                 scale: float = 1.0, # the MLP's output is multiplied by this: the typical size of the missing term
+                 dim: int | None = None, # state dimension, when `known` does not declare one
+                ):
+        super().__init__()
+        if not isinstance(known, nn.Module):
+            raise TypeError(f"HybridODE needs known as an nn.Module called as known(t, y), got {type(known).__name__}; "
+                            f"wrap a plain function in FunctionODE(f, dim=...).")
+        own = _model_dim(known)
+        if dim is None and own is None:
+            raise ValueError(f"HybridODE needs the state dimension, but {type(known).__name__} declares no `dim`; "
+                             f"pass it, e.g. HybridODE(known, dim=2).")
+        if dim is not None:
+            _check_dim(dim, "HybridODE")
+            if own is not None and own != dim:
+                raise ValueError(f"HybridODE got dim={dim}, but {type(known).__name__} has dim={own}; leave dim out or make them agree.")
+        self.known, self.dim = known, own if dim is None else dim
+        self.time_input = _check_flag(time_input, "time_input", "HybridODE")
+        _check_flag(train_known, "train_known", "HybridODE")
+        _check_inputs(inputs, n_inputs, "HybridODE")
+        scale = _as_scalar(scale, "scale", "HybridODE").item()
+        if scale <= 0: raise ValueError(f"HybridODE needs scale > 0 (the typical size of the missing term), got {scale:g}.")
+        self.inputs, self.n_inputs, self.scale = inputs, n_inputs, scale
+        self._builds_mlp = term is None
+        if term is None:
+            _positive_int(hidden, "hidden", "HybridODE"); _positive_int(depth, "depth", "HybridODE")
+            _activation_layer(activation, "HybridODE")
+            self.term = _mlp(self.dim + int(time_input) + n_inputs, self.dim, hidden, depth, activation)
+            self.autonomous = getattr(known, "autonomous", False) and not time_input and inputs is None
+        else:
+            self.term = self._check_term(term, time_input, inputs, scale)
+            self.autonomous = getattr(known, "autonomous", False) and getattr(term, "autonomous", False)
+        if not train_known:
+            for p in known.parameters(): p.requires_grad_(False)
+
+    def _check_term(self, term, time_input, inputs, scale):
+        "A custom learned term: a module of the right dimension that needs none of the MLP's options."
+        if not isinstance(term, nn.Module):
+            raise TypeError(f"HybridODE needs term as an nn.Module with forward(t, y), got {type(term).__name__}; "
+                            f"wrap a plain function in FunctionODE(f, dim=...).")
+        if _model_dim(term) not in (None, self.dim):
+            raise ValueError(f"HybridODE's term {type(term).__name__} has dim={term.dim}, but the known part has dim={self.dim}.")
+        if time_input or inputs is not None or scale != 1.0:
+            raise ValueError("HybridODE's time_input, inputs and scale shape the built MLP; a custom term receives (t, y) "
+                             "itself, so handle time, inputs and scale inside it.")
+        return term
+
+    def _features(self, t, y):
+        "The MLP's input: y, then t and u(t) broadcast to y's batch shape, (..., dim + time_input + n_inputs)."
+        if not self.time_input and self.inputs is None: return y
+        batch = y.shape[:-1]
+        t = torch.as_tensor(t, dtype=y.real.dtype, device=y.device)
+        parts = [y]
+        if self.time_input: parts.append(torch.broadcast_to(t[..., None], (*batch, 1)).to(y.dtype))
+        if self.inputs is not None:
+            u = self.inputs(t).to(device=y.device, dtype=y.dtype)  # (n_inputs,)
+            parts.append(torch.broadcast_to(u, (*batch, self.n_inputs)))
+        return torch.cat(parts, dim=-1)
+
+    def unknown(self,
+                t: torch.Tensor, # time, a 0-d tensor
+                y: torch.Tensor, # states, (..., dim)
+               ) -> torch.Tensor: # the learned term alone, (..., dim)
+        "The learned part of the right-hand side."
+        if not self._builds_mlp: return self.term(t, y)
+        out = self.term(self._features(t, y))
+        return out if self.scale == 1.0 else out*self.scale
+
+    def forward(self,
+                t: torch.Tensor, # time, a 0-d tensor
+                y: torch.Tensor, # states, (..., dim)
+               ) -> torch.Tensor: # derivatives, (..., dim)
+        "The known right-hand side plus the learned term."
+        return self.known(t, y) + self.unknown(t, y)
+
+    def extra_repr(self) -> str:
+        k, n = self.known, sum(p.numel() for p in self.term.parameters())
+        parts = [f"dim={self.dim}", f"known={type(k).__name__}({k.extra_repr()})", f"term: {n} parameters"]
+        if self.time_input: parts.append("time_input=True")
+        if self.inputs is not None: parts.append(f"n_inputs={self.n_inputs}")
+        if self.scale != 1.0: parts.append(f"scale={self.scale:.4g}")
+        return ", ".join(parts)
+
+# %% ../nbs/00_models.ipynb #93d8561f
+class ODEBlock(nn.Module):
+    "An ODE layer: integrates its vector field from the input state, so it can sit inside nn.Sequential (encoder -> ODE -> decoder)."
+    def __init__(self,
+                 func: nn.Module, # vector field func(t, y) on states (..., dim)
+                 ts: torch.Tensor, # output times, (time,), strictly increasing; ts[0] is the time of the input state
+                 method: str = "rk4", # solver: 'rk4' or 'dopri5' natively, any torchdiffeq method otherwise
+                 step_size: float | None = None, # grid step of a fixed-step method; None steps from output time to output time
+                 rtol: float = 1e-6, # relative tolerance of an adaptive method
+                 atol: float = 1e-8, # absolute tolerance of an adaptive method
+                 last_only: bool = False, # return only the states at ts[-1], (batch, dim)
+                ):
+        super().__init__()
+        if not isinstance(func, nn.Module):
+            raise TypeError(f"ODEBlock needs func as an nn.Module called as func(t, y), got {type(func).__name__}; "
+                            f"wrap a plain function in FunctionODE(f, dim=...).")
+        solver_options(method, step_size, rtol, atol)
+        _check_ts(ts, "ODEBlock")
+        self.func, self.dim = func, _model_dim(func)
+        self.method, self.step_size, self.rtol, self.atol = method, step_size, rtol, atol
+        self.last_only = _check_flag(last_only, "last_only", "ODEBlock")
+        self.register_buffer("ts", ts.detach().clone())
+
+    def forward(self,
+                y0: torch.Tensor, # initial states at ts[0], (batch, dim); any leading batch shape works
+               ) -> torch.Tensor: # trajectories (batch, time, dim), or the states at ts[-1], (batch, dim), with last_only
+        "Integrate `func` from `y0` over `ts` (differentiable)."
+        from paramfittorchdemo.solvers import integrate  # imported here: the solvers module imports this one
+        if not isinstance(y0, torch.Tensor) or y0.ndim == 0 or (self.dim is not None and y0.shape[-1] != self.dim):
+            got = f"shape {tuple(y0.shape)}" if isinstance(y0, torch.Tensor) else type(y0).__name__
+            raise ValueError(f"ODEBlock needs y0 of shape (batch, {self.dim or 'state'}), got {got}; "
+                             f"check that the layer before it outputs {self.dim or 'state'} features.")
+        ys = integrate(self.func, y0, self.ts, self.method, self.step_size, self.rtol, self.atol)  # (batch, time, dim)
+        return ys[..., -1, :] if self.last_only else ys
+
+    def extra_repr(self) -> str:
+        parts = [f"ts=[{self.ts[0].item():.4g}, {self.ts[-1].item():.4g}] ({len(self.ts)} points)", f"method={self.method!r}"]
+        if self.step_size is not None: parts.append(f"step_size={self.step_size:g}")
+        if self.last_only: parts.append("last_only=True")
+        return ", ".join(parts)
