@@ -5,9 +5,14 @@
 # %% ../nbs/03_training.ipynb #422b4fa0
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
+import pickle
+import random
+import re
+import tempfile
 import time
 from dataclasses import dataclass, field
 from numbers import Real
@@ -15,6 +20,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call
@@ -27,7 +33,8 @@ from .solvers import (NATIVE_METHODS, ParamSpec, SolveStats, SolverError, _Call,
                                        rhs_traits, solve_with_jacobian)
 
 # %% auto #0
-__all__ = ['History', 'DivergenceError', 'train', 'FitResult', 'fit']
+__all__ = ['History', 'DivergenceError', 'TrainState', 'Callback', 'PlotSnapshots', 'save_checkpoint', 'load_checkpoint', 'train',
+           'FitResult', 'fit', 'ProgressBar', 'BestParameters', 'EarlyStopping', 'TensorBoardLogger', 'MLflowLogger']
 
 # %% ../nbs/03_training.ipynb #ba05691a
 @dataclass
@@ -36,7 +43,7 @@ class History:
     loss: list = field(default_factory=list) # per epoch, the sum of the mini-batch MSE losses (the printed number)
     params: dict = field(default_factory=dict) # parameter name -> value after each epoch (models with at most 64 scalars)
     seconds: float = 0.0 # wall time of the loop
-    stop_reason: str = "" # "completed", or why training stopped early
+    stop_reason: str = "" # "completed", "early stop" (a callback), "interrupted" (Ctrl-C) or "diverged: ..."
 
     @property
     def epochs(self) -> int: return len(self.loss)
@@ -53,14 +60,14 @@ class DivergenceError(FloatingPointError):
         self.history = history
 
 # %% ../nbs/03_training.ipynb #7158570a
-def _positive(value, name: str, integer: bool = False, allow_none: bool = False):
+def _positive(value, name: str, integer: bool = False, allow_none: bool = False, caller: str = "train"):
     if value is None and allow_none: return None
     kind = "a positive integer" if integer else "a positive finite number"
     ok = not isinstance(value, bool) and (isinstance(value, int) if integer else isinstance(value, Real))
     if not ok or not math.isfinite(value) or value <= 0:
         extra = " or None" if allow_none else ""
         raise (TypeError if not ok and not isinstance(value, Real) else ValueError)(
-            f"train needs {name} as {kind}{extra}, got {value!r}.")
+            f"{caller} needs {name} as {kind}{extra}, got {value!r}.")
     return value
 
 def _check_model_data(model, data):
@@ -126,6 +133,225 @@ class _LossGrad:
         loss.backward()
         return loss.detach()
 
+# %% ../nbs/03_training.ipynb #ea085db7
+@dataclass
+class TrainState:
+    "What a `Callback` sees of a `train` or `fit` run; set `stop` (or return True from `on_epoch_end`) to end it early."
+    model: nn.Module # the model being fitted (in `fit` it holds the current iterate while the callbacks run)
+    epoch: int = 0 # 0-based epoch (train) or iteration (fit) that just ended; in on_fit_start the first one to run
+    loss: float = math.nan # its loss: the sum of the mini-batch losses (train) or the mean squared error (fit)
+    history: Union[History, list] = field(default_factory=list) # train: the History so far; fit: the list of losses
+    params: dict = field(default_factory=dict) # parameter name -> value, named as by param_dict ({} above 64 scalars)
+    data: Optional[SimODEData] = None # the data being fitted
+    optimizer: Optional[torch.optim.Optimizer] = None # the torch optimiser (None during Levenberg-Marquardt)
+    stop: bool = False # set True to stop after this epoch
+    extra: dict = field(default_factory=dict) # 'caller', 'options', 'total', fit's 'phase'; 'stop_reason' in on_fit_end
+
+# %% ../nbs/03_training.ipynb #cf92d119
+class Callback:
+    "Hooks called by train and fit; override what you need. Returning True from on_epoch_end asks the loop to stop early."
+    def on_fit_start(self, state: TrainState): pass # before the first epoch (or iteration)
+    def on_epoch_end(self, state: TrainState): pass # train: after every epoch; fit: after every optimiser iteration
+    def on_fit_end(self, state: TrainState): pass # at the end, also after an early stop, a DivergenceError or a KeyboardInterrupt
+
+# %% ../nbs/03_training.ipynb #0a2a1ddf
+_HOOKS = ("on_fit_start", "on_epoch_end", "on_fit_end")
+
+def _check_callbacks(callbacks, # None, one Callback, or a list or tuple of them
+                     caller: str, # 'train' or 'fit', for the message
+                    ) -> list: # the callbacks as a list
+    "Check `callbacks` before any work: Callback objects (or objects with at least one of the hooks)."
+    if callbacks is None: return []
+    cbs = [callbacks] if not isinstance(callbacks, (list, tuple)) else list(callbacks)
+    for cb in cbs:
+        if not isinstance(cb, Callback) and not any(callable(getattr(cb, h, None)) for h in _HOOKS):
+            raise TypeError(f"{caller} needs callbacks as Callback objects (or a list of them), got {type(cb).__name__} {cb!r}; "
+                            f"subclass paramfittorchdemo.training.Callback and override on_epoch_end, on_fit_start or on_fit_end.")
+    return cbs
+
+def _run_hooks(callbacks: list, hook: str, state: TrainState) -> bool:
+    "Call `hook` on every callback in order; True when one of them asked to stop (returned True, or set `state.stop`)."
+    stop = False
+    for cb in callbacks:
+        f = getattr(cb, hook, None)
+        if f is not None and f(state): stop = True
+    return stop or state.stop
+
+def _end_hooks(callbacks: list, state: TrainState, reason: str):
+    "Record why the run ended and call every `on_fit_end`."
+    state.extra["stop_reason"] = reason
+    _run_hooks(callbacks, "on_fit_end", state)
+
+# %% ../nbs/03_training.ipynb #2965458d
+class _PrintLoss(Callback):
+    "train's `show_every`: print the epoch's loss every `every` epochs, as the post did."
+    def __init__(self, every: int): self.every = every
+    def on_epoch_end(self, state):
+        if state.epoch % self.every == 0: print(f"Loss at {state.epoch}: {state.loss}")
+
+def _fit_figure(model: nn.Module, data: SimODEData, title: str):
+    "The post's plot of the first trajectory against `model` (and the data's true model, if known)."
+    ts = data[0][0]
+    fig, ax = plot_time_series(data.true_model, model, data[0], time_range=(float(ts[0]), float(ts[-1])), title=title)
+    return fig
+
+def _save_snapshot(model, data, epoch: int, model_name: str, plot_dir):
+    "Save the post's plot of the first trajectory against the current fit."
+    fig = _fit_figure(model, data, f"Epoch: {epoch}")
+    fig.savefig(Path(plot_dir)/f"{epoch}_{model_name}_fit_plot.png")
+    plt.close(fig)
+
+class PlotSnapshots(Callback):
+    "Save a plot of the fit of the first trajectory every `every` epochs (or `fit` iterations): the post's `save_plots_every`."
+    def __init__(self, every: int, # save after epochs 0, every, 2*every, ...
+                 folder: Union[str, Path], # where the PNG files go (created if missing)
+                 model_name: str = "", # part of the file names, '{epoch}_{model_name}_fit_plot.png'
+                ):
+        self.every = _positive(every, "every", integer=True, caller="PlotSnapshots")
+        if not isinstance(folder, (str, os.PathLike)):
+            raise TypeError(f"PlotSnapshots needs folder as a path (str or pathlib.Path), got {type(folder).__name__}.")
+        self.folder, self.model_name = Path(folder), str(model_name)
+
+    def on_fit_start(self, state): self.folder.mkdir(parents=True, exist_ok=True)
+    def on_epoch_end(self, state):
+        if state.epoch % self.every == 0: _save_snapshot(state.model, state.data, state.epoch, self.model_name, self.folder)
+
+# %% ../nbs/03_training.ipynb #419e3392
+def _fsync_dir(folder: Path):
+    "Make a rename in `folder` durable (POSIX); a no-op where folders cannot be opened."
+    try: fd = os.open(folder, os.O_RDONLY)
+    except OSError: return
+    try: os.fsync(fd)
+    except OSError: pass
+    finally: os.close(fd)
+
+def save_checkpoint(path: Union[str, Path], # file to write; its folder is created if missing
+                    state: dict, # tensors and plain Python values (dict, list, tuple, str, int, float, bool, None)
+                   ) -> Path: # the path written
+    "Write `state` to `path` atomically: a crash mid-write leaves the previous file intact."
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"save_checkpoint needs path as a file path (str or pathlib.Path), got {type(path).__name__}.")
+    if not isinstance(state, dict):
+        raise TypeError(f"save_checkpoint needs state as a dict of tensors and plain values, got {type(state).__name__}.")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # also Ctrl-C mid-write: the old checkpoint stays, the partial file goes
+        with contextlib.suppress(OSError): os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+# %% ../nbs/03_training.ipynb #da62ff2d
+def load_checkpoint(path: Union[str, Path], # a file written by save_checkpoint (or torch.save of plain values)
+                   ) -> dict: # what was saved, with every tensor on the CPU
+    "Read a checkpoint, refusing anything but tensors and plain Python values, so that no code in the file runs."
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"load_checkpoint needs path as a file path (str or pathlib.Path), got {type(path).__name__}.")
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"load_checkpoint: there is no checkpoint file '{path}'.")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise ValueError(f"'{path}' is not a valid checkpoint: it holds objects other than tensors and plain Python values, and "
+                         f"load_checkpoint refuses to unpickle arbitrary objects (they could run code). Only checkpoints written "
+                         f"by save_checkpoint or train load here. ({str(e).splitlines()[0]})") from e
+    except OSError: raise
+    except Exception as e:  # empty, truncated or not a torch file: torch raises EOFError, RuntimeError, KeyError, ...
+        raise ValueError(f"'{path}' is not a valid checkpoint: it is empty, truncated or not written by torch.save "
+                         f"({type(e).__name__}: {e}); use an earlier copy, or start afresh.") from e
+
+# %% ../nbs/03_training.ipynb #a0df9427
+def _rng_state(gen: Optional[torch.Generator], # the mini-batch order's generator, if train has a seed
+              ) -> dict: # the states, as tensors and lists
+    "The states of torch's global generator, `gen`, Python's `random` and NumPy's global generator."
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return dict(torch=torch.get_rng_state(), batch_order=None if gen is None else gen.get_state(),
+                python=[version, list(internal), gauss],
+                numpy=[kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)])
+
+def _set_rng_state(rng: dict, gen: Optional[torch.Generator]):
+    "Put back the states `_rng_state` returned."
+    torch.set_rng_state(rng["torch"])
+    if gen is not None and rng["batch_order"] is not None: gen.set_state(rng["batch_order"])
+    version, internal, gauss = rng["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = rng["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+
+# %% ../nbs/03_training.ipynb #61aa43a3
+_CHECKPOINT_FORMAT, _CHECKPOINT_VERSION = "paramfittorchdemo.train", 1
+
+def _map_tensors(obj, f):
+    "Apply `f` to every tensor in nested dicts, lists and tuples (keeping OrderedDict and a state_dict's metadata)."
+    if isinstance(obj, torch.Tensor): return f(obj)
+    if isinstance(obj, dict):
+        out = type(obj)((k, _map_tensors(v, f)) for k, v in obj.items())
+        if hasattr(obj, "_metadata"): out._metadata = copy.deepcopy(obj._metadata)
+        return out
+    if isinstance(obj, (list, tuple)): return type(obj)(_map_tensors(v, f) for v in obj)
+    return obj
+
+class _Checkpointer:
+    "train's checkpoints: the loop's state at the last epoch boundary, written every `every` epochs, at the end and on Ctrl-C."
+    def __init__(self, path, every: int, options: dict):
+        self.path, self.every, self.options = Path(path), every, options
+        self.last, self.written = None, True
+
+    def snapshot(self, model, optimizer, gen, epoch: int, history: History):
+        "Copy the state after `epoch` epochs (on the device: no host sync), and write it when `epoch` is a multiple of `every`."
+        clone = lambda t: t.detach().clone()
+        self.last = dict(format=_CHECKPOINT_FORMAT, version=_CHECKPOINT_VERSION, epoch=epoch, options=self.options,
+                         model=_map_tensors(model.state_dict(), clone), optimizer=_map_tensors(optimizer.state_dict(), clone),
+                         history=dict(loss=list(history.loss), params={k: list(v) for k, v in history.params.items()},
+                                      seconds=history.seconds),
+                         rng=_rng_state(gen))
+        self.written = False
+        if epoch % self.every == 0: self.write()
+
+    def write(self):
+        "Save the last snapshot, unless it is on disk already."
+        if self.written: return
+        save_checkpoint(self.path, _map_tensors(self.last, lambda t: t.cpu()))
+        self.written = True
+
+    def resume(self, model, optimizer, gen, history: History, epochs: int) -> int:
+        "Load the checkpoint, if the file exists, into the model, optimiser, generators and history; the epoch to go on from."
+        if not self.path.exists(): return 0
+        saved, where = load_checkpoint(self.path), f"train(resume=True): the checkpoint '{self.path}'"
+        if not isinstance(saved, dict) or saved.get("format") != _CHECKPOINT_FORMAT:
+            raise ValueError(f"{where} was not written by train; pass train's own checkpoint file, or resume=False to start afresh.")
+        if saved.get("version") != _CHECKPOINT_VERSION:
+            raise ValueError(f"{where} has format version {saved.get('version')!r}, but this paramfittorchdemo reads version "
+                             f"{_CHECKPOINT_VERSION}; resume it with the version that wrote it, or start afresh with resume=False.")
+        _check_same_options(saved["options"], self.options, where)
+        if saved["epoch"] > epochs:
+            raise ValueError(f"{where} has already run {saved['epoch']} epochs, more than epochs={epochs}; "
+                             f"ask for at least {saved['epoch']} epochs.")
+        try: model.load_state_dict(saved["model"])
+        except RuntimeError as e:
+            raise ValueError(f"{where} holds parameters that do not fit this {type(model).__name__} ({e}).") from e
+        optimizer.load_state_dict(saved["optimizer"])
+        _set_rng_state(saved["rng"], gen)
+        h = saved["history"]
+        history.loss, history.params, history.seconds = list(h["loss"]), {k: list(v) for k, v in h["params"].items()}, h["seconds"]
+        return saved["epoch"]
+
+def _check_same_options(saved: dict, now: dict, where: str):
+    "Resuming continues the same run only with the same options; say which differ."
+    diff = [k for k in now if saved.get(k) != now[k]]
+    if diff:
+        was, got = (", ".join(f"{k}={o.get(k)!r}" for k in diff) for o in (saved, now))
+        raise ValueError(f"{where} was written with {was}, but this call has {got}; resuming with other options would not "
+                         f"continue the same run. Pass the checkpoint's options, or start afresh with resume=False or another file.")
+
 # %% ../nbs/03_training.ipynb #442f7b74
 def train(model: torch.nn.Module, # Model to train
           data: SimODEData, # Data to train on
@@ -140,6 +366,10 @@ def train(model: torch.nn.Module, # Model to train
           *args: tuple, # not used; kept so calls written for the original post still work
           seed: Optional[int] = None, # seed for the mini-batch order; None uses torch's global generator
           plot_dir: Union[str, Path] = "tmp_plots", # folder for the `save_plots_every` snapshots (created if missing)
+          callbacks: Union[Callback, list, None] = None, # Callbacks called at the start, after every epoch and at the end
+          checkpoint: Union[str, Path, None] = None, # file that keeps the run's state to resume from (None: no checkpoints)
+          checkpoint_every: int = 1, # write `checkpoint` after every this many epochs (and at the end, and on Ctrl-C)
+          resume: bool = False, # go on from `checkpoint` if that file exists (else start afresh)
           **kwargs: dict # `rtol` and `atol` for an adaptive `method`
          ) -> History: # loss and parameter values per epoch
     "Fit the parameters of `model` to `data` with mini-batch Adam on the mean squared error."
@@ -154,6 +384,10 @@ def train(model: torch.nn.Module, # Model to train
     if fixed: _positive(step_size, "step_size", allow_none=True)
     solver_options(method, step_size if fixed else None, kwargs.get("rtol"), kwargs.get("atol"))  # refuses bad choices early
     solver_kw = dict(step_size=step_size if fixed else None, rtol=kwargs.get("rtol", 1e-7), atol=kwargs.get("atol", 1e-9))
+    _check_checkpoint_args(checkpoint, checkpoint_every, resume)
+    hooks = [_PrintLoss(show_every)] if show_every is not None else []
+    if save_plots_every is not None: hooks.append(PlotSnapshots(save_plots_every, plot_dir, model_name))
+    hooks += _check_callbacks(callbacks, "train")
 
     params = [p for p in model.parameters() if p.requires_grad]
     device, dtype = params[0].device, params[0].dtype
@@ -162,39 +396,68 @@ def train(model: torch.nn.Module, # Model to train
     loss_grad = _LossGrad(model, method, solver_kw, data.dim)
     track = sum(p.numel() for p in params) <= 64
     history = History(params={k: [] for k in param_dict(model)} if track else {})
-    if save_plots_every is not None: Path(plot_dir).mkdir(parents=True, exist_ok=True)
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
     optimizer = torch.optim.Adam(params, lr=lr)
     ok = torch.ones((), dtype=torch.bool, device=device)  # stays True while every step was finite
+    options = dict(model=type(model).__name__, data=[len(data), len(ts), data.dim], lr=lr, batch_size=batch_size, method=method,
+                   step_size=solver_kw["step_size"], rtol=None if fixed else solver_kw["rtol"],
+                   atol=None if fixed else solver_kw["atol"], seed=seed)
+    ck = _Checkpointer(checkpoint, checkpoint_every, options) if checkpoint is not None else None
+    first = ck.resume(model, optimizer, gen, history, epochs) if resume else 0
+    state = TrainState(model, epoch=first, history=history, data=data, optimizer=optimizer,
+                       extra=dict(caller="train", options={**options, "epochs": epochs}, total=epochs))
 
-    start = time.perf_counter()
-    for epoch in range(epochs):
-        running_loss = torch.zeros((), device=device, dtype=dtype)
-        for idx in _epoch_order(len(data), gen).split(batch_size):
-            states = Y[idx.to(device)]  # (batch, time, state)
-            try:
-                loss = loss_grad(states[:, 0, :], ts, states)
-            except (SolverError, AssertionError) as e:  # the solver gave up on blown-up dynamics
-                _diverged(history, start, f"the solver failed during epoch {epoch} ({e})", model)
-            ok = ok & torch.isfinite(loss) & torch.stack([torch.isfinite(p.grad).all() for p in params]).all()
-            before = [p.detach().clone() for p in params]
-            optimizer.step()
-            with torch.no_grad():  # undo any step taken after the first non-finite one, without a host sync
-                for p, b in zip(params, before): p.copy_(torch.where(ok, p, b))
-            running_loss += loss
-        running_loss, finite = torch.stack([running_loss, ok.to(dtype)]).tolist()
-        if not finite:
-            _diverged(history, start, f"the loss or its gradient became NaN or infinite during epoch {epoch}", model)
-        history.loss.append(running_loss)
-        if track:
-            for k, v in param_dict(model).items(): history.params[k].append(v)
-        if show_every is not None and epoch % show_every == 0:
-            print(f"Loss at {epoch}: {running_loss}")
-        # Use this to save plots of the fit every save_plots_every epochs
-        if save_plots_every is not None and epoch % save_plots_every == 0:
-            _save_snapshot(model, data, epoch, model_name, plot_dir)
-    history.seconds, history.stop_reason = time.perf_counter() - start, "completed"
+    _run_hooks(hooks, "on_fit_start", state)
+    start = time.perf_counter() - history.seconds  # a resumed run's clock goes on from the checkpoint's
+    try:
+        for epoch in range(first, epochs):
+            running_loss = torch.zeros((), device=device, dtype=dtype)
+            for idx in _epoch_order(len(data), gen).split(batch_size):
+                states = Y[idx.to(device)]  # (batch, time, state)
+                try:
+                    loss = loss_grad(states[:, 0, :], ts, states)
+                except (SolverError, AssertionError) as e:  # the solver gave up on blown-up dynamics
+                    _diverged(history, start, f"the solver failed during epoch {epoch} ({e})", model)
+                ok = ok & torch.isfinite(loss) & torch.stack([torch.isfinite(p.grad).all() for p in params]).all()
+                before = [p.detach().clone() for p in params]
+                optimizer.step()
+                with torch.no_grad():  # undo any step taken after the first non-finite one, without a host sync
+                    for p, b in zip(params, before): p.copy_(torch.where(ok, p, b))
+                running_loss += loss
+            running_loss, finite = torch.stack([running_loss, ok.to(dtype)]).tolist()
+            if not finite:
+                _diverged(history, start, f"the loss or its gradient became NaN or infinite during epoch {epoch}", model)
+            history.loss.append(running_loss)
+            state.epoch, state.loss, state.params = epoch, running_loss, param_dict(model) if track else {}
+            for k, v in state.params.items(): history.params[k].append(v)
+            stop = _run_hooks(hooks, "on_epoch_end", state)  # prints (show_every), snapshots (save_plots_every), then yours
+            if ck is not None:
+                history.seconds = time.perf_counter() - start
+                ck.snapshot(model, optimizer, gen, epoch + 1, history)
+            if stop:
+                if epoch < epochs - 1: history.stop_reason = "early stop"
+                break
+    except KeyboardInterrupt:  # save what the last finished epoch left, tell the callbacks, and stop as asked
+        history.seconds, history.stop_reason = time.perf_counter() - start, "interrupted"
+        if ck is not None: ck.write()
+        _end_hooks(hooks, state, history.stop_reason)
+        raise
+    except DivergenceError:
+        _end_hooks(hooks, state, history.stop_reason)
+        raise
+    history.seconds, history.stop_reason = time.perf_counter() - start, history.stop_reason or "completed"
+    if ck is not None: ck.write()
+    _end_hooks(hooks, state, history.stop_reason)
     return history
+
+def _check_checkpoint_args(checkpoint, checkpoint_every, resume):
+    "train's checkpoint options, checked before any work."
+    if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
+        raise TypeError(f"train needs checkpoint as a file path (str or pathlib.Path) or None, got {type(checkpoint).__name__}.")
+    _positive(checkpoint_every, "checkpoint_every", integer=True)
+    if not isinstance(resume, bool): raise TypeError(f"train needs resume as True or False, got {resume!r}.")
+    if resume and checkpoint is None:
+        raise ValueError("train(resume=True) needs the file to resume from: pass checkpoint='run.pt' (it starts afresh if the file does not exist).")
 
 # %% ../nbs/03_training.ipynb #30280d25
 def _diverged(history: History, start: float, what: str, model: nn.Module):
@@ -202,14 +465,6 @@ def _diverged(history: History, start: float, what: str, model: nn.Module):
     history.seconds, history.stop_reason = time.perf_counter() - start, f"diverged: {what}"
     raise DivergenceError(f"train stopped: {what}. The model keeps its last finite parameters ({model!r}). "
                           f"Try a smaller lr, a smaller step_size, or an adaptive method such as 'dopri5'.", history)
-
-def _save_snapshot(model, data, epoch: int, model_name: str, plot_dir):
-    "Save the post's plot of the first trajectory against the current fit."
-    ts = data[0][0]
-    fig, ax = plot_time_series(data.true_model, model, data[0], time_range=(float(ts[0]), float(ts[-1])))
-    ax.set_title(f"Epoch: {epoch}")
-    fig.savefig(Path(plot_dir)/f"{epoch}_{model_name}_fit_plot.png")
-    plt.close(fig)
 
 # %% ../nbs/03_training.ipynb #318e7e8f
 @dataclass
@@ -348,6 +603,29 @@ def _fit_setup(model, data, method, step_size, rtol, atol, dtype):
     ts, Y = data.tensors()
     return ts.to(p.device, dtype), Y.to(p.device, dtype), p.device, dtype
 
+# %% ../nbs/03_training.ipynb #08db4899
+class _StopFit(Exception):
+    "Raised inside fit when a callback asks it to stop."
+
+class _FitHooks:
+    "fit's side of the callbacks: one TrainState, updated after every iteration; the model holds the current parameters."
+    def __init__(self, callbacks: list, model: nn.Module, data: SimODEData, spec: ParamSpec, history: list, options: dict):
+        self.cbs, self.model, self.spec, self.theta, self.count = callbacks, model, spec, None, 0
+        names = list(param_dict(model)) if spec.size <= 64 else []
+        self.names = names if len(names) == spec.size else [f"theta[{i}]" for i in range(spec.size)] if spec.size <= 64 else []
+        self.state = TrainState(model, history=history, data=data, extra=dict(caller="fit", options=options, total=None, phase=""))
+
+    def start(self): _run_hooks(self.cbs, "on_fit_start", self.state)
+
+    def step(self, phase: str, theta: torch.Tensor, optimizer=None):
+        "Report one iteration: `theta` (P,) is where the last loss in the history was evaluated."
+        s, self.theta = self.state, theta.detach().clone()
+        self.spec.load(self.model, self.theta)  # callbacks see (and may plot or copy) the current parameters
+        s.epoch, s.loss, s.optimizer, s.extra["phase"] = self.count, s.history[-1], optimizer, phase
+        s.params = dict(zip(self.names, self.theta.tolist())) if self.names else {}  # read right after the loss: no extra wait
+        self.count += 1
+        if _run_hooks(self.cbs, "on_epoch_end", s): raise _StopFit()
+
 # %% ../nbs/03_training.ipynb #244cb535
 _OPTIMIZERS = ("auto", "lm", "lbfgs", "adam-lbfgs")
 
@@ -367,10 +645,13 @@ def fit(model: nn.Module, # model whose trainable parameters are fitted (updated
         adam_steps: int = 300, # full-batch Adam steps before L-BFGS ('adam-lbfgs')
         compile: bool = False, # torch.compile the right-hand side (autograd path only); the compile time is reported
         verbose: bool = False, # print the loss every iteration
+        *,
+        callbacks: Union[Callback, list, None] = None, # Callbacks called at the start, after every iteration and at the end
        ) -> FitResult:
     "Least-squares fit of `model`'s parameters to all of `data` at once."
     if optimizer not in _OPTIMIZERS: raise ValueError(f"fit: unknown optimizer {optimizer!r}; expected one of {', '.join(_OPTIMIZERS)}.")
     _positive(max_iter, "max_iter", integer=True); _positive(xtol, "xtol"); _positive(ftol, "ftol")
+    cbs = _check_callbacks(callbacks, "fit")
     ts, Y, device, dtype = _fit_setup(model, data, method, step_size, rtol, atol, dtype)
     spec = ParamSpec.of(model)
     theta0 = spec.vector(model).to(dtype)
@@ -400,73 +681,268 @@ def fit(model: nn.Module, # model whose trainable parameters are fitted (updated
         k = theta.shape[0]
         return (pred - Y).reshape(k, -1), J.reshape(k, P, -1).transpose(1, 2), alive
 
-    compile_seconds = None
-    if optimizer == "lm":
-        if mode == "autograd": raise ValueError(f"fit: optimizer='lm' needs at most 100 parameters, the model has {P}; use 'adam-lbfgs'.")
-        theta = (starts.to(device, dtype) if starts is not None else theta0[None]).clone()
-        loose = None
-        if method not in FIXED_STEP_METHODS and rtol < 1e-4:  # far from the optimum, cheap loose solves steer as well
-            loose = lambda th: residuals(th, min(1e-4, 100*rtol), 100*atol)
-        theta, cost, conv, iters, _ = _lm_phases(residuals, loose, theta, max_iter, xtol, ftol, history, show)
-        best = int(cost.argmin())
-        spec.load(model, theta[best])
-        loss, converged = cost[best].item(), bool(conv[best])
-        message = "relative change of parameters or loss below tolerance" if converged else f"reached max_iter={max_iter}"
-        extra = dict(theta=theta.cpu(), loss=cost.cpu(), converged=conv.cpu()) if starts is not None else None
-        jac = mode
-    else:
-        x = theta0.clone().requires_grad_(True)
-        as_dict = lambda: {n: v.reshape(s) for n, v, s in zip(spec.names, x.split(spec.sizes), spec.shapes)}
-        if compile:  # the parameters are inputs of the compiled function, so swapping them needs no recompilation
-            compiled = torch.compile(lambda p, t, y: functional_call(work, p, (t, y)), dynamic=True)
-            def predict():
-                p = as_dict()
-                return integrate(lambda t, y: compiled(p, t, y), y0, ts, method, step_size, rtol, atol, stats=stats)
-        else:  # swap the parameters in once per solve
-            def predict():
-                params = {f"model.{n}": v for n, v in as_dict().items()}
-                return functional_call(_Call(work), params, (lambda f: integrate(f, y0, ts, method, step_size, rtol, atol, stats=stats),))
-        best = [float("inf"), theta0.clone()]
-        def objective():
-            if mode == "complex":
-                r, J, alive = residuals(x.detach()[None])
-                loss = r.square().mean()
-                x.grad = (J[0].T @ r[0])*(2/r.shape[1])
-            else:
-                loss = torch.nn.functional.mse_loss(predict(), Y)
-                x.grad, = torch.autograd.grad(loss, x)
-            lv = loss.item()
-            if math.isfinite(lv) and lv < best[0]: best[0], best[1] = lv, x.detach().clone()
-            return loss.detach()
-        t_c = time.perf_counter()
-        try:
-            if optimizer == "adam-lbfgs":
-                _positive(adam_steps, "adam_steps", integer=True)
-                opt = torch.optim.Adam([x], lr=lr)
-                for i in range(adam_steps):
-                    opt.zero_grad(); l = objective()
-                    if i == 0 and compile: compile_seconds = time.perf_counter() - t_c
-                    history.append(l.item())
-                    if not math.isfinite(history[-1]): raise DivergenceError(f"the loss became NaN or infinite at Adam step {i}", History())
-                    opt.step()
-                    if verbose and i % 50 == 0: print(f"adam step {i}: loss {history[-1]:.6g}")
-            lbfgs = torch.optim.LBFGS([x], lr=1, max_iter=max_iter, tolerance_grad=1e-12, tolerance_change=ftol,
-                                      history_size=20, line_search_fn="strong_wolfe")
-            n0 = len(history)
-            def closure():
-                l = objective(); history.append(l.item())
-                if show: show(len(history) - n0, None, l)
-                return l
-            lbfgs.step(closure)
-        except (SolverError, AssertionError, DivergenceError) as e:
+    if optimizer == "lm" and mode == "autograd":
+        raise ValueError(f"fit: optimizer='lm' needs at most 100 parameters, the model has {P}; use 'adam-lbfgs'.")
+    if optimizer == "adam-lbfgs": _positive(adam_steps, "adam_steps", integer=True)
+    options = dict(optimizer=optimizer, method=method, rtol=rtol, atol=atol, step_size=step_size, dtype=str(dtype).replace("torch.", ""),
+                   max_iter=max_iter, xtol=xtol, ftol=ftol, starts=None if starts is None else len(starts), lr=lr, adam_steps=adam_steps)
+    hooks = _FitHooks(cbs, model, data, spec, history, options) if cbs else None
+    def on_iter(it, th, c):  # Levenberg-Marquardt's report after every iteration
+        if show: show(it, th, c)
+        if hooks: hooks.step("lm", th[c.argmin()])
+    compile_seconds, best = None, [float("inf"), theta0.clone()]  # best: the lowest loss seen by Adam / L-BFGS, and where
+    if hooks: hooks.start()
+    try:
+        if optimizer == "lm":
+            theta = (starts.to(device, dtype) if starts is not None else theta0[None]).clone()
+            loose = None
+            if method not in FIXED_STEP_METHODS and rtol < 1e-4:  # far from the optimum, cheap loose solves steer as well
+                loose = lambda th: residuals(th, min(1e-4, 100*rtol), 100*atol)
+            theta, cost, conv, iters, _ = _lm_phases(residuals, loose, theta, max_iter, xtol, ftol, history,
+                                                     on_iter if show or hooks else None)
+            b = int(cost.argmin())
+            spec.load(model, theta[b])
+            loss, converged = cost[b].item(), bool(conv[b])
+            message = "relative change of parameters or loss below tolerance" if converged else f"reached max_iter={max_iter}"
+            extra = dict(theta=theta.cpu(), loss=cost.cpu(), converged=conv.cpu()) if starts is not None else None
+            jac = mode
+        else:
+            x = theta0.clone().requires_grad_(True)
+            as_dict = lambda: {n: v.reshape(s) for n, v, s in zip(spec.names, x.split(spec.sizes), spec.shapes)}
+            if compile:  # the parameters are inputs of the compiled function, so swapping them needs no recompilation
+                compiled = torch.compile(lambda p, t, y: functional_call(work, p, (t, y)), dynamic=True)
+                def predict():
+                    p = as_dict()
+                    return integrate(lambda t, y: compiled(p, t, y), y0, ts, method, step_size, rtol, atol, stats=stats)
+            else:  # swap the parameters in once per solve
+                def predict():
+                    params = {f"model.{n}": v for n, v in as_dict().items()}
+                    return functional_call(_Call(work), params, (lambda f: integrate(f, y0, ts, method, step_size, rtol, atol, stats=stats),))
+            def objective():
+                if mode == "complex":
+                    r, J, alive = residuals(x.detach()[None])
+                    loss = r.square().mean()
+                    x.grad = (J[0].T @ r[0])*(2/r.shape[1])
+                else:
+                    loss = torch.nn.functional.mse_loss(predict(), Y)
+                    x.grad, = torch.autograd.grad(loss, x)
+                lv = loss.item()
+                if math.isfinite(lv) and lv < best[0]: best[0], best[1] = lv, x.detach().clone()
+                return loss.detach()
+            t_c = time.perf_counter()
+            try:
+                if optimizer == "adam-lbfgs":
+                    opt = torch.optim.Adam([x], lr=lr)
+                    for i in range(adam_steps):
+                        opt.zero_grad(); l = objective()
+                        if i == 0 and compile: compile_seconds = time.perf_counter() - t_c
+                        history.append(l.item())
+                        if not math.isfinite(history[-1]): raise DivergenceError(f"the loss became NaN or infinite at Adam step {i}", History())
+                        if hooks: hooks.step("adam", x, opt)
+                        opt.step()
+                        if verbose and i % 50 == 0: print(f"adam step {i}: loss {history[-1]:.6g}")
+                lbfgs = torch.optim.LBFGS([x], lr=1, max_iter=max_iter, tolerance_grad=1e-12, tolerance_change=ftol,
+                                          history_size=20, line_search_fn="strong_wolfe")
+                n0 = len(history)
+                def closure():
+                    l = objective(); history.append(l.item())
+                    if show: show(len(history) - n0, None, l)
+                    if hooks: hooks.step("lbfgs", x, lbfgs)
+                    return l
+                lbfgs.step(closure)
+            except (SolverError, AssertionError, DivergenceError) as e:
+                spec.load(model, best[1])
+                raise DivergenceError(f"fit stopped: {e}; the model keeps the best parameters seen "
+                                      f"(loss {best[0]:.4g}).", History(loss=history)) from e
             spec.load(model, best[1])
-            raise DivergenceError(f"fit stopped: {e}; the model keeps the best parameters seen "
-                                  f"(loss {best[0]:.4g}).", History(loss=history)) from e
-        spec.load(model, best[1])
-        iters = lbfgs.state[lbfgs._params[0]].get("n_iter", 0)
-        loss, converged = best[0], iters < max_iter
-        message = "L-BFGS tolerance reached" if converged else f"reached max_iter={max_iter}"
-        extra, jac = None, mode if mode == "complex" else "autograd"
+            iters = lbfgs.state[lbfgs._params[0]].get("n_iter", 0)
+            loss, converged = best[0], iters < max_iter
+            message = "L-BFGS tolerance reached" if converged else f"reached max_iter={max_iter}"
+            extra, jac = None, mode if mode == "complex" else "autograd"
+    except _StopFit:  # a callback asked to stop: the model gets the best parameters seen
+        theta_b, loss = (hooks.theta, hooks.state.loss) if optimizer == "lm" else (best[1], best[0])
+        spec.load(model, theta_b)
+        converged, iters, message, extra = False, hooks.count, "early stop: a callback asked to stop", None
+        jac = mode if optimizer == "lm" or mode == "complex" else "autograd"
+    except (DivergenceError, KeyboardInterrupt) as e:
+        if hooks:
+            if isinstance(e, KeyboardInterrupt) and hooks.theta is not None:  # leave the best parameters seen, not the last trial
+                spec.load(model, hooks.theta if optimizer == "lm" or best[0] == float("inf") else best[1])
+            _end_hooks(hooks.cbs, hooks.state, "interrupted" if isinstance(e, KeyboardInterrupt) else f"diverged: {e}")
+        raise
+    if hooks: _end_hooks(hooks.cbs, hooks.state, "early stop" if message.startswith("early stop") else "completed")
     return FitResult(params=param_dict(model), loss=loss, converged=converged, message=message, iterations=iters,
                      seconds=time.perf_counter() - t_start, stats=stats, history=history, optimizer=optimizer,
                      jacobian=jac, starts=extra, compile_seconds=compile_seconds)
+
+# %% ../nbs/03_training.ipynb #77f23064
+class ProgressBar(Callback):
+    "A tqdm progress bar over train's epochs or fit's iterations, with the loss in the postfix."
+    def __init__(self, leave: bool = True, # keep the finished bar on screen
+                 file = None, # a text stream to write to; None: tqdm.auto's choice (a widget in notebooks, stderr elsewhere)
+                 **tqdm_kwargs, # more options for tqdm: desc, ncols, mininterval, ...
+                ):
+        if not isinstance(leave, bool): raise TypeError(f"ProgressBar needs leave as True or False, got {leave!r}.")
+        if file is not None and not callable(getattr(file, "write", None)):
+            raise TypeError(f"ProgressBar needs file as a text stream (with .write), got {type(file).__name__}.")
+        self.leave, self.file, self.kw, self.bar = leave, file, tqdm_kwargs, None
+
+    def on_fit_start(self, state):
+        if self.file is None: from tqdm.auto import tqdm
+        else: from tqdm import tqdm  # plain text into the given stream
+        train = state.extra.get("caller", "train") == "train"
+        kw = dict(desc=state.extra.get("caller"), unit="epoch" if train else "it", dynamic_ncols=self.file is None, **self.kw)
+        self.bar = tqdm(total=state.extra.get("total"), initial=state.epoch if train else 0, leave=self.leave, file=self.file, **kw)
+
+    def on_epoch_end(self, state):
+        self.bar.set_postfix(loss=f"{state.loss:.4g}", refresh=False)
+        self.bar.update(1)
+
+    def on_fit_end(self, state):
+        if self.bar is not None: self.bar.close()
+        self.bar = None
+
+# %% ../nbs/03_training.ipynb #d1ec8432
+class BestParameters(Callback):
+    "Keep a copy of the parameters at the lowest loss seen: `.best_loss`, `.best_epoch`, `.best_state`, `.restore(model)`."
+    def __init__(self): self._reset()
+    def _reset(self): self.best_loss, self.best_epoch, self.best_state = math.inf, None, None
+
+    def on_fit_start(self, state): self._reset()
+    def on_epoch_end(self, state):
+        if state.loss < self.best_loss: self.keep(state)
+
+    def keep(self, state: TrainState):
+        "Record the current loss, epoch and a copy of the model's state_dict as the best."
+        self.best_loss, self.best_epoch = state.loss, state.epoch
+        self.best_state = {k: v.detach().clone() for k, v in state.model.state_dict().items()}
+
+    def restore(self, model: nn.Module): # the model to load the best parameters into
+        "Load the best parameters into `model`."
+        if self.best_state is None:
+            raise ValueError("BestParameters has nothing to restore yet: no epoch has ended; pass it in callbacks= to train or fit first.")
+        model.load_state_dict(self.best_state)
+
+# %% ../nbs/03_training.ipynb #bbda6685
+class EarlyStopping(Callback):
+    "Stop when the loss has not improved by `min_delta` for `patience` epochs; with `restore_best`, end with the best parameters."
+    def __init__(self, patience: int = 10, # epochs (fit: iterations) without improvement before stopping
+                 min_delta: float = 0.0, # the least drop of the loss below its best that counts as an improvement
+                 restore_best: bool = True, # load the parameters of the best epoch into the model at the end
+                ):
+        self.patience = _positive(patience, "patience", integer=True, caller="EarlyStopping")
+        if isinstance(min_delta, bool) or not isinstance(min_delta, Real) or not math.isfinite(min_delta) or min_delta < 0:
+            raise ValueError(f"EarlyStopping needs min_delta as a finite number >= 0, got {min_delta!r}.")
+        if not isinstance(restore_best, bool): raise TypeError(f"EarlyStopping needs restore_best as True or False, got {restore_best!r}.")
+        self.min_delta, self.restore_best, self.best = min_delta, restore_best, BestParameters()
+        self.wait, self.stopped_epoch = 0, None
+
+    def on_fit_start(self, state): self.best.on_fit_start(state); self.wait, self.stopped_epoch = 0, None
+    def on_epoch_end(self, state):
+        if state.loss < self.best.best_loss - self.min_delta:
+            if self.restore_best: self.best.keep(state)
+            else: self.best.best_loss, self.best.best_epoch = state.loss, state.epoch
+            self.wait = 0
+            return False
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.stopped_epoch = state.epoch
+            return True
+        return False
+
+    def on_fit_end(self, state):
+        if self.restore_best and self.best.best_state is not None: self.best.restore(state.model)
+
+# %% ../nbs/03_training.ipynb #08794331
+def _import_summary_writer():
+    "torch's TensorBoard SummaryWriter, or an ImportError that says how to install tensorboard."
+    try: from torch.utils.tensorboard import SummaryWriter
+    except ImportError as e:
+        raise ImportError("TensorBoardLogger needs the optional package tensorboard, which is not installed; install it with "
+                          "pip install 'paramfittorchdemo[logging]' (or pip install tensorboard).") from e
+    return SummaryWriter
+
+class TensorBoardLogger(Callback):
+    "Log the loss and every parameter per epoch to TensorBoard, and every `figures_every` epochs a plot of the fit."
+    def __init__(self, log_dir: Union[str, Path], # folder for the event files (created if missing)
+                 figures_every: Optional[int] = None, # add a figure of the fit every this many epochs (None: never)
+                ):
+        self._writer_cls = _import_summary_writer()
+        if not isinstance(log_dir, (str, os.PathLike)):
+            raise TypeError(f"TensorBoardLogger needs log_dir as a folder path (str or pathlib.Path), got {type(log_dir).__name__}.")
+        self.log_dir, self.writer = Path(log_dir), None
+        self.figures_every = _positive(figures_every, "figures_every", integer=True, allow_none=True, caller="TensorBoardLogger")
+
+    def on_fit_start(self, state): self.writer = self._writer_cls(log_dir=str(self.log_dir))
+    def on_epoch_end(self, state):
+        w, step = self.writer, state.epoch
+        w.add_scalar("loss", state.loss, step)
+        for k, v in state.params.items(): w.add_scalar(f"params/{k}", v, step)
+        if self.figures_every is not None and step % self.figures_every == 0 and state.data is not None:
+            w.add_figure("fit", _fit_figure(state.model, state.data, f"Epoch: {step}"), step)  # closes the figure
+
+    def on_fit_end(self, state):
+        if self.writer is not None: self.writer.close()
+        self.writer = None
+
+# %% ../nbs/03_training.ipynb #7331ff8f
+def _import_mlflow():
+    "The mlflow module, or an ImportError that says how to install it."
+    try:
+        import mlflow
+        from mlflow.tracking import MlflowClient  # noqa: F401
+    except ImportError as e:
+        raise ImportError("MLflowLogger needs the optional package mlflow (mlflow-skinny is enough), which is not installed; "
+                          "install it with pip install 'paramfittorchdemo[logging]' (or pip install mlflow-skinny).") from e
+    return mlflow
+
+def _mlflow_key(name: str) -> str:
+    "A name MLflow accepts as a key: letters, digits, '_', '-', '.', '/' and spaces; anything else becomes '_'."
+    return re.sub(r"[^\w\-./ ]", "_", name)
+
+# %% ../nbs/03_training.ipynb #25a066d9
+class MLflowLogger(Callback):
+    "Log a run to MLflow: options and initial parameters, the loss and parameters per epoch, the final parameters and a fit plot."
+    def __init__(self, experiment: Optional[str] = None, # experiment name, created if missing (None: MLflow's 'Default')
+                 run_name: Optional[str] = None, # name of the run (None: MLflow makes one up)
+                 tracking_uri: Optional[str] = None, # tracking store, e.g. 'file:/path/mlruns' (None: MLflow's default)
+                 log_every: int = 1, # log metrics after every this many epochs (fit: iterations)
+                ):
+        self._mlflow = _import_mlflow()
+        for name, v in (("experiment", experiment), ("run_name", run_name), ("tracking_uri", tracking_uri)):
+            if v is not None and not isinstance(v, str): raise TypeError(f"MLflowLogger needs {name} as a str or None, got {type(v).__name__}.")
+        self.log_every = _positive(log_every, "log_every", integer=True, caller="MLflowLogger")
+        self.experiment, self.run_name, self.tracking_uri = experiment, run_name, tracking_uri
+        self.client, self.run_id = None, None
+
+    def on_fit_start(self, state):
+        from mlflow.entities import Param
+        from mlflow.tracking import MlflowClient
+        self.client = c = MlflowClient(tracking_uri=self.tracking_uri)
+        name = self.experiment or "Default"
+        exp = c.get_experiment_by_name(name)
+        eid = exp.experiment_id if exp is not None else c.create_experiment(name)
+        self.run_id = c.create_run(eid, run_name=self.run_name, tags={"caller": state.extra.get("caller", "")}).info.run_id
+        init = param_dict(state.model)
+        values = {**state.extra.get("options", {}), **({f"init/{k}": v for k, v in init.items()} if len(init) <= 64 else {})}
+        params = [Param(_mlflow_key(k), str(v)) for k, v in values.items()]
+        for i in range(0, len(params), 100): c.log_batch(self.run_id, params=params[i:i + 100])
+
+    def on_epoch_end(self, state):
+        if state.epoch % self.log_every: return
+        from mlflow.entities import Metric
+        now = int(time.time()*1000)
+        values = {"loss": state.loss, **{f"params/{k}": v for k, v in state.params.items()}}
+        self.client.log_batch(self.run_id, metrics=[Metric(_mlflow_key(k), float(v), now, state.epoch) for k, v in values.items()])
+
+    def on_fit_end(self, state):
+        if self.run_id is None: return
+        c, reason = self.client, state.extra.get("stop_reason", "completed")
+        c.set_tag(self.run_id, "stop_reason", reason[:5000])
+        c.log_dict(self.run_id, param_dict(state.model), "final_params.json")
+        if state.data is not None:
+            fig = _fit_figure(state.model, state.data, "Fit at the end")
+            try: c.log_figure(self.run_id, fig, "fit.png")
+            finally: plt.close(fig)
+        status = "FINISHED" if reason in ("completed", "early stop") else "KILLED" if reason == "interrupted" else "FAILED"
+        c.set_terminated(self.run_id, status)

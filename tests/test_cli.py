@@ -36,3 +36,242 @@ def test_console_script_is_installed(tmp_path):
                         "print([e.value for e in entry_points(group='console_scripts') if e.name == 'paramfittorchdemo-demo'])"],
                        capture_output=True, text=True)
     assert "paramfittorchdemo.cli:demo_main" in r.stdout
+
+
+
+# ---- paramfittorchdemo-fit ----------------------------------------------------------------------------------------
+import json
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+import paramfittorchdemo
+from paramfittorchdemo.cli import fit_main
+
+LYNX_HARE = Path(paramfittorchdemo.__file__).parent / "datasets" / "hudson_bay_lynx_hare.csv"
+LV_START = ["--param", "alpha=0.5", "--param", "beta=0.02", "--param", "delta=1.0", "--param", "gamma=0.02"]
+ADAM = ["--model", "vdp", "--optimizer", "adam", "--lr", "0.02", "--num-samples", "6", "--checkpoint-every", "2"]
+USER_MODEL = '''
+import torch
+from torch import nn
+
+class Decay(nn.Module):
+    "dy/dt = -k y"
+    dim = 1
+    autonomous = True
+    def __init__(self, k=0.5):
+        super().__init__()
+        self.k = nn.Parameter(torch.tensor(float(k)))
+    def forward(self, t, y):
+        return -self.k*y
+'''
+
+# Every kind of bad input, through the console script: name -> (arguments, exit status, part of the one-line message)
+BAD = {
+    "unknown model": (["--model", "pendulum"], 2, "unknown model 'pendulum'; use vdp, lotka-volterra, lorenz, or module:Class"),
+    "module does not import": (["--model", "no_such_module_xyz:Model"], 2, "--model no_such_module_xyz:Model: cannot import 'no_such_module_xyz'"),
+    "missing csv": (["--data", "missing.csv"], 2, "--data missing.csv: no such file"),
+    "malformed csv": (["--data", "bad.csv"], 2, "'bad.csv', line 3, column 'x': non-numeric value 'abc'"),
+    "unknown parameter": (["--param", "nu=0.2"], 2, "--param: unknown parameter nu; VDP has mu"),
+    "bad number": (["--param", "mu=abc"], 2, "--param mu=abc: 'abc' is not a finite number"),
+    "cuda unavailable": (["--device", "cuda"], 2, "--device cuda: CUDA is not available here"),
+    "resume without checkpoint": (["--optimizer", "adam", "--resume"], 2, "--resume: no checkpoint at"),
+    "resume with another optimizer": (["--resume"], 2, "--resume applies only with --optimizer adam"),
+    "diverging fit": (["--model", "lotka-volterra", "--param", "beta=-1"], 1, "the starting parameters give a solution that is not finite"),
+}
+
+
+def _fit_script() -> list:
+    "The installed console script (next to this Python first, else on PATH), or its entry point run by this Python."
+    here = Path(sys.executable).with_name("paramfittorchdemo-fit")
+    found = str(here) if here.exists() else shutil.which("paramfittorchdemo-fit")
+    return [found] if found else [sys.executable, "-c", "import sys; from paramfittorchdemo.cli import fit_main; sys.exit(fit_main())"]
+
+
+def run_fit(*args, cwd=None) -> subprocess.CompletedProcess:
+    "Run `paramfittorchdemo-fit args` in a subprocess, as a user would."
+    env = {**os.environ, "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}  # several run at once: one thread each
+    return subprocess.run(_fit_script() + [str(a) for a in args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    "Every console-script run the tests below check, started together (each mostly waits for torch to import): name -> its folder and results."
+    root = tmp_path_factory.mktemp("fit")
+    (root / "decay.py").write_text(USER_MODEL)
+    (root / "bad.csv").write_text("time,x,y\n0,1,2\n1,abc,3\n")
+    jobs = {  # name -> argument lists run one after the other in `root`
+        "vdp": [["--model", "vdp", "--out", "vdp"]],
+        "lynx-hare": [["--model", "lotka-volterra", "--data", LYNX_HARE, "--time-col", "year", *LV_START, "--positive", "--loss", "log", "--out", "lh"]],
+        "user model": [["--model", "decay:Decay", "--init", "k=0.8", "--param", "k=0.3", "--y0", "2.0", "--out", "user"]],
+        "adam, then resumed": [[*ADAM, "--epochs", "3", "--out", "adam"], [*ADAM, "--epochs", "6", "--resume", "--out", "adam"]],
+        "adam, uninterrupted": [[*ADAM, "--epochs", "6", "--out", "adam-whole"]],
+        "debug": [["--param", "nu=0.2", "--debug", "--out", "debug"]],
+        **{name: [[*args, "--out", f"bad-{i}"]] for i, (name, (args, _, _)) in enumerate(BAD.items())},
+    }
+    def run_all(cmds):  # each step also records the files it left, since the next step may change them
+        out = []
+        for args in cmds:
+            r = run_fit(*args, cwd=root)
+            folder = root / args[args.index("--out") + 1]
+            params = json.loads((folder / "params.json").read_text()) if (folder / "params.json").is_file() else None
+            out.append((r, params))
+        return out
+    with ThreadPoolExecutor(max_workers=(os.cpu_count() or 2) + 1) as pool:
+        futures = {name: pool.submit(run_all, cmds) for name, cmds in jobs.items()}
+        return root, {name: f.result() for name, f in futures.items()}
+
+
+def _ok(run):
+    r, params = run
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    return r, params
+
+
+def test_fit_console_script_is_installed():
+    r = subprocess.run([sys.executable, "-c", "from importlib.metadata import entry_points; "
+                        "print([e.value for e in entry_points(group='console_scripts') if e.name == 'paramfittorchdemo-fit'])"],
+                       capture_output=True, text=True)
+    assert "paramfittorchdemo.cli:fit_main" in r.stdout
+
+
+def test_fit_simulated_vdp_with_lm(runs):
+    root, results = runs
+    r, p = _ok(results["vdp"][0])
+    assert "mu = 0.29" in r.stdout and "(true 0.3)" in r.stdout
+    out = root / "vdp"
+    assert sorted(x.name for x in out.iterdir()) == ["fit.png", "history.csv", "loss.png", "params.json"]
+    assert p["backend"] == "fit" and p["optimizer"] == "lm" and p["converged"]
+    assert abs(p["params"]["mu"] - 0.3) < 0.01 and abs(p["true_params"]["mu"] - 0.3) < 1e-6
+    assert p["version"] == paramfittorchdemo.__version__ and p["options"]["model"] == "vdp" and p["options"]["seed"] == 0
+    lines = (out / "history.csv").read_text().splitlines()
+    assert lines[0] == "iteration,loss" and len(lines) > 2 and lines[1].startswith("0,")  # fit's losses, from the start
+    assert float(lines[-1].split(",")[1]) == pytest.approx(p["loss"])
+
+
+def test_fit_lynx_hare_csv_gives_standard_errors(runs):
+    root, results = runs
+    r, p = _ok(results["lynx-hare"][0])
+    assert p["backend"] == "estimate" and p["converged"] and "true_params" not in p
+    published = dict(alpha=0.55, beta=0.028, delta=0.80, gamma=0.024)  # Carpenter's Bayesian fit, as in the lynx-hare tutorial
+    for k, v in published.items():
+        lo, hi = p["ci95"][k]
+        assert lo < v < hi and 0 < p["stderr"][k] < 0.2*p["params"][k]
+        assert abs(p["params"][k] - v) < 0.1*v
+    out = root / "lh"
+    assert sorted(x.name for x in out.iterdir()) == ["fit.png", "history.csv", "loss.png", "params.json", "report.txt"]
+    assert "[[Variables]]" in (out / "report.txt").read_text()
+    assert (out / "history.csv").read_text().splitlines()[0] == "iteration,loss,alpha,beta,delta,gamma"
+    assert "+/-" in r.stdout and "95% CI" in r.stdout
+
+
+def test_fit_user_model_from_the_current_folder(runs):
+    root, results = runs
+    _, p = _ok(results["user model"][0])
+    assert p["true_params"] == {"k": pytest.approx(0.8)} and abs(p["params"]["k"] - 0.8) < 0.01
+    assert (root / "user" / "fit.png").stat().st_size > 0
+
+
+def test_fit_adam_resume_matches_an_uninterrupted_run(runs):
+    root, results = runs
+    (first, p3), (resumed, p6) = (_ok(x) for x in results["adam, then resumed"])
+    _, whole = _ok(results["adam, uninterrupted"][0])
+    assert p3["backend"] == "train" and p3["epochs"] == 3 and (root / "adam" / "checkpoint.pt").is_file()
+    assert p6["epochs"] == whole["epochs"] == 6
+    assert p6["params"] == pytest.approx(whole["params"], rel=1e-6, abs=1e-9)
+    assert p6["params"]["mu"] != p3["params"]["mu"]  # the resumed run went on from the first one
+    history = (root / "adam" / "history.csv").read_text().splitlines()
+    assert history[0] == "epoch,loss,mu" and len(history) == 1 + 6
+
+
+@pytest.mark.parametrize("name", list(BAD))
+def test_fit_bad_input_gives_one_line(runs, name):
+    if name == "cuda unavailable" and torch.cuda.is_available(): pytest.skip("CUDA is available here")
+    root, results = runs
+    (r, _), (_, status, message) = results[name][0], BAD[name]
+    assert r.returncode == status, (r.returncode, r.stderr)
+    assert len(r.stderr.splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.startswith("paramfittorchdemo-fit: error: ") and message in r.stderr, r.stderr
+    assert r.stdout == ""
+    if status == 2:  # bad input is found before anything is written
+        assert not (root / f"bad-{list(BAD).index(name)}").exists()
+
+
+def test_fit_debug_shows_the_traceback(runs):
+    r, _ = runs[1]["debug"][0]
+    assert r.returncode != 0 and "Traceback" in r.stderr and "unknown parameter nu" in r.stderr
+
+
+# More variants in-process, which is much faster than a subprocess per case.
+@pytest.mark.parametrize("args, status, message", [
+    (["--model", "decay:Nope"], 2, "module 'decay' has no 'Nope'"),
+    (["--model", "broken:Model"], 2, "importing 'broken' failed with SyntaxError"),
+    (["--model", "needs:Model"], 2, "importing 'needs' failed with ModuleNotFoundError: No module named 'no_such_dependency_xyz'"),
+    (["--model", "decay:torch"], 2, "torch is a module, not a torch.nn.Module subclass"),
+    (["--model", "decay:Decay", "--init", "rate=2"], 2, "--model decay:Decay: Decay(rate=2) failed"),
+    (["--model", "decay:Decay", "--simulate", "--y0", "1,2"], 2, "--y0 gives 2 values, but Decay has 1 states"),
+    (["--fix", "nu"], 2, "--fix: unknown parameter nu; VDP has mu"),
+    (["--fix", "mu"], 2, "estimate: every parameter is fixed"),
+    (["--param", "mu=0"], 2, "--param: VDP(mu=0) failed: VDP needs a nonzero mu"),
+    (["--param", "mu"], 2, "--param needs name=value, got 'mu'"),
+    (["--init", "mu=0.5", "--init", "mu=0.6"], 2, "--init sets 'mu' twice"),
+    (["--optimizer", "adam", "--lr", "-1"], 2, "argument --lr: expected a positive number, got '-1'"),
+    (["--optimizer", "sgd"], 2, "argument --optimizer: invalid choice: 'sgd'"),
+    (["--optimizer", "adam", "--epochs", "2.5"], 2, "argument --epochs: expected an integer >= 1, got '2.5'"),
+    (["--n-times", "1"], 2, "argument --n-times: expected an integer >= 2, got '1'"),
+    (["--noise", "nan"], 2, "argument --noise: expected a number >= 0, got 'nan'"),
+    (["--seed", "x"], 2, "argument --seed: invalid int value: 'x'"),
+    (["--method", "euler2"], 2, "unknown solver method 'euler2'"),
+    (["--epochs", "5"], 2, "--epochs applies only with --optimizer adam or adam-lbfgs"),
+    (["--noise", "0.1", "--data", "bad.csv"], 2, "--noise applies only with simulated data"),
+    (["--simulate", "--data", "bad.csv"], 2, "use either --data FILE.csv or --simulate, not both"),
+    (["--positive", "--optimizer", "lbfgs"], 2, "--positive applies only with --optimizer lm"),
+    (["--data", "ragged.csv", "--columns", "x"], 2, "VDP has 2 states, but ragged.csv gives 1 column ['x']"),
+    (["--data", "ragged.csv", "--optimizer", "lbfgs"], 2, "--optimizer lbfgs needs every trajectory on one time grid"),
+    (["--data", str(LYNX_HARE)], 2, "no column 'time' (from time_col)"),
+    (["--model", "lotka-volterra", "--data", str(LYNX_HARE), "--time-col", "year", "--positive", "--param", "beta=-1"], 2,
+     "the starting value of beta, -1, is not strictly inside its bounds"),
+    (["--model", "lotka-volterra", "--optimizer", "lbfgs", "--param", "beta=-1"], 1, "the ODE solver failed"),
+])
+def test_fit_main_bad_input(tmp_path, monkeypatch, capsys, args, status, message):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))  # fit_main puts the current folder on sys.path
+    for name in ("broken", "decay", "needs"): monkeypatch.delitem(sys.modules, name, raising=False)
+    (tmp_path / "broken.py").write_text("def f(:\n")
+    (tmp_path / "needs.py").write_text("import no_such_dependency_xyz\n")
+    (tmp_path / "decay.py").write_text(USER_MODEL)
+    (tmp_path / "bad.csv").write_text("time,x,y\n0,1,2\n1,abc,3\n")
+    (tmp_path / "ragged.csv").write_text("id,time,x,y\na,0,1,2\na,1,1,2\nb,0,1,2\nb,2,1,2\n")
+    assert fit_main([*args, "--out", "out"]) == status
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("paramfittorchdemo-fit: error: ") and message in err, err
+    if status == 2: assert not (tmp_path / "out").exists()
+
+
+def test_fit_main_other_optimizers_and_help(tmp_path, capsys):
+    for opt in ("lbfgs", "adam-lbfgs"):
+        extra = ["--epochs", "20"] if opt == "adam-lbfgs" else []
+        assert fit_main(["--optimizer", opt, *extra, "--out", tmp_path / opt]) == 0
+        p = json.loads((tmp_path / opt / "params.json").read_text())
+        assert p["backend"] == "fit" and p["optimizer"] == opt and abs(p["params"]["mu"] - 0.3) < 0.01
+    # fixing a parameter on simulated data switches lm to estimate; a fixed parameter keeps its starting value
+    assert fit_main(["--model", "lotka-volterra", "--fix", "beta", "--param", "beta=1.0", "--out", tmp_path / "fix"]) == 0
+    p = json.loads((tmp_path / "fix" / "params.json").read_text())
+    assert p["backend"] == "estimate" and p["params"]["beta"] == 1.0 and "beta" not in p["stderr"]
+    assert abs(p["params"]["alpha"] - 1.5) < 0.05
+    capsys.readouterr()
+    assert fit_main(["--help"]) == 0
+    assert "--optimizer {lm,lbfgs,adam-lbfgs,adam}" in capsys.readouterr().out
+
+
+def test_fit_main_resume_refuses_a_different_run(tmp_path, capsys):
+    assert fit_main(["--optimizer", "adam", "--epochs", "2", "--out", tmp_path]) == 0
+    capsys.readouterr()
+    assert fit_main(["--optimizer", "adam", "--epochs", "4", "--lr", "0.05", "--resume", "--out", tmp_path]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "was written with lr=0.01" in err and "lr=0.05" in err, err
+    assert fit_main(["--optimizer", "adam", "--epochs", "1", "--resume", "--out", tmp_path]) == 2
+    assert "has already run 2 epochs" in capsys.readouterr().err

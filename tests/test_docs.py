@@ -1,0 +1,272 @@
+"""The documentation: the notebooks as rendered pages.
+
+Quarto cannot run in every environment, so the docs are checked through the notebooks themselves:
+
+* the tutorials (``nbs/tutorials/``) are committed with their executed outputs: each renders to HTML
+  with nbconvert (no execution), every visible cell that should show something does, each figure of the
+  notebook is an image in the page, and nothing failed;
+* a module notebook (``nbs/02_plotting.ipynb``, committed without outputs) is executed end to end with a
+  Jupyter kernel and rendered, which proves the pages render with executed outputs;
+* every tutorial carries a correct "Open In Colab" badge and the hidden Colab install cell, and the
+  README links to every tutorial.
+
+Committed notebooks pass through ``nbdev_clean``, which removes execution counts, so "executed" is judged
+from the outputs: a cell that plots has an image, a cell that prints has printed text, a cell that ends in
+an unsuppressed expression has its value, and no output is an error.
+"""
+import ast
+import configparser
+import copy
+import html
+import importlib.util
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NBS = ROOT / "nbs"
+TUTORIALS = sorted((NBS / "tutorials").glob("*.ipynb"))
+# the module notebook executed end to end: small and fast (a few seconds), and it draws figures
+EXECUTED_NB = NBS / "02_plotting.ipynb"
+
+COLAB_BADGE_IMG = "https://colab.research.google.com/assets/colab-badge.svg"
+BADGE_RE = re.compile(r"\[!\[(?P<alt>[^\]]*)\]\((?P<img>[^)\s]+)\)\]\((?P<link>[^)\s]+)\)")
+PNG_IMG_RE = re.compile(r"<img\b[^>]*\bsrc=\"data:image/png;base64,")
+# calls that draw a figure in these notebooks: pyplot, the library's plot_* functions, and .plot methods
+PLOT_CALL_RE = re.compile(r"\bplt\.(plot|subplots|figure|scatter|hist|imshow|bar)\(|\bplot_\w+\(|\.plot(_\w+)?\(")
+
+
+def _settings() -> configparser.SectionProxy:
+    cfg = configparser.ConfigParser()
+    assert cfg.read(ROOT / "settings.ini", encoding="utf-8"), "settings.ini is missing"
+    return cfg["DEFAULT"]
+
+
+def _read(path: Path) -> nbformat.NotebookNode:
+    return nbformat.read(path, as_version=4)
+
+
+def _directives(cell) -> set:
+    "nbdev directives of a cell (`#| hide`, `#| eval: false`, ...), with spaces removed and lower-cased."
+    return {re.sub(r"\s+", "", line[2:]).lower() for line in cell.source.splitlines() if line.startswith("#|")}
+
+
+def _hidden(cell) -> bool:
+    return bool(_directives(cell) & {"hide", "include:false"})
+
+
+def _never_run(cell) -> bool:
+    "Cells that are not executed when the docs are built (`#| eval: false`)."
+    return "eval:false" in _directives(cell)
+
+
+def _visible_code(nb):
+    "(index, cell) of the code cells a reader of the docs sees and that the docs build executes."
+    return [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code" and not _hidden(c) and not _never_run(c)]
+
+
+def _is_image(output) -> bool:
+    return output.output_type in ("display_data", "execute_result") and "image/png" in output.get("data", {})
+
+
+def _n_images(nb, cells=None) -> int:
+    cells = nb.cells if cells is None else cells
+    return sum(_is_image(o) for c in cells if c.cell_type == "code" for o in c.get("outputs", []))
+
+
+def _errors(nb) -> list:
+    "Error outputs, and tracebacks printed to a stream, as (cell index, text)."
+    found = []
+    for i, c in enumerate(nb.cells):
+        for o in c.get("outputs", []) if c.cell_type == "code" else []:
+            if o.output_type == "error":
+                found.append((i, f"{o.get('ename')}: {o.get('evalue')}"))
+            elif o.output_type == "stream" and "Traceback (most recent call last)" in o.get("text", ""):
+                found.append((i, o.text[-300:]))
+    return found
+
+
+def _title(nb) -> str:
+    for c in nb.cells:
+        if c.cell_type == "markdown":
+            for line in c.source.splitlines():
+                if line.startswith("# "): return line[2:].strip()
+    return None
+
+
+def _draws(nb) -> bool:
+    "Whether any visible code cell of the notebook draws a figure."
+    return any(PLOT_CALL_RE.search(c.source) for _, c in _visible_code(nb))
+
+
+def _docs_view(nb):
+    "The notebook as the docs show it: `#| hide` cells (input and output) left out."
+    nb = copy.deepcopy(nb)
+    nb.cells = [c for c in nb.cells if not (c.cell_type == "code" and _hidden(c))]
+    return nb
+
+
+def _render_html(nb, out: Path) -> str:
+    from nbconvert import HTMLExporter
+    body, _ = HTMLExporter().from_notebook_node(nb)
+    out.write_text(body, encoding="utf-8")
+    return body
+
+
+def _missing_outputs(i, cell) -> list:
+    "What an executed visible code cell should show but does not."
+    outs = cell.get("outputs", [])
+    kinds = {o.output_type for o in outs}
+    problems = []
+    code = "\n".join(l for l in cell.source.splitlines() if not l.startswith("#|"))
+    if PLOT_CALL_RE.search(code) and not any(_is_image(o) for o in outs):
+        problems.append(f"cell {i} draws a figure but has no image output")
+    if re.search(r"\bprint\(", code) and not any(o.output_type == "stream" and o.name == "stdout" for o in outs):
+        problems.append(f"cell {i} prints but has no printed output")
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:  # IPython magics or shell escapes: no judgement on the last expression
+        return problems
+    last = tree.body[-1] if tree.body else None
+    # a final expression that is not a call (a name, attribute, tuple, ...) has a value, which Jupyter shows unless
+    # `;` suppresses it; a final call may return None, so it is not judged
+    shows_value = isinstance(last, ast.Expr) and not isinstance(last.value, ast.Call) and not code.rstrip().endswith(";")
+    if shows_value and "execute_result" not in kinds:
+        problems.append(f"cell {i} ends in an expression but its value is not shown")
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------------------
+# tutorials: committed with outputs, rendered without execution
+
+def test_there_are_tutorials():
+    assert TUTORIALS, "no notebooks in nbs/tutorials/"
+
+
+@pytest.mark.parametrize("nb_path", TUTORIALS, ids=lambda p: p.stem)
+def test_tutorial_is_executed(nb_path):
+    nb = _read(nb_path)
+    assert not _errors(nb), f"{nb_path.name}: error outputs {_errors(nb)}"
+    problems = [p for i, c in _visible_code(nb) for p in _missing_outputs(i, c)]
+    assert not problems, f"{nb_path.name} is not (fully) executed: " + "; ".join(problems)
+    assert any(c.get("outputs") for _, c in _visible_code(nb)), f"{nb_path.name} has no outputs: execute it before committing"
+    if _draws(nb):
+        assert _n_images(nb) >= 1, f"{nb_path.name} draws figures but has no image output: execute it before committing"
+
+
+@pytest.mark.parametrize("nb_path", TUTORIALS, ids=lambda p: p.stem)
+def test_tutorial_renders_to_html(nb_path, tmp_path):
+    nb = _read(nb_path)
+    page = _docs_view(nb)
+    out = tmp_path / f"{nb_path.stem}.html"
+    body = _render_html(page, out)
+    assert out.is_file() and out.stat().st_size > 10_000, f"{nb_path.name}: the HTML page is missing or nearly empty"
+    n_fig = _n_images(page)
+    n_img = len(PNG_IMG_RE.findall(body))
+    assert n_img >= n_fig, f"{nb_path.name}: {n_fig} figures in the notebook but {n_img} PNG images in the HTML"
+    if _draws(nb):
+        assert n_img >= 1, f"{nb_path.name} draws figures but its HTML page has no PNG image"
+    title = _title(nb)
+    assert title, f"{nb_path.name} has no '# Title' markdown heading"
+    assert re.search(r"<h1[^>]*>\s*" + re.escape(html.escape(title, quote=False)), body), \
+        f"{nb_path.name}: the title {title!r} is not a heading of the HTML page"
+    assert "Traceback (most recent call last)" not in body, \
+        f"{nb_path.name}: the page shows a traceback"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# a module notebook: committed without outputs, executed here with a Jupyter kernel, then rendered
+
+def test_module_notebook_executes_and_renders(tmp_path, monkeypatch):
+    pytest.importorskip("nbconvert")
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+    nb = _read(EXECUTED_NB)
+    kernel = nb.metadata.get("kernelspec", {}).get("name", "python3")
+    try:
+        spec = KernelSpecManager().get_kernel_spec(kernel)
+    except NoSuchKernel:
+        pytest.skip(f"no Jupyter kernel {kernel!r} is available (install ipykernel)")
+    if Path(spec.argv[0]).name.startswith("python") and importlib.util.find_spec("ipykernel") is None:
+        pytest.skip(f"the Jupyter kernel {kernel!r} runs this Python, which has no ipykernel")
+    from nbconvert.preprocessors import ExecutePreprocessor
+
+    # as nbdev_test does: leave out the cells flagged with settings.ini's tst_flags, and `#| eval: false`
+    flags = set(_settings().get("tst_flags", "").split())
+    nb.cells = [c for c in nb.cells if not (c.cell_type == "code" and (_never_run(c) or _directives(c) & flags))]
+    # CI exports MPLBACKEND=Agg, which the kernel would inherit and then draw no figures; use the inline backend
+    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    ExecutePreprocessor(timeout=120, kernel_name=kernel).preprocess(nb, {"metadata": {"path": str(NBS)}})
+
+    assert not _errors(nb), f"{EXECUTED_NB.name}: error outputs {_errors(nb)}"
+    not_run = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.strip() and c.get("execution_count") is None]
+    assert not not_run, f"{EXECUTED_NB.name}: code cells {not_run} were not executed"
+    n_fig = _n_images(nb)
+    assert n_fig >= 1, f"{EXECUTED_NB.name} executed without a single figure output"
+    page = _docs_view(nb)
+    out = tmp_path / f"{EXECUTED_NB.stem}.html"
+    body = _render_html(page, out)
+    assert out.is_file() and out.stat().st_size > 10_000
+    n_img = len(PNG_IMG_RE.findall(body))
+    assert n_img >= _n_images(page) >= 1, f"{_n_images(page)} figures in the executed notebook, {n_img} PNG images in the HTML"
+    title = _title(nb)
+    assert title and re.search(r"<h1[^>]*>\s*" + re.escape(html.escape(title, quote=False)), body)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Colab: badge, install cell, README links
+
+@pytest.mark.parametrize("nb_path", TUTORIALS, ids=lambda p: p.stem)
+def test_colab_badge(nb_path):
+    s = _settings()
+    nb = _read(nb_path)
+    rel = nb_path.relative_to(ROOT).as_posix()
+    expected = f"https://colab.research.google.com/github/{s['user']}/{s['repo']}/blob/{s['branch']}/{rel}"
+    badges = [(i, m) for i, c in enumerate(nb.cells) if c.cell_type == "markdown"
+              for m in BADGE_RE.finditer(c.source) if "colab" in m["img"] or "colab" in m["link"]]
+    assert len(badges) == 1, f"{nb_path.name}: expected one Open In Colab badge, found {len(badges)}"
+    i, m = badges[0]
+    assert m["link"] == expected, f"{nb_path.name}: the Colab badge links to {m['link']}, not {expected}"
+    assert m["img"] == COLAB_BADGE_IMG, f"{nb_path.name}: the badge image is {m['img']}, not {COLAB_BADGE_IMG}"
+    assert m["alt"] == "Open In Colab", f"{nb_path.name}: the badge text is {m['alt']!r}"
+    first_visible_code = min((j for j, _ in _visible_code(nb)), default=len(nb.cells))
+    assert i < first_visible_code, f"{nb_path.name}: the Colab badge (cell {i}) comes after the first code cell"
+
+
+@pytest.mark.parametrize("nb_path", TUTORIALS, ids=lambda p: p.stem)
+def test_colab_install_cell(nb_path):
+    s = _settings()
+    cell = _read(nb_path).cells[0]
+    assert cell.cell_type == "code" and _hidden(cell), f"{nb_path.name}: the first cell is not a hidden (#| hide) code cell"
+    src = cell.source
+    assert re.search(r"""["']google\.colab["']\s+in\s+sys\.modules""", src), \
+        f"{nb_path.name}: the install cell does not run only in Colab"
+    strings = [n.value for n in ast.walk(ast.parse(src)) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+    assert "pip" in strings and "install" in strings, f"{nb_path.name}: the first cell does not pip install"
+    targets = [t for t in strings if "git+" in t]
+    assert len(targets) == 1, f"{nb_path.name}: expected one git+ pip target in the install cell, found {targets}"
+    pattern = (rf"{re.escape(s['lib_name'])}(\[[\w,\s-]+\])?\s*@\s*"
+               rf"git\+https://github\.com/{re.escape(s['user'])}/{re.escape(s['repo'])}(\.git)?(@[\w./-]+)?")
+    assert re.fullmatch(pattern, targets[0]), \
+        f"{nb_path.name}: the pip target {targets[0]!r} does not install git+https://github.com/{s['user']}/{s['repo']}"
+
+
+def _readme_links() -> list:
+    s = _settings()
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    prefix = re.escape(f"https://github.com/{s['user']}/{s['repo']}/blob/{s['branch']}/")
+    return re.findall(prefix + r"([^)\s\"'>#]+)", text)
+
+
+@pytest.mark.parametrize("nb_path", TUTORIALS, ids=lambda p: p.stem)
+def test_readme_links_tutorial(nb_path):
+    rel = nb_path.relative_to(ROOT).as_posix()
+    assert rel in _readme_links(), f"README.md does not link to {rel}"
+
+
+def test_readme_links_point_to_files():
+    links = _readme_links()
+    assert any(l.startswith("nbs/tutorials/") for l in links), "README.md links to no tutorial"
+    missing = [l for l in links if not (ROOT / l).is_file()]
+    assert not missing, f"README.md links to files that do not exist: {missing}"
