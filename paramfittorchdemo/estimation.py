@@ -8,15 +8,18 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
-from .models import FIXED_STEP_METHODS, _model_dim, param_dict, solver_options
+from .models import FIXED_STEP_METHODS, _blame_model, _model_dim, param_dict, solver_options
 from .observations import Observations
-from .solvers import ParamSpec, SolveStats, SolverError, _complex_eps, _population_rhs, integrate, jacobian_mode, rhs_traits
-from .training import DivergenceError, _lm, _lm_phases
+from .solvers import (ParamSpec, SolveStats, SolverError, _complex_eps, _population_rhs, integrate, jacobian_mode, rhs_traits,
+                      rhs_work, small_work_threads)
+from .lm import FAILED, FitWarning, describe_null, fit_phases, gauss_newton_covariance, state_bound
+from .training import DivergenceError, History, _positive, _solver_advice
 
 # %% auto #0
 __all__ = ['Param', 'Profile', 'Estimate', 'estimate']
@@ -160,6 +163,7 @@ class _Residuals:
         self.Bs = len(prob.pieces)
         self.Pf = len(free)
         self.Pu = self.Pf + (self.Bs*self.n if fit_ic else 0)
+        self.deadline = None  # time.perf_counter() value at which solves stop (estimate's max_time)
 
     def unpack(self, u):
         "Model parameter vectors (K, P_all), initial states (K, Bs, n) and their derivatives with respect to u."
@@ -182,10 +186,11 @@ class _Residuals:
     def solve(self, theta, y0, ts, rtol, atol, bound=None, max_steps=20_000, groups=None, own_steps=True):
         "States (K', Bs, time, n) for parameter vectors theta (K', P_all) and initial states y0 (K', Bs, n); NaN where a solve failed."
         def go(f): return integrate(f, y0, ts, self.method, self.step_size, rtol, atol, groups=groups, stats=self.stats, bound=bound,
-                                    max_steps=max_steps, own_steps=own_steps and groups is not None and groups > 1)
+                                    max_steps=max_steps, own_steps=own_steps and groups is not None and groups > 1, deadline=self.deadline)
         try:
             with torch.inference_mode(): ys = self.run(theta, go)
-        except SolverError:
+        except SolverError as e:
+            self.stats.failure = str(e).rstrip(".")
             ys = torch.full((theta.shape[0], *y0.shape[1:-1], len(ts), y0.shape[-1]), float("nan"), dtype=y0.dtype, device=y0.device)
         return ys.clone()
 
@@ -337,11 +342,17 @@ class Estimate:
     trace: dict = field(default_factory=dict) # fitted parameter -> value per iteration
     starts: list | None = None # with several starts: one entry per distinct optimum (loss, count, parameters), best first
     covariance: torch.Tensor | None = None # of the fitted parameters and initial states in natural units, (n_varys, n_varys)
+    status: str = "" # 'converged', 'stalled', 'max_iter' or 'max_time': why the fit stopped (the message says more)
+    not_identifiable: list = field(default_factory=list) # fitted quantities the data do not determine (their standard errors are inf)
+    identifiability: list = field(default_factory=list) # what the data do not determine, in words
+    at_bound: list = field(default_factory=list) # fitted quantities held at a bound (no error bar; the others' are conditional on them)
     _res: object = None
     _u: torch.Tensor | None = None
     _cov_u: torch.Tensor | None = None
     _opts: dict | None = None
 
+    @property
+    def success(self) -> bool: return self.converged # the fit converged: its stopping rule was met
     @property
     def dof(self) -> int: return max(self.n_data - self.n_varys, 1)
     @property
@@ -476,17 +487,8 @@ def _learned_weights(res: _Residuals, r: torch.Tensor) -> torch.Tensor:
 
 # %% ../nbs/07_estimation.ipynb #a64fa092
 def _run_lm(res: _Residuals, u: torch.Tensor, o: dict):
-    "Levenberg-Marquardt over u from starts (K, Pu), loose solves first: u, cost, converged, iterations, (r, J), starts summary."
-    stats, rtol, atol = o["stats"], o["rtol"], o["atol"]
-    bound = 1e6*(1.0 + float(res.prob.Y[res.prob.mask].abs().max()))
-    budget = [20_000]
-    def resid(v, rtol=rtol, atol=atol):
-        n0 = stats.steps + stats.rejected
-        out = res(v, rtol, atol, bound=bound, max_steps=budget[0])
-        if budget[0] == 20_000: budget[0] = min(20_000, 3*(stats.steps + stats.rejected - n0) + 200)
-        return out
-    loose = None
-    if o["method"] not in FIXED_STEP_METHODS and rtol < 1e-4: loose = lambda v: resid(v, min(1e-4, 100*rtol), 100*atol)
+    "Levenberg-Marquardt over u from starts (K, Pu), loose solves first: the LMResult, the best start's residuals (1, m) and Jacobian (1, m, Pu), and a summary of the starts."
+    stats, bound = o["stats"], state_bound(res.prob.Y)
     names = list(o["trace"])
     def on_iter(it, theta, cost):
         b = int(cost.argmin())
@@ -494,16 +496,19 @@ def _run_lm(res: _Residuals, u: torch.Tensor, o: dict):
         for n, v in zip(names, vals.tolist()): o["trace"][n].append(v)
         o["loss_trace"].append(float(cost[b]))
         if o["verbose"]: print(f"iteration {len(o['history']) - 1}: loss {float(cost[b]):.6g}")
-    u, cost, conv, iters, (r, J) = _lm_phases(resid, loose, u.clone(), o["max_iter"], o["xtol"], o["ftol"], o["history"], on_iter)
-    summary = _summarize(u, cost, conv, res) if u.shape[0] > 1 else None
-    if u.shape[0] > 1 or r.shape[0] != 1:  # the best start's residuals and Jacobian at the requested accuracy
-        b = int(cost.argmin())
-        r, J, _ = resid(u[b:b + 1])
-        u, cost, conv = u[b:b + 1], cost[b:b + 1], conv[b:b + 1]
-    return u, cost, conv, iters, (r, J), summary
+    out = fit_phases(lambda v, rt, at, steps: res(v, rt, at, bound=bound, max_steps=steps), u.clone(),
+                     o["method"] not in FIXED_STEP_METHODS, o["rtol"], o["atol"], stats, o["max_steps"], o["max_iter"], o["xtol"],
+                     o["ftol"], o["history"], on_iter, res.deadline)
+    if all(s == FAILED for s in out.status):
+        raise DivergenceError(f"estimate: the starting values give no solution of {type(o['user_model']).__name__}: "
+                              f"{out.failure or 'it is not finite'}{_solver_advice(out.failure)}.", History(loss=o["history"]))
+    summary = _summarize(out, res) if u.shape[0] > 1 else None
+    b = int(out.cost.argmin())  # the best start was refined at the requested accuracy: its residuals and Jacobian are final
+    return out, out.r[b:b + 1], out.J[b:b + 1], summary
 
-def _summarize(u, cost, conv, res: _Residuals) -> list:
+def _summarize(out, res: _Residuals) -> list:
     "Where the starts ended: one entry per distinct optimum (loss, count, converged, parameter values), best first."
+    u, cost, conv = out.theta, out.cost, out.success
     vals, _ = _from_free(u[:, :res.Pf], res.lo, res.hi)
     order = torch.argsort(cost).tolist()
     groups = []
@@ -517,10 +522,12 @@ def _summarize(u, cost, conv, res: _Residuals) -> list:
     return groups
 
 # %% ../nbs/07_estimation.ipynb #586015cc
-def _finish(res: _Residuals, u, cost, conv, iters, r, J, summary, o, names, t_start, learn) -> Estimate:
+def _finish(res: _Residuals, out, iters, r, J, summary, o, names, t_start, learn) -> Estimate:
     "Write the fitted parameters into the model and compute standard errors, intervals and correlations at the optimum."
     p, free, Pf = res.prob, o["free"], res.Pf
     o["learn"] = learn
+    b = int(out.cost.argmin())
+    u = out.theta[b:b + 1]
     theta, dth, y0, dy0 = res.unpack(u)
     o["spec"].load(o["model"], theta[0])
     o["spec"].load(o.pop("user_model"), theta[0])
@@ -529,16 +536,27 @@ def _finish(res: _Residuals, u, cost, conv, iters, r, J, summary, o, names, t_st
     n_varys = res.Pu
     dof = max(m - n_varys, 1)
     s2 = ssr/dof
-    JtJ = J.T @ J
-    try: cov_u = s2*torch.cholesky_inverse(torch.linalg.cholesky(JtJ))
-    except RuntimeError: cov_u = s2*torch.linalg.pinv(JtJ)  # parameters the data cannot tell apart: their errors come out huge
-    d = torch.cat([dth[0], dy0[0].reshape(-1)]) if res.fit_ic else dth[0]
+    d = torch.cat([dth[0], dy0[0].reshape(-1)]) if res.fit_ic else dth[0]  # d(natural value)/du
+    nat = torch.cat([theta[0, free], y0[0].reshape(-1)]) if res.fit_ic else theta[0, free]
+    span = torch.cat([(res.hi - res.lo).nan_to_num(0.0, posinf=0.0), torch.zeros(len(nat) - Pf, dtype=nat.dtype, device=nat.device)])
+    at_bound = d.abs() <= 1e-8*(nat.abs() + span)  # held by its bound, not by the data: no error bar, and the others' are conditional on it
+    scale = torch.where(nat != 0, nat.abs(), 1.0)/d.abs().clamp_min(1e-300)  # u-coordinates in units of each value's size
+    fnames = [names[i] for i in free]
+    var_names = fnames + ([f"y0[{k}] of {i}" for i in p.obs.ids for k in range(res.n)] if res.fit_ic else [])
+    inside = (~at_bound).nonzero().flatten()
+    inv = torch.full((len(nat), len(nat)), math.nan, dtype=J.dtype, device=J.device)
+    inv_in, null = gauss_newton_covariance(J[:, inside], scale[inside], rtol=1e-9 if res.mode == "complex" else 1e-7)
+    inv[inside[:, None], inside[None, :]] = inv_in
+    involved, why = describe_null(null, [var_names[i] for i in inside.tolist()])
+    cov_u = s2*inv
     cov = cov_u*d[:, None]*d[None, :]
     se = cov.diagonal().clamp_min(0).sqrt()
+    lost = torch.tensor([n in involved for n in var_names], device=se.device)
+    se = torch.where(lost, math.inf, se)  # what the data do not determine has no finite error bar
     fse = se[:Pf]
     corr = cov[:Pf, :Pf]/(fse[:, None]*fse[None, :]).clamp_min(1e-300)
+    corr = torch.where(lost[:Pf, None] | lost[None, :Pf], math.nan, corr)
     tq = _t_quantile(0.975, dof)
-    fnames = [names[i] for i in free]
     vals = theta[0].tolist()
     params = dict(zip(names, vals))
     stderr = dict(zip(fnames, fse.tolist()))
@@ -552,15 +570,21 @@ def _finish(res: _Residuals, u, cost, conv, iters, r, J, summary, o, names, t_st
     starts = None
     if summary is not None:
         starts = [dict(loss=g["loss"], count=g["count"], converged=g["converged"], params=dict(zip(fnames, g["params"].tolist()))) for g in summary]
-    conv0 = bool(conv[0])
-    message = ("relative change of parameters or loss below tolerance" if conv0 else f"reached max_iter={o['max_iter']}" if iters >= o["max_iter"]
-               else "stalled: no step lowers the loss (a local minimum or a poor start; try shooting=, horizons= or starts=)")
+    status = out.status_name(b)
+    message = out.message(b, o["xtol"], o["ftol"], o["max_iter"], o["max_time"])
+    if out.failure and status != "converged": message += _solver_advice(out.failure)
+    if status in ("stalled", "max_iter"): message += "; a poor start or a local minimum: try shooting=, horizons= or starts="
+    if int(out.accepted[b]) == 0 and status != "converged":
+        warnings.warn(f"estimate of {type(o['model']).__name__} ended where it started: {message}", FitWarning, stacklevel=3)
+    if why: warnings.warn("estimate: the data do not determine every parameter: " + "; ".join(why), FitWarning, stacklevel=3)
     return Estimate(params=params, stderr=stderr, ci=ci, correlation=corr.cpu(), free=fnames, fixed=[n for i, n in enumerate(names) if i not in free],
                     bounds={n: (float(res.lo[k]), float(res.hi[k])) for k, n in enumerate(fnames)},
                     initial_conditions=y0[0].cpu(), ic_stderr=se[Pf:].reshape(y0.shape[1:]).cpu() if res.fit_ic else None,
-                    sigma=dict(zip(p.obs.columns, sig.tolist())), ssr=ssr, n_data=p.m_data, n_varys=n_varys, converged=conv0,
+                    sigma=dict(zip(p.obs.columns, sig.tolist())), ssr=ssr, n_data=p.m_data, n_varys=n_varys, converged=status == "converged",
                     message=message, iterations=iters, seconds=time.perf_counter() - t_start, stats=o["stats"], history=o["loss_trace"],
-                    trace=o["trace"], starts=starts, covariance=cov.cpu(), _res=res, _u=u[0], _cov_u=cov_u, _opts=o)
+                    trace=o["trace"], starts=starts, covariance=cov.cpu(), status=status, not_identifiable=involved,
+                    identifiability=why, at_bound=[var_names[i] for i in at_bound.nonzero().flatten().tolist()],
+                    _res=res, _u=u[0], _cov_u=cov_u, _opts=o)
 
 # %% ../nbs/07_estimation.ipynb #3318e110
 def estimate(model: nn.Module, # the ODE model; its fitted parameters are written into it
@@ -582,6 +606,8 @@ def estimate(model: nn.Module, # the ODE model; its fitted parameters are writte
              step_size: float | None = None, # grid step of a fixed-step solver
              max_iter: int = 100, xtol: float = 1e-6, ftol: float = 1e-10, # Levenberg-Marquardt limits, as in `fit`
              verbose: bool = False, # print progress
+             max_steps: int = 20_000, # step budget of every ODE solve; a trial solve beyond it fails (and the step is retried shorter)
+             max_time: float | None = None, # wall-clock budget in seconds (None: none); the fit stops with status 'max_time'
             ) -> Estimate:
     "Fit a model to measurements: bounded and fixed parameters, unknown initial states, weights, multiple shooting and the estimates' uncertainty."
     t_start = time.perf_counter()
@@ -590,11 +616,19 @@ def estimate(model: nn.Module, # the ODE model; its fitted parameters are writte
         from paramfittorchdemo.data import SimODEData
         if isinstance(obs, SimODEData): obs = Observations.from_sim(obs)
         else: raise TypeError(f"estimate needs obs as an Observations (see Observations.from_csv) or a SimODEData, got {type(obs).__name__}.")
+    if all(len(t) < 2 for t in obs.times):
+        raise ValueError(f"estimate needs at least one trajectory observed at two or more times; the {len(obs)} trajectories have one "
+                         f"time point each, which says nothing about the dynamics.")
     if loss not in _LOSSES: raise ValueError(f"estimate: unknown loss {loss!r}; expected one of {_LOSSES}.")
     if not isinstance(shooting, int) or isinstance(shooting, bool) or shooting < 1: raise ValueError(f"estimate needs shooting as a positive integer, got {shooting!r}.")
     if not (isinstance(continuity, (int, float)) and continuity > 0): raise ValueError(f"estimate needs a positive continuity weight, got {continuity!r}.")
     solver_options(method, step_size if method in FIXED_STEP_METHODS else None, rtol, atol)
-    dev = next(iter(model.parameters())).device
+    _positive(max_iter, "max_iter", integer=True, caller="estimate"); _positive(xtol, "xtol", caller="estimate")
+    _positive(ftol, "ftol", caller="estimate"); _positive(max_steps, "max_steps", integer=True, caller="estimate")
+    _positive(max_time, "max_time", allow_none=True, caller="estimate")
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError(f"estimate got a {type(model).__name__} with no trainable parameters; wrap what should be fitted in nn.Parameter.")
+    dev = next(p for p in model.parameters() if p.requires_grad).device
     work = copy.deepcopy(model).to(torch.float64)
     for p in work.parameters(): p.requires_grad_(False)
     names = list(param_dict(model).keys())
@@ -610,51 +644,54 @@ def estimate(model: nn.Module, # the ODE model; its fitted parameters are writte
     if horizons is not None and shooting > 1: raise ValueError("estimate: use either horizons or shooting, not both.")
     wts = _weights(weights, obs)
     learn = isinstance(weights, str) and weights == "learn"
-    bc, mode = rhs_traits(work, spec, theta0, _model_dim(work) or obs.n_obs)
+    with _blame_model(work, "estimate"): bc, mode = rhs_traits(work, spec, theta0, _model_dim(work) or obs.n_obs)
     stats, history, trace = SolveStats(), [], {names[i]: [] for i in free}  # history: every LM phase's losses; trace: per iteration
     opts = dict(model=work, user_model=model, spec=spec, theta0=theta0, free=free, lo=lo, hi=hi, fit_ic=fit_ic, ic_positive=ic_positive, observe=observe,
                 loss=loss, method=method, step_size=step_size, mode=mode, bc=bc, rtol=rtol, atol=atol, max_iter=max_iter, xtol=xtol,
-                ftol=ftol, continuity=continuity, stats=stats, history=history, trace=trace, loss_trace=[], verbose=verbose, dev=dev)
+                ftol=ftol, continuity=continuity, stats=stats, history=history, trace=trace, loss_trace=[], verbose=verbose, dev=dev,
+                max_steps=max_steps, max_time=max_time)
+    deadline = None if max_time is None else t_start + max_time
 
     def build(o, segments, w):
         prob = _Problem(work, o, observe, loss, w, segments, continuity, torch.float64, dev)
         ic_fixed = None
         if not fit_ic:
             ic_fixed = _fixed_ic(initial_conditions, prob, o)
-        return _Residuals(prob, work, spec, theta0.to(dev), free, lo, hi, fit_ic, ic_fixed, ic_positive, method, step_size, mode, bc, stats)
+        r = _Residuals(prob, work, spec, theta0.to(dev), free, lo, hi, fit_ic, ic_fixed, ic_positive, method, step_size, mode, bc, stats)
+        r.deadline = deadline
+        return r
 
     # starting point
     res = build(obs, shooting, wts)
-    y0s = _ic_guess(res, res.prob, theta0.to(dev), y0, rtol, atol) if fit_ic else None
+    with _blame_model(work, "estimate"): y0s = _ic_guess(res, res.prob, theta0.to(dev), y0, rtol, atol) if fit_ic else None
     if fit_ic and ic_positive and (y0s <= 0).any():
         raise ValueError("estimate: ic_positive=True needs positive starting initial states; give positive ones with y0=.")
     u = res.pack(theta0.to(dev)[free][None], y0s[None] if fit_ic else None)
     if starts is not None: u = _start_points(starts, u, res, lo, hi, seed)
-    # schedule: growing horizons, or multiple shooting then single shooting, or one fit
-    if horizons is not None:
-        for frac in sorted(float(f) for f in horizons):
-            if not 0 < frac < 1: raise ValueError(f"estimate needs horizons as fractions in (0, 1), got {frac}; the full horizon is fitted last anyway.")
-            r_h = build(_until_fraction(obs, frac), 1, res.prob.w)
-            u, *_ = _run_lm(r_h, u, opts)
-    elif shooting > 1:
-        u, cost, *_ = _run_lm(res, u, opts)
-        best = int(cost.argmin())
-        res1 = build(obs, 1, wts)
-        first = [k for k, p in enumerate(res.prob.pieces) if k == 0 or res.prob.pieces[k - 1][4] < 0]  # each trajectory's first piece
-        th, _, y0p, _ = res.unpack(u[best:best + 1])
-        u = res1.pack(th[:, free], y0p[:, first])
-        res = res1
-    u, cost, conv, iters, (r, J), summary = _run_lm(res, u, opts)
-    rounds = 0
-    while learn and rounds < 20:  # noise scales by maximum likelihood: reweight by the residual variance of each column, refit
-        rounds += 1
-        new = _learned_weights(res, r[0])
-        change = max(abs(a/b - 1) for a, b in zip(new.tolist(), res.prob.sqrtw.square().tolist()))
-        res.prob.set_weights(new)
-        u, cost, conv, iters2, (r, J), summary = _run_lm(res, u[cost.argmin()][None], opts)
-        iters += iters2
-        if change < 1e-3: break
-    return _finish(res, u, cost, conv, iters, r, J, summary, opts, names, t_start, learn)
+    with small_work_threads(rhs_work(work, len(res.prob.pieces)*res.n*(res.Pu + 1)*u.shape[0], res.n), dev), _blame_model(work, "estimate"):
+        # schedule: growing horizons, or multiple shooting then single shooting, or one fit
+        if horizons is not None:
+            for frac in sorted(float(f) for f in horizons):
+                if not 0 < frac < 1: raise ValueError(f"estimate needs horizons as fractions in (0, 1), got {frac}; the full horizon is fitted last anyway.")
+                u = _run_lm(build(_until_fraction(obs, frac), 1, res.prob.w), u, opts)[0].theta
+        elif shooting > 1:
+            out = _run_lm(res, u, opts)[0]
+            res1 = build(obs, 1, wts)
+            first = [k for k, p in enumerate(res.prob.pieces) if k == 0 or res.prob.pieces[k - 1][4] < 0]  # each trajectory's first piece
+            th, _, y0p, _ = res.unpack(out.theta[int(out.cost.argmin())][None])
+            u = res1.pack(th[:, free], y0p[:, first])
+            res = res1
+        out, r, J, summary = _run_lm(res, u, opts)
+        iters, rounds = out.iterations, 0
+        while learn and rounds < 20:  # noise scales by maximum likelihood: reweight by the residual variance of each column, refit
+            rounds += 1
+            new = _learned_weights(res, r[0])
+            change = max(abs(a/b - 1) for a, b in zip(new.tolist(), res.prob.sqrtw.square().tolist()))
+            res.prob.set_weights(new)
+            out, r, J, summary = _run_lm(res, out.theta[int(out.cost.argmin())][None], opts)
+            iters += out.iterations
+            if change < 1e-3: break
+    return _finish(res, out, iters, r, J, summary, opts, names, t_start, learn)
 
 # %% ../nbs/07_estimation.ipynb #dcca6cf9
 def _report(self: Estimate, correl_min: float = 0.1) -> str:
@@ -668,16 +705,22 @@ def _report(self: Estimate, correl_min: float = 0.1) -> str:
            f"    reduced chi-square  = {self.redchi:.6g}",
            f"    Akaike info crit    = {self.aic:.4f}",
            f"    Bayesian info crit  = {self.bic:.4f}",
-           f"    converged           = {self.converged}: {self.message}",
+           f"    status              = {self.status}: {self.message}",
            "[[Variables]]"]
     w = max(len(n) for n in self.params)
     for n, v in self.params.items():
         if n in self.stderr:
             s, (lo, hi), (bl, bh) = self.stderr[n], self.ci[n], self.bounds[n]
-            rel = f"({100*s/abs(v):.2f}%)" if v != 0 else ""
             bnd = f", bounds ({bl:g}, {bh:g})" if math.isfinite(bl) or math.isfinite(bh) else ""
-            out.append(f"    {n:<{w}}: {v:.6g} +/- {s:.4g} {rel}, 95% CI [{lo:.6g}, {hi:.6g}]{bnd}")
+            if n in self.at_bound: out.append(f"    {n:<{w}}: {v:.6g} (held at a bound of ({bl:g}, {bh:g}): no error bar)")
+            elif not math.isfinite(s): out.append(f"    {n:<{w}}: {v:.6g} +/- inf (not identifiable from these data){bnd}")
+            else:
+                rel = f"({100*s/abs(v):.2f}%)" if v != 0 else ""
+                out.append(f"    {n:<{w}}: {v:.6g} +/- {s:.4g} {rel}, 95% CI [{lo:.6g}, {hi:.6g}]{bnd}")
         else: out.append(f"    {n:<{w}}: {v:.6g} (fixed)")
+    if self.identifiability:
+        out.append("[[Not identifiable]] (standard errors are infinite; fix or constrain these, or add data that separate them)")
+        out += [f"    {line}" for line in self.identifiability]
     if self.ic_stderr is not None:
         out.append("[[Initial states]]")
         for b, (y, s) in enumerate(zip(self.initial_conditions.tolist(), self.ic_stderr.tolist())):
@@ -757,24 +800,28 @@ def _profile(self: Estimate, name: str, n: int = 17, span: float = 3.0) -> Profi
     grid_u = u_hat[j] + torch.linspace(-span, span, n, dtype=u_hat.dtype, device=u_hat.device)*se_u
     ssr = torch.full((n,), float("inf"), dtype=u_hat.dtype)
     s2 = self.ssr/self.dof
-    bound = 1e6*(1.0 + float(res.prob.Y[res.prob.mask].abs().max()))
+    bound = state_bound(res.prob.Y)
     def refit(val, start):
-        def sub(v):
+        "The residual sum of squares with parameter j held at val (inf if the refit fails), and where the others went."
+        def sub(v, rt, at, steps):
             full = torch.cat([v[:, :j], val.expand(v.shape[0], 1), v[:, j:]], 1)
-            r, J, alive = res(full, o["rtol"], o["atol"], bound=bound)
+            r, J, alive = res(full, rt, at, bound=bound, max_steps=steps)
             return r, torch.cat([J[..., :j], J[..., j + 1:]], -1), alive
         if res.Pu == 1:
-            r, _, _ = res(val.reshape(1, 1), o["rtol"], o["atol"], need_jac=False)
+            r, _, _ = res(val.reshape(1, 1), o["rtol"], o["atol"], need_jac=False, bound=bound, max_steps=o["max_steps"])
             return float(r.square().sum()), start
-        v, cost, _, _, _ = _lm(sub, start.clone(), o["max_iter"], o["xtol"], o["ftol"], [])
-        return float(cost[0])*(res.prob.m_data + res.prob.n_cont), v
+        out = fit_phases(sub, start.clone(), o["method"] not in FIXED_STEP_METHODS, o["rtol"], o["atol"], o["stats"], o["max_steps"],
+                         o["max_iter"], o["xtol"], o["ftol"])
+        if out.status[0] == FAILED: return math.inf, start
+        return float(out.cost[0])*(res.prob.m_data + res.prob.n_cont), out.theta
     rest = torch.cat([u_hat[:j], u_hat[j + 1:]])[None]
     mid = n//2
-    for side in (range(mid, n), range(mid - 1, -1, -1)):  # walk outwards from the estimate, each refit starting from the last
-        start = rest
-        for i in side:
-            try: ssr[i], start = refit(grid_u[i], start)
-            except DivergenceError: break
+    with small_work_threads(rhs_work(res.work, len(res.prob.pieces)*res.n*res.Pu, res.n), u_hat.device):
+        for side in (range(mid, n), range(mid - 1, -1, -1)):  # walk outwards from the estimate, each refit starting from the last
+            start = rest
+            for i in side:
+                ssr[i], start = refit(grid_u[i], start)
+                if not math.isfinite(ssr[i]): break
     values, _ = _from_free(grid_u[:, None].cpu(), res.lo[j:j + 1].cpu(), res.hi[j:j + 1].cpu())
     values = values[:, 0]
     ssr_min = min(self.ssr, float(ssr.min()))

@@ -5,15 +5,16 @@
 # %% ../nbs/00_models.ipynb #2085faaa
 from __future__ import annotations
 
+import contextlib
 import math
+import time
 from numbers import Real
 
 import torch
 from torch import nn
-from torchdiffeq import odeint
 
 # %% auto #0
-__all__ = ['FIXED_STEP_METHODS', 'ADAPTIVE_METHODS', 'solver_options', 'simulate', 'VDP', 'LotkaVolterra', 'Lorenz',
+__all__ = ['FIXED_STEP_METHODS', 'ADAPTIVE_METHODS', 'solver_options', 'ModelError', 'simulate', 'VDP', 'LotkaVolterra', 'Lorenz',
            'NeuralDiffEq', 'param_dict', 'FunctionODE', 'HybridODE', 'ODEBlock']
 
 # %% ../nbs/00_models.ipynb #19db9ba9
@@ -86,6 +87,30 @@ def _check_state(model, y, caller: str, name: str = "y0", layout: str = "(batch,
                          f"{layout.replace('state', str(dim))}, got {tuple(y.shape)}; check the model and the data describe the same system.")
     return y
 
+class ModelError(RuntimeError):
+    "The model's own code failed while it was being solved or fitted; the message names the model and the original error."
+
+def _raised_in(e: BaseException, model) -> bool:
+    "Whether the exception `e` came out of the forward method of `model` or of one of its submodules (or a function they call)."
+    if not isinstance(model, nn.Module): return False
+    codes = {getattr(type(m).forward, "__code__", None) for m in model.modules()}
+    tb = e.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code in codes: return True
+        tb = tb.tb_next
+    return False
+
+@contextlib.contextmanager
+def _blame_model(model, # the model being solved or fitted
+                 caller: str, # 'simulate', 'fit', ... for the message
+                ):
+    "Turn an exception that comes out of the model's own forward into one ModelError that names the model and what it raised."
+    try: yield
+    except Exception as e:
+        if isinstance(e, ModelError) or not _raised_in(e, model): raise
+        raise ModelError(f"{caller}: {type(model).__name__}.forward raised {type(e).__name__}: {e}. The model's own code failed, "
+                         f"not the solver; call model(t, y) on a state of the data to reproduce it.") from e
+
 def _device_of(model) -> torch.device | None:
     "The device of the model's first parameter or buffer (None for a module without tensors)."
     for t in model.parameters(): return t.device
@@ -100,15 +125,34 @@ def simulate(model: nn.Module, # vector field called as model(t, y)
              step_size: float | None = None, # step of a fixed-grid method
              rtol: float | None = None, # relative tolerance of an adaptive method (torchdiffeq's default 1e-7)
              atol: float | None = None, # absolute tolerance of an adaptive method (torchdiffeq's default 1e-9)
+             *,
+             max_steps: int = 100_000, # step budget of the solve: a SolverError beyond it, instead of a run without end
+             max_time: float | None = None, # wall-clock budget in seconds (None: none)
             ) -> torch.Tensor: # trajectories, (batch, time, state), on the model's device
     "Integrate `model` from every row of `y0` and return the states at `ts`."
-    kw = solver_options(method, step_size, rtol, atol)
+    from paramfittorchdemo.solvers import SolverError, _odeint, rhs_work, small_work_threads  # the solvers module imports this one
+    solver_options(method, step_size, rtol, atol)
     _check_ts(ts, "simulate")
     _check_state(model, y0, "simulate")
+    _check_budget(max_steps, max_time, "simulate")
     device = _device_of(model)
     if device is not None: y0, ts = y0.to(device), ts.to(device)
-    ys = odeint(model, y0, ts.to(y0.dtype), **kw)  # (time, *batch, state)
-    return ys.movedim(0, -2)
+    deadline = None if max_time is None else time.perf_counter() + max_time
+    try:
+        with small_work_threads(rhs_work(model, y0.numel(), y0.shape[-1]), y0.device), _blame_model(model, "simulate"):
+            return _odeint(model, y0, ts, method, step_size, rtol, atol, max_steps, deadline)  # (batch, time, state)
+    except SolverError as e:
+        advice = (" Simulate it with method='scipy_solver' (LSODA, which switches to an implicit method where the problem is stiff),"
+                  " or rescale the model so that its fast mode is not resolved." if e.stiff else
+                  " Raise max_steps or max_time if the solution really needs that many steps." if e.kind in ("steps", "time") else "")
+        raise SolverError(f"simulate of {type(model).__name__}: {e}{advice}", e.kind, e.t, e.stiff) from None
+
+def _check_budget(max_steps, max_time, caller: str):
+    "Check a step budget (a positive integer) and a time budget (a positive number of seconds, or None)."
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+        raise ValueError(f"{caller} needs max_steps as a positive integer, got {max_steps!r}.")
+    if max_time is not None and (isinstance(max_time, bool) or not isinstance(max_time, Real) or not max_time > 0 or not math.isfinite(max_time)):
+        raise ValueError(f"{caller} needs max_time as a positive number of seconds or None, got {max_time!r}.")
 
 # %% ../nbs/00_models.ipynb #85e0570d
 def _as_scalar(value, name: str, caller: str, nonzero: bool = False) -> torch.Tensor:

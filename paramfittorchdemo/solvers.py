@@ -5,7 +5,9 @@
 # %% ../nbs/05_solvers.ipynb #d94eff9b
 from __future__ import annotations
 
+import contextlib
 import math
+import time
 from dataclasses import dataclass
 
 import torch
@@ -15,8 +17,8 @@ from torch.func import functional_call, vmap
 from .models import Lorenz, LotkaVolterra, VDP, _check_state, _check_ts
 
 # %% auto #0
-__all__ = ['NATIVE_METHODS', 'rk4', 'SolverError', 'SolveStats', 'dopri5', 'integrate', 'ParamSpec', 'jacobian_mode',
-           'rhs_traits', 'solve_with_jacobian']
+__all__ = ['NATIVE_METHODS', 'SMALL_WORK', 'rk4', 'SolverError', 'SolveStats', 'dopri5', 'rhs_work', 'small_work_threads',
+           'integrate', 'ParamSpec', 'jacobian_mode', 'rhs_traits', 'solve_with_jacobian']
 
 # %% ../nbs/05_solvers.ipynb #8ec2ed5a
 def _fixed_grid(ts: torch.Tensor, step_size: float | None) -> torch.Tensor:
@@ -87,7 +89,26 @@ def rk4(f, # right-hand side f(t, y) -> dy/dt
 
 # %% ../nbs/05_solvers.ipynb #412267ff
 class SolverError(RuntimeError):
-    "The integration could not continue (non-finite state, step size underflow or too many steps)."
+    "The integration could not continue: the step size underflowed, the step budget or time ran out, or the solution left its bound."
+    def __init__(self, message: str, # what happened, in words
+                 kind: str = "", # 'underflow', 'steps', 'time' or 'bound'
+                 t: float | None = None, # where the solver stopped
+                 stiff: bool = False, # whether the problem looked stiff where the solver stopped
+                ):
+        super().__init__(message)
+        self.kind, self.t, self.stiff = kind, t, stiff
+
+def _stiffness(hh, k6, k7, y6, y1) -> float:
+    "Hairer's estimate of |lambda| h for the last dopri5 step: ||k7 - k6|| / ||y1 - y6|| times h (about 3.3 at the stability limit)."
+    num, den = torch.linalg.vector_norm((k7 - k6).real).item(), torch.linalg.vector_norm((y1 - y6).real).item()
+    return abs(hh)*num/den if den > 0 and math.isfinite(num) else float("nan")
+
+def _stiff_words(span: float, hh: float, stiffness: float) -> str:
+    "What a stiffness estimate means, for a SolverError's message."
+    if not stiffness > 2.0: return ""
+    lam = stiffness/max(abs(hh), 1e-300)
+    return (f"; the problem looks stiff: the steps (about {abs(hh):.2g}) are held at the explicit solver's stability limit by a "
+            f"fast decaying mode (|lambda| about {lam:.3g}), so the span of {span:.4g} needs about {3*span*lam/3.3:.2g} steps")
 
 @dataclass
 class SolveStats:
@@ -98,6 +119,8 @@ class SolveStats:
     rejected: int = 0 # rejected steps
     alive: list | None = None # per group of the last solve: False where the group was dropped
     first_step: float | None = None # the first accepted step of the last (ungrouped dopri5) solve
+    failure: str = "" # why the last group or solve that failed was dropped, in words
+    error: Exception | None = None # the last SolverError that ended a whole solve (its kind and stiffness, for the messages)
 
 # %% ../nbs/05_solvers.ipynb #766943b3
 _DP_A = ((1/5,), (3/40, 9/40), (44/45, -56/15, 32/9), (19372/6561, -25360/2187, 64448/6561, -212/729),
@@ -162,21 +185,25 @@ def dopri5(f, # right-hand side f(t, y) -> dy/dt
            bound: float | None = None, # a group (without `groups`: the solve) whose states grow beyond this is dropped (fails)
            own_steps: bool = True, # with `groups` and an autonomous model: a step size per group
            first_step: float | None = None, # the first trial step; None: Hairer's starting-step estimate (2 more evaluations)
+           deadline: float | None = None, # time.perf_counter() value after which the solve stops with a SolverError
           ) -> torch.Tensor: # states at `ts`, (..., time, state)
     "Dormand-Prince 5(4) with error control and 4th-order dense output at the output times."
     stats = stats if stats is not None else SolveStats()
     if own_steps and groups and groups > 1 and getattr(f, "autonomous", False):
-        return _dopri5_grouped(f, y0, ts, rtol, atol, groups, max_steps, stats, bound)
+        return _dopri5_grouped(f, y0, ts, rtol, atol, groups, max_steps, stats, bound, deadline)
     tl, rdt, dev = ts.tolist(), y0.real.dtype, y0.device
     G = groups or 1
     T, rhs = _stage_times(f, rdt, dev), _fast_rhs(f)
     t, y = tl[0], y0
     k1 = rhs(T(t), y); nfe = 1
     alive = [True]*G
-    def kill(bad, why):
-        if groups is None: raise SolverError(f"dopri5 stopped at t={t:.6g}: {why}.")
+    def kill(bad, why, kind, stiff=False):
+        "Drop the groups `bad`; without groups (or when none is left) stop with a SolverError."
+        msg = f"dopri5 stopped at t={t:.6g}: {why}"
+        stats.failure = msg
+        if groups is None: raise SolverError(msg + ".", kind, t, stiff)
         for g in bad: alive[g] = False
-        if not any(alive): raise SolverError(f"dopri5 stopped at t={t:.6g}: {why} in every group.")
+        if not any(alive): raise SolverError(msg + " in every group.", kind, t, stiff)
     ya = y.real.abs().mul_(rtol).add_(atol)  # error scale of the current state
     if first_step is None:  # Hairer, Norsett & Wanner, II.4
         d0, d1 = max(_group_norms(y.real, ya, groups)), max(_group_norms(k1.real, ya, groups))
@@ -192,7 +219,11 @@ def dopri5(f, # right-hand side f(t, y) -> dy/dt
     A2, A3, A4, A5, A6 = _DP_AT
     t_end, ts_rdt = tl[-1], ts.to(rdt)
     while j < len(tl):
-        if steps + rejected >= max_steps: raise SolverError(f"dopri5 took more than {max_steps} steps before t={tl[j]:.6g}.")
+        if steps + rejected >= max_steps or (deadline is not None and time.perf_counter() > deadline):
+            budget = steps + rejected >= max_steps
+            st = _stiffness(hh, ks[5], ks[6], y6, y1) if steps + rejected else float("nan")
+            why = (f"it used its budget of {max_steps} steps" if budget else "it ran out of time") + f" before t={tl[j]:.6g}"
+            kill(range(G), why + _stiff_words(t_end - tl[0], h, st), "steps" if budget else "time", st > 2.0)
         hit = t + h >= t_end - 1e-12*abs(t_end)  # only the last output time is stepped onto; the others are interpolated
         hh = t_end - t if hit else h
         ks = [k1]
@@ -201,7 +232,8 @@ def dopri5(f, # right-hand side f(t, y) -> dy/dt
         ks.append(rhs(T(t + 0.8*hh), _combo(y, ks, A4, hh)))
         ks.append(rhs(T(t + hh*8/9), _combo(y, ks, A5, hh)))
         t1 = T(t + hh)
-        ks.append(rhs(t1, _combo(y, ks, A6, hh)))
+        y6 = _combo(y, ks, A6, hh)
+        ks.append(rhs(t1, y6))
         y1 = _combo(y, ks, _DP_BT, hh)
         k7 = rhs(t1, y1); nfe += 6
         ks.append(k7)
@@ -209,14 +241,21 @@ def dopri5(f, # right-hand side f(t, y) -> dy/dt
         v = _combo(None, ks, _DP_ET, hh).real.div_(torch.maximum(ya, y1a))  # error relative to its scale
         if G > 1: v = v.reshape(G, -1)
         nrm = torch.linalg.vector_norm(v, dim=-1 if G > 1 else None).div_(math.sqrt(v.numel()/G))
-        if bound is not None:  # a group whose states left the bound gets an infinite error (one host sync for both)
-            nrm = nrm.masked_fill_((y1a.reshape(G, -1).amax(1) if G > 1 else y1a.amax()) > rtol*bound + atol, float("inf"))
-        norms = nrm.tolist() if G > 1 else [nrm.item()]
-        bad = [g for g, n in enumerate(norms) if alive[g] and not math.isfinite(n)]
-        if bad: kill(bad, "the solution stopped being finite" if bound is None else "the solution stopped being finite or left its bound")
+        if bound is not None:  # out of bound: the groups' largest states against the bound, in the same host sync as the norms
+            big = (y1a.reshape(G, -1).amax(1) if G > 1 else y1a.amax()) > rtol*bound + atol
+            nrm = torch.stack([nrm, big.to(nrm.dtype)])
+        vals = nrm.tolist()
+        if bound is None: norms, out = (vals if G > 1 else [vals]), None
+        else: norms, out = (vals[0], vals[1]) if G > 1 else ([vals[0]], [vals[1]])
+        norms = [n if math.isfinite(n) else math.inf for n in norms]  # a step that blew up is rejected like an inaccurate one
+        if out is not None:  # an accurate step that leaves the bound: the solution really grows beyond it
+            left = [g for g in range(G) if alive[g] and out[g] and norms[g] <= 1.0]
+            if left: kill(left, "the solution left its bound", "bound")
         worst = max((n for g, n in enumerate(norms) if alive[g]), default=0.0)
         if worst > 1.0 and hh < hmin:
-            kill([g for g, n in enumerate(norms) if alive[g] and n > 1.0], "the step size underflowed")
+            bad = [g for g, n in enumerate(norms) if alive[g] and n > 1.0]
+            kill(bad, "the step size underflowed: the solution changes faster than any step can follow (it blows up, "
+                      "meets a singularity of the model, or leaves the model's domain)", "underflow")
             worst = 0.0
         factor = 10.0 if worst == 0.0 else min(10.0, max(0.2, 0.9*worst**-0.2))
         if worst <= 1.0:
@@ -246,7 +285,8 @@ def _rms_groups(x, G: int):
     x = x.reshape(G, -1)
     return torch.linalg.vector_norm(x, dim=1)/math.sqrt(x.shape[1])
 
-def _dopri5_grouped(f, y0, ts, rtol: float, atol: float, G: int, max_steps: int, stats: SolveStats, bound: float | None = None):
+def _dopri5_grouped(f, y0, ts, rtol: float, atol: float, G: int, max_steps: int, stats: SolveStats, bound: float | None = None,
+                    deadline: float | None = None):
     "dopri5 with a separate step size and time for each of the G groups (autonomous right-hand sides only)."
     rhs, dev, rdt = _fast_rhs(f), y0.device, y0.real.dtype
     T0 = torch.zeros((), dtype=rdt, device=dev)  # the model ignores t
@@ -270,11 +310,14 @@ def _dopri5_grouped(f, y0, ts, rtol: float, atol: float, G: int, max_steps: int,
     gidx = torch.arange(G, device=dev)
     hmin, nfe, steps = 1e-12*max(1.0, abs(t_end)), 2, 0
     nst = torch.zeros(G, dtype=torch.long, device=dev)  # steps tried per group
+    stopped = ""  # why groups were stopped by the budget, if they were
     A2, A3, A4, A5, A6 = _DP_AT
     S = lambda ks, ws: _combo(None, ks, ws, 1.0)
     while True:
-        if steps >= max_steps:  # the groups still running are dropped, the finished ones kept
-            alive = alive & ~active
+        if steps >= max_steps or (deadline is not None and time.perf_counter() > deadline):
+            alive = alive & ~active  # the groups still running are dropped, the finished ones kept
+            why = f"it used its budget of {max_steps} steps" if steps >= max_steps else "it ran out of time"
+            stopped = f"dopri5 stopped {int(active.sum())} of {G} groups: {why}"
             break
         hit = t + h >= t_end - 1e-12*abs(t_end)
         hh = torch.where(hit, t_end - t, h)
@@ -289,8 +332,11 @@ def _dopri5_grouped(f, y0, ts, rtol: float, atol: float, G: int, max_steps: int,
         ks = (k1, k2, k3, k4, k5, k6, k7)
         err = H*S(ks, _DP_ET)
         norm = _rms_groups(err.real/torch.maximum(y.real.abs(), y1.real.abs()).mul_(rtol).add_(atol), G)
-        alive = alive & (torch.isfinite(norm) | ~active) & ~(active & (norm > 1) & (hh < hmin))
-        if bound is not None: alive = alive & ~(active & (y1.real.abs().reshape(G, -1).amax(1) > bound))
+        norm = norm.nan_to_num(nan=math.inf)  # a step that blew up is rejected like an inaccurate one, and retried smaller
+        dead = active & (norm > 1) & (hh < hmin)  # the step size underflowed
+        if bound is not None:  # an accurate step beyond the bound: the solution really grows beyond it
+            dead = dead | (active & (norm <= 1) & (y1.real.abs().reshape(G, -1).amax(1) > bound))
+        alive = alive & ~dead
         active = active & alive
         acc = active & (norm <= 1)
         t_new = torch.where(acc, torch.where(hit, torch.full_like(t, t_end), t + hh), t)
@@ -310,7 +356,10 @@ def _dopri5_grouped(f, y0, ts, rtol: float, atol: float, G: int, max_steps: int,
                 alive, active = alive & ~slow, active & ~slow
         if not active.any(): break
     alive_l = alive.tolist()
-    if not any(alive_l): raise SolverError("dopri5 stopped: the solution stopped being finite (or the step size underflowed) in every group.")
+    if not all(alive_l): stats.failure = stopped or "dopri5 dropped a group: its step size underflowed or its solution left the bound"
+    if not any(alive_l):
+        raise SolverError("dopri5 stopped: the step size underflowed, the solution left its bound or the step budget ran out "
+                          "in every group.", "underflow")
     stats.solves += 1; stats.nfe += nfe; stats.steps += steps; stats.alive = alive_l
     # every output time, in one go: the accepted step that covers it, and the continuous extension there
     ends = torch.stack(ends_, 1)  # (G, S), non-decreasing
@@ -326,6 +375,90 @@ def _dopri5_grouped(f, y0, ts, rtol: float, atol: float, G: int, max_steps: int,
 # %% ../nbs/05_solvers.ipynb #9df6abf3
 NATIVE_METHODS = ("rk4", "dopri5")
 
+SMALL_WORK = 1_000_000  # work per right-hand-side evaluation (see rhs_work) below which one intra-op thread is fastest
+
+def rhs_work(model: nn.Module, # the right-hand side
+             states: int, # elements of the states it is evaluated on at once: (copies, batch, state) all together
+             dim: int, # state dimension
+            ) -> int: # the work of one evaluation, in element operations
+    "The work of one right-hand-side evaluation: the states' elements times the model's parameters per state (a network's width)."
+    return states*max(1, sum(p.numel() for p in model.parameters())//max(dim, 1))
+
+@contextlib.contextmanager
+def small_work_threads(work: int, # work of one right-hand-side evaluation, from rhs_work
+                       device = None, # where the work runs; threads only matter on the CPU
+                      ):
+    "Run small CPU work on one intra-op thread, and restore torch's thread count afterwards."
+    if torch.get_num_threads() == 1 or work > SMALL_WORK or (device is not None and torch.device(device).type != "cpu"):
+        yield
+        return
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try: yield
+    finally: torch.set_num_threads(n)
+
+_ADAPTIVE_RK = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")  # torchdiffeq methods that take max_num_steps
+
+class _Budget(Exception):
+    "Raised inside a torchdiffeq solve by `_Guarded` when the evaluation budget or the time runs out."
+
+class _Guarded:
+    "A right-hand side that counts its evaluations, remembers the last (t, y) and stops the solve when the budget or the time runs out."
+    def __init__(self, f, max_evals: int, deadline: float | None):
+        self.f, self.max_evals, self.deadline, self.n, self.last = f, max_evals, deadline, 0, None
+    def __call__(self, t, y):
+        self.n += 1
+        self.last = (t, y)
+        if self.n > self.max_evals: raise _Budget("budget")
+        if self.deadline is not None and self.n % 8 == 0 and time.perf_counter() > self.deadline: raise _Budget("time")
+        return self.f(t, y)
+
+def _fastest_mode(f, t, y) -> complex:
+    "The eigenvalue of df/dy with the largest magnitude at (t, y) (..., state), by forward differences: how fast the fastest mode moves."
+    y = y.detach().real.to(torch.float64)
+    n = y.shape[-1]
+    with torch.no_grad():
+        try:
+            f0 = f(t, y)
+            h = 1e-7*y.abs().clamp_min(1.0)
+            E = torch.eye(n, dtype=y.dtype, device=y.device)
+            cols = [(f(t, y + h[..., i:i + 1]*E[i]) - f0)/h[..., i:i + 1] for i in range(n)]
+            ev = torch.linalg.eigvals(torch.stack(cols, dim=-1).reshape(-1, n, n)).reshape(-1)
+            return complex(ev[ev.abs().argmax()])
+        except Exception: return complex("nan")
+
+def _odeint(f, y0, ts, method: str, step_size, rtol, atol, max_steps: int, deadline: float | None) -> torch.Tensor:
+    "torchdiffeq's odeint with a step budget and a deadline; its failures become SolverErrors that say what happened: (..., time, state)."
+    from torchdiffeq import odeint
+    from paramfittorchdemo.models import solver_options
+    kw = solver_options(method, step_size, rtol, atol)
+    if method in _ADAPTIVE_RK: kw["options"] = dict(max_num_steps=max_steps)
+    elif "options" in kw:  # a fixed grid: the number of steps is known before any work
+        n = math.ceil((float(ts[-1]) - float(ts[0]))/kw["options"]["step_size"])
+        if n > max_steps:
+            raise SolverError(f"{method} would take {n} steps of {kw['options']['step_size']:g} over [{float(ts[0]):g}, {float(ts[-1]):g}], "
+                              f"more than max_steps={max_steps}; use a larger step_size or raise max_steps.", "steps", float(ts[0]))
+    g = _Guarded(f, 13*max_steps + 100, deadline)
+    try:
+        return odeint(g, y0, ts.to(y0.real.dtype), **kw).movedim(0, -2)
+    except (_Budget, AssertionError) as e:
+        t = float(g.last[0].detach()) if g.last is not None else float(ts[0])
+        what = str(e)
+        if isinstance(e, _Budget) and what == "time": kind, why = "time", "it ran out of time"
+        elif isinstance(e, _Budget) or "max_num_steps" in what: kind, why = "steps", f"it used its budget of {max_steps} steps"
+        elif "underflow" in what: kind, why = "underflow", "the step size underflowed"
+        else: raise
+        lam = _fastest_mode(f, *g.last) if g.last is not None else complex("nan")
+        span = float(ts[-1] - ts[0])
+        stiff = method != "scipy_solver" and span*abs(lam) > 1e3 and lam.real < 0.1*abs(lam)
+        words = ""
+        if lam.real > 0.5*abs(lam) and abs(lam)*span > 1e3:
+            words = f"; the solution grows explosively there (the fastest mode grows at a rate of about {lam.real:.3g}): it blows up"
+        elif stiff:
+            words = (f"; the problem looks stiff: near t={t:.4g} its fastest mode decays at a rate of about {abs(lam):.3g} per time unit, "
+                     f"{span*abs(lam):.2g} times across the span, which holds an explicit solver's steps far below the time scale of the solution")
+        raise SolverError(f"{method} stopped near t={t:.6g}: {why}{words}.", kind, t, stiff) from None
+
 def integrate(f, # right-hand side f(t, y)
               y0: torch.Tensor, # initial states, (..., state)
               ts: torch.Tensor, # output times, (time,)
@@ -336,24 +469,27 @@ def integrate(f, # right-hand side f(t, y)
               groups: int | None = None, # independent error control per group of the first axis (dopri5)
               stats: SolveStats | None = None, # counters to add to
               bound: float | None = None, # with `groups`: drop a group whose states grow beyond this (dopri5)
-              max_steps: int = 20_000, # step budget of dopri5
+              max_steps: int = 20_000, # step budget of a solve: a SolverError (or dropped groups) beyond it
               own_steps: bool = True, # dopri5 with `groups`: a step size per group (autonomous models)
               first_step: float | None = None, # dopri5: the first trial step (None: estimated)
+              deadline: float | None = None, # time.perf_counter() value after which an adaptive solve stops with a SolverError
              ) -> torch.Tensor: # states at `ts`, (..., time, state)
-    "Integrate with the lean native solvers where available, torchdiffeq otherwise."
+    "Integrate with the lean native solvers where available, torchdiffeq otherwise; every solve has a step budget."
+    if len(ts) == 1:  # nothing to integrate: the output is the initial state
+        if stats is not None: stats.solves += 1; stats.alive = None
+        return y0.unsqueeze(-2)
     if method == "rk4":
-        if stats is not None:
-            n = len(_rk4_plan(ts, step_size, y0.real.dtype)[0]) - 1
-            stats.solves += 1; stats.nfe += 4*n; stats.steps += n; stats.alive = None
+        n = len(_rk4_plan(ts, step_size, y0.real.dtype)[0]) - 1
+        if n > max_steps:
+            raise SolverError(f"rk4 would take {n} steps over [{float(ts[0]):g}, {float(ts[-1]):g}], more than max_steps={max_steps}; "
+                              f"use a larger step_size or raise max_steps.", "steps", float(ts[0]))
+        if stats is not None: stats.solves += 1; stats.nfe += 4*n; stats.steps += n; stats.alive = None
         return rk4(f, y0, ts, step_size)
     if method == "dopri5":
         return dopri5(f, y0, ts, rtol, atol, groups=groups, max_steps=max_steps, stats=stats, bound=bound, own_steps=own_steps,
-                      first_step=first_step)
-    from torchdiffeq import odeint
-    from paramfittorchdemo.models import solver_options
-    kw = solver_options(method, step_size, rtol, atol)
+                      first_step=first_step, deadline=deadline)
     if stats is not None: stats.solves += 1
-    return odeint(f, y0, ts.to(y0.real.dtype), **kw).movedim(0, -2)
+    return _odeint(f, y0, ts, method, step_size, rtol, atol, max_steps, deadline)
 
 # %% ../nbs/05_solvers.ipynb #b591d625
 @dataclass
@@ -400,10 +536,20 @@ def _population_rhs(model: nn.Module, spec: ParamSpec, broadcasts: bool):
             params = {f"model.{n}": v for n, v in spec.population(theta).items()}
             return functional_call(_Call(model), params, (lambda m: fn(m),), strict=False)
         return run
+    loop = [False]  # vmap cannot trace the model (data-dependent control flow, .item(), ...): evaluate copy by copy
     def run(theta, fn):
         per_copy = {n: v.reshape(theta.shape[0], *s) for n, v, s in zip(spec.names, theta.split(spec.sizes, dim=-1), spec.shapes)}
         one = lambda p, t, y: functional_call(model, p, (t, y), strict=False)
-        return fn(lambda t, y: vmap(one, in_dims=(0, None, 0))(per_copy, t, y))
+        def each(t, y):
+            return torch.stack([one({n: v[k] for n, v in per_copy.items()}, t, y[k]) for k in range(y.shape[0])])
+        def f(t, y):
+            if loop[0]: return each(t, y)
+            try: return vmap(one, in_dims=(0, None, 0))(per_copy, t, y)
+            except RuntimeError as e:
+                if "vmap" not in str(e): raise
+                loop[0] = True
+                return each(t, y)
+        return fn(f)
     return run
 
 # %% ../nbs/05_solvers.ipynb #90336b82
@@ -473,13 +619,15 @@ def solve_with_jacobian(model: nn.Module, # the model (its parameters are not ch
                         bound: float | None = None, # drop parameter vectors whose states grow beyond this (dopri5)
                         max_steps: int = 20_000, # drop parameter vectors that need more steps than this (dopri5)
                         first_step: float | None = None, # dopri5's first trial step for a single parameter vector (None: estimated)
+                        deadline: float | None = None, # time.perf_counter() value after which the solve stops (and fails)
                        ) -> tuple: # predictions (K, batch, time, state), Jacobians (K, P, batch, time, state) or None, alive (K,) bool
     "Predictions of K parameter vectors, and their Jacobians, in one batched solve."
     K, P = theta.shape
     run_pop = _population_rhs(model, spec, broadcasts)
     def run(th, fn):  # a population in which every member blew up comes back as NaN, like a single dead member
         try: return run_pop(th, fn)
-        except SolverError:
+        except SolverError as e:
+            if stats is not None: stats.failure, stats.error = str(e).rstrip("."), e
             return torch.full((th.shape[0], *y0.shape[-2:-1], len(ts), y0.shape[-1]), float("nan"),
                               dtype=th.dtype, device=theta.device)
     y0 = y0.to(theta.dtype)
@@ -487,7 +635,7 @@ def solve_with_jacobian(model: nn.Module, # the model (its parameters are not ch
     if not need_jac:
         with torch.inference_mode():
             ys = run(theta, lambda f: integrate(f, y0k, ts, method, step_size, rtol, atol, groups=K if K > 1 else None, stats=stats,
-                                                bound=bound, max_steps=max_steps, own_steps=K > 1, first_step=first_step))
+                                                bound=bound, max_steps=max_steps, own_steps=K > 1, first_step=first_step, deadline=deadline))
         ys = ys.clone()
         alive = torch.isfinite(ys).reshape(K, -1).all(1)
         return ys, None, alive
@@ -500,7 +648,7 @@ def solve_with_jacobian(model: nn.Module, # the model (its parameters are not ch
         with torch.inference_mode():
             # one parameter vector: the P copies share their real part, so one error norm controls them all
             ys = run(th, lambda f: integrate(f, yc, ts, method, step_size, rtol, atol, groups=K*P if K > 1 else None, stats=stats,
-                                             bound=bound, max_steps=max_steps, own_steps=K > 1, first_step=first_step))
+                                             bound=bound, max_steps=max_steps, own_steps=K > 1, first_step=first_step, deadline=deadline))
         ys = ys.clone().reshape(K, P, *ys.shape[1:])  # clone: an ordinary tensor again, outside inference mode
         pred, jac = ys[:, 0].real, ys.imag/eps
     else:
@@ -511,7 +659,7 @@ def solve_with_jacobian(model: nn.Module, # the model (its parameters are not ch
         n = 2*P + 1
         yk = y0k[:, None].expand(K, n, *y0k.shape[1:]).reshape(K*n, *y0k.shape[1:])
         with torch.inference_mode():
-            ys = run(th.reshape(K*n, P), lambda f: integrate(f, yk, ts, method, step_size, rtol, atol, groups=K*n, stats=stats, bound=bound, max_steps=max_steps, own_steps=False))
+            ys = run(th.reshape(K*n, P), lambda f: integrate(f, yk, ts, method, step_size, rtol, atol, groups=K*n, stats=stats, bound=bound, max_steps=max_steps, own_steps=False, deadline=deadline))
         ys = ys.clone().reshape(K, n, *ys.shape[1:])
         pred = ys[:, 0]
         jac = (ys[:, 1:P + 1] - ys[:, P + 1:])/(2*steps.reshape(K, P, *([1]*(ys.ndim - 2))))

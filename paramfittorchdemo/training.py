@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import errno
 import math
 import os
 import pickle
@@ -14,6 +15,7 @@ import random
 import re
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from numbers import Real
 from pathlib import Path
@@ -27,10 +29,12 @@ from torch.func import functional_call
 from torch.utils.data import DataLoader
 
 from .data import SimODEData
-from .models import FIXED_STEP_METHODS, _device_of, _model_dim, param_dict, simulate, solver_options
+from .models import (FIXED_STEP_METHODS, _blame_model, _check_budget, _device_of, _model_dim, param_dict, simulate,
+                     solver_options)
 from .plotting import plot_time_series
-from .solvers import (NATIVE_METHODS, ParamSpec, SolveStats, SolverError, _Call, _broadcasts, integrate,
-                                       rhs_traits, solve_with_jacobian)
+from .lm import FAILED, FitWarning, fit_phases, state_bound
+from .solvers import (NATIVE_METHODS, ParamSpec, SolveStats, SolverError, _Call, _broadcasts, integrate, rhs_traits,
+                      rhs_work, small_work_threads, solve_with_jacobian)
 
 # %% auto #0
 __all__ = ['History', 'DivergenceError', 'TrainState', 'Callback', 'PlotSnapshots', 'save_checkpoint', 'load_checkpoint', 'train',
@@ -70,17 +74,17 @@ def _positive(value, name: str, integer: bool = False, allow_none: bool = False,
             f"{caller} needs {name} as {kind}{extra}, got {value!r}.")
     return value
 
-def _check_model_data(model, data):
+def _check_model_data(model, data, caller: str = "train"):
     if not isinstance(model, nn.Module):
-        raise TypeError(f"train needs model as a torch.nn.Module, got {type(model).__name__}.")
+        raise TypeError(f"{caller} needs model as a torch.nn.Module, got {type(model).__name__}.")
     if not any(p.requires_grad for p in model.parameters()):
-        raise ValueError(f"train got a {type(model).__name__} with no trainable parameters; wrap what should be fitted in nn.Parameter.")
+        raise ValueError(f"{caller} got a {type(model).__name__} with no trainable parameters; wrap what should be fitted in nn.Parameter.")
     if not isinstance(data, SimODEData):
-        raise TypeError(f"train needs data as a SimODEData, got {type(data).__name__}; "
+        raise TypeError(f"{caller} needs data as a SimODEData, got {type(data).__name__}; "
                         f"wrap tensors with SimODEData(ts, values) where values is (batch, time, state).")
     if not data.shared_ts:
-        raise ValueError("train needs every trajectory of data on the same time grid (each mini-batch is solved on one grid); "
-                         "these trajectories have different time points.")
+        raise ValueError(f"{caller} needs every trajectory of data on the same time grid (the trajectories are solved together); "
+                         "these trajectories have different time points. estimate() takes trajectories on their own grids.")
     dim = _model_dim(model)
     if dim is not None and dim != data.dim:
         raise ValueError(f"{type(model).__name__} has a state of dimension {dim}, but the data have {data.dim} states "
@@ -110,24 +114,26 @@ def _epoch_order(n: int, # dataset size
 class _LossGrad:
     "Computes the MSE of a batch and sets `.grad` on the model's parameters, by complex step or by autograd."
     def __init__(self, model: nn.Module, method: str, solver_kw: dict, dim: int):
-        self.model, self.method, self.kw = model, method, solver_kw
+        self.model, self.method, self.kw, self.deadline = model, method, solver_kw, None
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.spec = ParamSpec.of(model)
         self.mode = "autograd"
-        if method in NATIVE_METHODS and self.spec.size <= 64:
+        if method in NATIVE_METHODS and self.spec.size <= 64 and self.params[0].dtype in (torch.float32, torch.float64):  # not half
             theta = self.spec.vector(model)
             bc, mode = rhs_traits(model, self.spec, theta, dim)
             if bc and mode == "complex": self.mode = "complex"
 
     def __call__(self, y0, ts, states):
         if self.mode == "complex":
-            theta = self.spec.vector(self.model)[None]
-            pred, jac, _ = solve_with_jacobian(self.model, self.spec, theta, y0, ts, self.method, mode="complex", **self.kw)
+            theta, stats = self.spec.vector(self.model)[None], SolveStats()
+            pred, jac, ok = solve_with_jacobian(self.model, self.spec, theta, y0, ts, self.method, mode="complex", stats=stats,
+                                                deadline=self.deadline, **self.kw)
+            if stats.error is not None and not bool(ok[0]): raise stats.error
             r = pred[0] - states  # (batch, time, state)
             grad = (jac[0]*r).sum(dim=(1, 2, 3))*(2/r.numel())
             for p, g in zip(self.params, grad.split(self.spec.sizes)): p.grad = g.reshape(p.shape).to(p.dtype)
             return r.square().mean()
-        pred = integrate(self.model, y0, ts, self.method, **self.kw)  # (batch, time, state)
+        pred = integrate(self.model, y0, ts, self.method, deadline=self.deadline, **self.kw)  # (batch, time, state)
         loss = torch.nn.functional.mse_loss(pred, states)
         for p in self.params: p.grad = None
         loss.backward()
@@ -262,7 +268,10 @@ def load_checkpoint(path: Union[str, Path], # a file written by save_checkpoint 
         raise ValueError(f"'{path}' is not a valid checkpoint: it holds objects other than tensors and plain Python values, and "
                          f"load_checkpoint refuses to unpickle arbitrary objects (they could run code). Only checkpoints written "
                          f"by save_checkpoint or train load here. ({str(e).splitlines()[0]})") from e
-    except OSError: raise
+    except OSError as e:
+        if e.errno == errno.EINVAL:  # torch's zip reader seeks past the end of a truncated file
+            raise ValueError(f"'{path}' is not a valid checkpoint: it is truncated ({e}); use an earlier copy, or start afresh.") from e
+        raise OSError(e.errno, f"load_checkpoint could not read '{path}': {e.strerror or e}") from e
     except Exception as e:  # empty, truncated or not a torch file: torch raises EOFError, RuntimeError, KeyError, ...
         raise ValueError(f"'{path}' is not a valid checkpoint: it is empty, truncated or not written by torch.save "
                          f"({type(e).__name__}: {e}); use an earlier copy, or start afresh.") from e
@@ -370,6 +379,8 @@ def train(model: torch.nn.Module, # Model to train
           checkpoint: Union[str, Path, None] = None, # file that keeps the run's state to resume from (None: no checkpoints)
           checkpoint_every: int = 1, # write `checkpoint` after every this many epochs (and at the end, and on Ctrl-C)
           resume: bool = False, # go on from `checkpoint` if that file exists (else start afresh)
+          max_steps: int = 20_000, # step budget of every ODE solve; beyond it the run stops with a DivergenceError that says why
+          max_time: float | None = None, # wall-clock budget in seconds (None: none): the run stops, keeping the last parameters
           **kwargs: dict # `rtol` and `atol` for an adaptive `method`
          ) -> History: # loss and parameter values per epoch
     "Fit the parameters of `model` to `data` with mini-batch Adam on the mean squared error."
@@ -378,12 +389,14 @@ def train(model: torch.nn.Module, # Model to train
     if unknown: raise TypeError(f"train got unexpected keyword arguments {sorted(unknown)}; it accepts rtol and atol for adaptive solvers.")
     _check_model_data(model, data)
     _positive(lr, "lr"); _positive(epochs, "epochs", integer=True); _positive(batch_size, "batch_size", integer=True)
+    _check_budget(max_steps, max_time, "train")
     _positive(show_every, "show_every", integer=True, allow_none=True)
     _positive(save_plots_every, "save_plots_every", integer=True, allow_none=True)
     fixed = method in FIXED_STEP_METHODS
     if fixed: _positive(step_size, "step_size", allow_none=True)
     solver_options(method, step_size if fixed else None, kwargs.get("rtol"), kwargs.get("atol"))  # refuses bad choices early
-    solver_kw = dict(step_size=step_size if fixed else None, rtol=kwargs.get("rtol", 1e-7), atol=kwargs.get("atol", 1e-9))
+    solver_kw = dict(step_size=step_size if fixed else None, rtol=kwargs.get("rtol", 1e-7), atol=kwargs.get("atol", 1e-9),
+                     max_steps=max_steps)
     _check_checkpoint_args(checkpoint, checkpoint_every, resume)
     hooks = [_PrintLoss(show_every)] if show_every is not None else []
     if save_plots_every is not None: hooks.append(PlotSnapshots(save_plots_every, plot_dir, model_name))
@@ -409,40 +422,54 @@ def train(model: torch.nn.Module, # Model to train
 
     _run_hooks(hooks, "on_fit_start", state)
     start = time.perf_counter() - history.seconds  # a resumed run's clock goes on from the checkpoint's
+    loss_grad.deadline = None if max_time is None else time.perf_counter() + max_time
+    work = rhs_work(model, min(batch_size, len(data))*data.dim*(loss_grad.spec.size + 1 if loss_grad.mode == "complex" else 1), data.dim)
     try:
-        for epoch in range(first, epochs):
-            running_loss = torch.zeros((), device=device, dtype=dtype)
-            for idx in _epoch_order(len(data), gen).split(batch_size):
-                states = Y[idx.to(device)]  # (batch, time, state)
-                try:
-                    loss = loss_grad(states[:, 0, :], ts, states)
-                except (SolverError, AssertionError) as e:  # the solver gave up on blown-up dynamics
-                    _diverged(history, start, f"the solver failed during epoch {epoch} ({e})", model)
-                ok = ok & torch.isfinite(loss) & torch.stack([torch.isfinite(p.grad).all() for p in params]).all()
-                before = [p.detach().clone() for p in params]
-                optimizer.step()
-                with torch.no_grad():  # undo any step taken after the first non-finite one, without a host sync
-                    for p, b in zip(params, before): p.copy_(torch.where(ok, p, b))
-                running_loss += loss
-            running_loss, finite = torch.stack([running_loss, ok.to(dtype)]).tolist()
-            if not finite:
-                _diverged(history, start, f"the loss or its gradient became NaN or infinite during epoch {epoch}", model)
-            history.loss.append(running_loss)
-            state.epoch, state.loss, state.params = epoch, running_loss, param_dict(model) if track else {}
-            for k, v in state.params.items(): history.params[k].append(v)
-            stop = _run_hooks(hooks, "on_epoch_end", state)  # prints (show_every), snapshots (save_plots_every), then yours
-            if ck is not None:
-                history.seconds = time.perf_counter() - start
-                ck.snapshot(model, optimizer, gen, epoch + 1, history)
-            if stop:
-                if epoch < epochs - 1: history.stop_reason = "early stop"
-                break
+        with small_work_threads(work, device), _blame_model(model, "train"):
+            for epoch in range(first, epochs):
+                running_loss = torch.zeros((), device=device, dtype=dtype)
+                for idx in _epoch_order(len(data), gen).split(batch_size):
+                    states = Y[idx.to(device)]  # (batch, time, state)
+                    try:
+                        loss = loss_grad(states[:, 0, :], ts, states)
+                    except SolverError as e:  # the solver gave up: blown-up or stiff dynamics, or the time budget
+                        if e.kind == "time": raise _Budget() from None
+                        _diverged(history, start, f"the solver failed during epoch {epoch}: {e}", model, _train_advice(e, method))
+                    ok = ok & torch.isfinite(loss) & torch.stack([torch.isfinite(p.grad).all() for p in params]).all()
+                    before = [p.detach().clone() for p in params]
+                    optimizer.step()
+                    ok = ok & torch.stack([torch.isfinite(p).all() for p in params]).all()  # a finite step can still overflow (float16)
+                    with torch.no_grad():  # undo any step taken after the first non-finite one, without a host sync
+                        for p, b in zip(params, before): p.copy_(torch.where(ok, p, b))
+                    running_loss += loss
+                running_loss, finite = torch.stack([running_loss, ok.to(dtype)]).tolist()
+                if not finite:
+                    _diverged(history, start, f"the loss, its gradient or the parameters became NaN or infinite during epoch {epoch}",
+                              model, _train_advice(None, method, dtype))
+                history.loss.append(running_loss)
+                state.epoch, state.loss, state.params = epoch, running_loss, param_dict(model) if track else {}
+                for k, v in state.params.items(): history.params[k].append(v)
+                stop = _run_hooks(hooks, "on_epoch_end", state)  # prints (show_every), snapshots (save_plots_every), then yours
+                if ck is not None:
+                    history.seconds = time.perf_counter() - start
+                    ck.snapshot(model, optimizer, gen, epoch + 1, history)
+                if stop:
+                    if epoch < epochs - 1: history.stop_reason = "early stop"
+                    break
+                if loss_grad.deadline is not None and time.perf_counter() > loss_grad.deadline and epoch < epochs - 1:
+                    raise _Budget()
+    except _Budget:  # max_time ran out: the parameters of the last completed step stay, and the run ends normally
+        history.stop_reason = f"max_time: stopped after {history.epochs} of {epochs} epochs, when max_time={max_time:g} s ran out"
     except KeyboardInterrupt:  # save what the last finished epoch left, tell the callbacks, and stop as asked
         history.seconds, history.stop_reason = time.perf_counter() - start, "interrupted"
         if ck is not None: ck.write()
         _end_hooks(hooks, state, history.stop_reason)
         raise
     except DivergenceError:
+        _end_hooks(hooks, state, history.stop_reason)
+        raise
+    except Exception as e:  # the model, a callback or the data raised: the callbacks hear of it too
+        history.seconds, history.stop_reason = time.perf_counter() - start, f"failed: {type(e).__name__}"
         _end_hooks(hooks, state, history.stop_reason)
         raise
     history.seconds, history.stop_reason = time.perf_counter() - start, history.stop_reason or "completed"
@@ -460,11 +487,21 @@ def _check_checkpoint_args(checkpoint, checkpoint_every, resume):
         raise ValueError("train(resume=True) needs the file to resume from: pass checkpoint='run.pt' (it starts afresh if the file does not exist).")
 
 # %% ../nbs/03_training.ipynb #30280d25
-def _diverged(history: History, start: float, what: str, model: nn.Module):
+def _diverged(history: History, start: float, what: str, model: nn.Module, advice: str):
     "Stop training: record why, and raise with the model still at its last finite parameters."
     history.seconds, history.stop_reason = time.perf_counter() - start, f"diverged: {what}"
-    raise DivergenceError(f"train stopped: {what}. The model keeps its last finite parameters ({model!r}). "
-                          f"Try a smaller lr, a smaller step_size, or an adaptive method such as 'dopri5'.", history)
+    raise DivergenceError(f"train stopped: {what.rstrip('.')}. The model keeps its last finite parameters ({model!r}). {advice}", history)
+
+def _train_advice(e: SolverError | None, method: str, dtype=None) -> str:
+    "What to try after training stopped: for a stiff problem, a failed adaptive solve, a blow-up, or low-precision arithmetic."
+    if e is not None and e.stiff:
+        return ("The problem is stiff, which holds explicit solvers to tiny steps: fit a shorter time span, rescale the model so "
+                "that its fast mode is not resolved, or fit with a fixed-step method and a step_size below the fast time scale.")
+    if e is not None and e.kind == "steps": return "Raise max_steps if the solution really needs that many steps, or try a smaller lr."
+    if dtype in (torch.float16, torch.bfloat16):
+        return f"{str(dtype).replace('torch.', '')} overflows easily: train the model in float32 (model.float())."
+    if method in FIXED_STEP_METHODS: return "Try a smaller lr, a smaller step_size, or an adaptive method such as 'dopri5'."
+    return "Try a smaller lr."
 
 # %% ../nbs/03_training.ipynb #318e7e8f
 @dataclass
@@ -472,131 +509,30 @@ class FitResult:
     "The outcome of `fit`."
     params: dict # parameter name -> fitted value (best start)
     loss: float # mean squared error at the fitted parameters
-    converged: bool # the stopping rule was met (rather than max_iter)
-    message: str # why the fit stopped
+    converged: bool # the stopping rule was met: status 'converged'
+    message: str # why the fit stopped, in words: which test fired, or which budget ran out, and the steps it took
     iterations: int # optimiser iterations
     seconds: float # wall time
     stats: SolveStats # ODE solves and right-hand-side evaluations
     history: list = field(default_factory=list) # loss after each iteration (best start)
     optimizer: str = "" # the optimiser used
     jacobian: str = "" # how derivatives were computed: 'complex', 'central' or 'autograd'
-    starts: dict | None = None # with several starts: 'theta' (K, P), 'loss' (K,), 'converged' (K,)
+    starts: dict | None = None # with several starts: 'theta' (K, P), 'loss' (K,), 'converged' (K,), 'status' (K,)
     compile_seconds: float | None = None # time spent compiling, when compile=True
+    status: str = "" # 'converged', 'stalled', 'max_iter', 'max_time', 'stopped' (a callback) or 'abandoned'
+
+    @property
+    def success(self) -> bool: return self.converged # the fit converged: its stopping rule was met
 
     def __repr__(self) -> str:
         ps = ", ".join(f"{k}={v:.6g}" for k, v in list(self.params.items())[:8]) + (", ..." if len(self.params) > 8 else "")
         return (f"FitResult({ps}; loss={self.loss:.4g}, {self.optimizer}, {self.iterations} iterations, "
-                f"{self.stats.solves} solves, {self.seconds:.3g}s, {'converged' if self.converged else 'not converged'}: {self.message})")
-
-# %% ../nbs/03_training.ipynb #e6894237
-def _lm_step(J, r, lam):
-    "The Levenberg-Marquardt step for Jacobians J (k, m, P), residuals r (k, m) and damping lam (k,)."
-    A = J.transpose(1, 2) @ J  # (k, P, P)
-    g = (J.transpose(1, 2) @ r[..., None])[..., 0]  # (k, P)
-    D = torch.diagonal(A, dim1=1, dim2=2).clamp_min(1e-12*A.diagonal(dim1=1, dim2=2).amax(1, keepdim=True).clamp_min(1e-300))
-    return -torch.linalg.solve(A + torch.diag_embed(lam[:, None]*D), g)
-
-def _lm_gain(J, r, lam):
-    "The Levenberg-Marquardt step (k, P) and the relative loss drop the linearised model predicts for it (k,)."
-    d = _lm_step(J, r, lam)
-    r_lin = r + (J @ d[..., None])[..., 0]  # residuals the linearised model predicts after the step
-    cost = r.square().sum(1)
-    return d, (cost - r_lin.square().sum(1))/cost.clamp_min(1e-300)
-
-def _lm_small(J, r, lam, theta, xtol: float, ftol: float):
-    "Whether the next step is negligible: no parameter moves by xtol, relatively, or the linear model predicts a loss drop below ftol, relatively."
-    d, drop = _lm_gain(J, r, lam)
-    return ((d.abs()/(theta.abs() + xtol)).amax(1) < xtol) | (drop < ftol)
-
-def _lm(residuals, theta, max_iter: int, xtol: float, ftol: float, history: list, on_iter=None):
-    "Levenberg-Marquardt for K problems at once. residuals(theta (k, P)) -> r (k, m), J (k, m, P), alive (k,). Also returns the last (r, J, lam)."
-    K, P = theta.shape
-    r, J, alive = residuals(theta)
-    if not alive.any():
-        raise DivergenceError("fit: the starting parameters give a solution that is not finite; start closer to plausible values.", History())
-    cost = torch.where(alive, r.nan_to_num().square().mean(1), torch.full((K,), float("inf"), dtype=theta.dtype, device=theta.device))
-    lam = torch.full((K,), 1e-3, dtype=theta.dtype, device=theta.device)
-    active = alive.clone()  # a start whose solution blows up at once is left where it is, with an infinite loss
-    converged = torch.zeros(K, dtype=torch.bool, device=theta.device)
-    history.append(cost.min().item())
-    ref_cost = cost.clone()  # the loss 3 iterations ago, to spot starts that have stalled
-    it = 0
-    if active.any():  # a start that is already at its optimum needs no trial solve
-        a = active.nonzero().flatten()
-        done = _lm_small(J[a], r[a], lam[a], theta[a], xtol, ftol)
-        converged[a[done]], active[a[done]] = True, False
-    if not active.any(): return theta, cost, converged, it, (r, J, lam)
-    for it in range(1, max_iter + 1):
-        a = active.nonzero().flatten()
-        delta, pred = _lm_gain(J[a], r[a], lam[a])
-        trial = theta[a] + delta
-        rt, Jt, alive_t = residuals(trial)
-        cost_t = torch.where(alive_t, rt.nan_to_num().square().mean(1), torch.full_like(cost[a], float("inf")))
-        better = alive_t & (cost_t < cost[a])
-        ib = a[better]
-        rel_step = (delta.abs()/(theta[a].abs() + xtol)).amax(1)
-        rel_drop = (cost[a] - cost_t)/cost[a].clamp_min(1e-300)
-        theta[ib], r[ib], J[ib], cost[ib] = trial[better], rt[better], Jt[better], cost_t[better]
-        lam[a] = torch.where(better, (lam[a]/3).clamp_min(1e-12), (lam[a]*4).clamp_max(1e16))
-        # a rejected step that promised a drop below 100*ftol: the solver's own error hides any further gain, so this is the optimum
-        done = (better & ((rel_step < xtol) | (rel_drop < ftol))) | (~better & ((rel_step < xtol) | (pred < 100*ftol))) | (lam[a] >= 1e16)
-        if better.any():  # also converged when the next step, computed from the new Jacobian, is negligible
-            done[better] |= _lm_small(J[ib], r[ib], lam[ib], theta[ib], xtol, ftol)
-        converged[a] = done & (lam[a] < 1e16) | converged[a]
-        if it % 3 == 0:  # give up on starts that crawl: no progress at all, or slow progress far above a converged start's loss
-            gain = (ref_cost[a] - cost[a])/cost[a]
-            best_done = cost[converged].min() if converged.any() else torch.tensor(float("inf"), dtype=cost.dtype)
-            done = done | (gain <= 3e-6) | ((cost[a] > 1.1*best_done) & (gain < 3e-3))
-            if (~active).sum() >= 0.75*K:  # once most starts are done, stragglers at twice the best loss must at least halve theirs
-                done = done | ((cost[a] > 2*best_done) & (gain < 1.0))
-            ref_cost = cost.clone()
-        active[a[done]] = False
-        history.append(cost.min().item())
-        if on_iter is not None: on_iter(it, theta, cost)
-        if not active.any(): break
-    return theta, cost, converged, it, (r, J, lam)
-
-# %% ../nbs/03_training.ipynb #d9520b04
-def _lm_phases(residuals, # residuals(theta (k, P)) -> r (k, m), J (k, m, P), alive (k,), at the requested accuracy
-               loose, # the same at a loose accuracy, or None for a single phase
-               theta: torch.Tensor, # starts, (K, P)
-               max_iter: int, xtol: float, ftol: float, history: list, on_iter=None,
-              ) -> tuple: # theta (K, P), cost (K,), converged (K,), iterations, (r, J) of the refined starts' last accepted point
-    "Levenberg-Marquardt in two phases: loose solves while far from the optimum, then the requested accuracy from where they stopped."
-    iters, keep, nxt = 0, slice(None), 0.0
-    if loose is not None:
-        # a single start hands over to the tight solves once its next step is below 10%; several starts converge
-        # loosely first (to 1e-3), so that the starts that reached the same minimum can be told apart from the others
-        loose_xtol = max(xtol, 0.1 if theta.shape[0] == 1 else 1e-3)
-        theta, cost, conv, iters, (r, J, lam) = _lm(loose, theta, min(max_iter, 20), loose_xtol, max(ftol, 1e-6), history, on_iter)
-        keep, same = _distinct_starts(theta, cost)  # starts in worse minima keep their loose-phase result
-        # a start that stopped loosely takes one more step from its last (loose) Jacobian before the first tight solve,
-        # unless that step promises a loss drop below 0.1%, which the loose solves' own error can fake (a start near its optimum)
-        d, drop = _lm_gain(J[keep], r[keep], lam[keep])
-        nxt = torch.where((conv[keep] & (drop >= 1e-3))[:, None], d, 0.0).nan_to_num(0.0)
-        conv = torch.zeros_like(conv)
-    th_k, cost_k, conv_k, it2, (r, J, _) = _lm(residuals, (theta[keep] + nxt).clone(), max_iter, xtol, ftol, history, on_iter)
-    if isinstance(keep, slice): theta, cost, conv = th_k, cost_k, conv_k
-    else:  # each refined start also stands for the starts that had reached the same point
-        for i, k in enumerate(keep.tolist()):
-            m = same == k
-            theta[m], cost[m], conv[m] = th_k[i], cost_k[i], conv_k[i]
-    return theta, cost, conv, iters + it2, (r, J)
-
-def _distinct_starts(theta, cost, tol: float = 5e-2):
-    "Starts worth refining (within 10% of the best loss), one per point they reached; and for every start, which one stands for it."
-    good = (cost <= 1.1*cost.min()).nonzero().flatten().tolist()
-    reps, same = [], torch.full((len(theta),), -1, dtype=torch.long, device=theta.device)
-    for k in good:
-        r = next((r for r in reps if ((theta[k] - theta[r]).abs() <= tol*theta[r].abs().clamp_min(1e-12)).all()), None)
-        if r is None: reps.append(k); r = k
-        same[k] = r
-    return torch.tensor(reps, dtype=torch.long, device=theta.device), same
+                f"{self.stats.solves} solves, {self.seconds:.3g}s, {self.status}: {self.message.partition(': ')[2] or self.message})")
 
 # %% ../nbs/03_training.ipynb #f02c0f37
 def _fit_setup(model, data, method, step_size, rtol, atol, dtype):
     "Checks, and the stacked data in the working dtype and device."
-    _check_model_data(model, data)
+    _check_model_data(model, data, "fit")
     solver_options(method, step_size if method in FIXED_STEP_METHODS else None, rtol, atol)
     p = next(p for p in model.parameters() if p.requires_grad)
     dtype = dtype or p.dtype
@@ -629,6 +565,17 @@ class _FitHooks:
 # %% ../nbs/03_training.ipynb #244cb535
 _OPTIMIZERS = ("auto", "lm", "lbfgs", "adam-lbfgs")
 
+def _solver_advice(failure: str) -> str:
+    "What to do about a solver failure, for fit's messages."
+    if "looks stiff" in failure:
+        return ("; fits use explicit solvers, which a stiff problem holds to tiny steps: raise max_steps=, fit a shorter time "
+                "span first, or rescale the model so that its fast mode is not resolved")
+    if "budget" in failure: return "; raise max_steps= if the solution really needs that many steps"
+    return "; start closer to plausible values"
+
+class _Budget(Exception):
+    "Raised inside fit's L-BFGS and Adam loops when max_time has run out."
+
 def fit(model: nn.Module, # model whose trainable parameters are fitted (updated in place)
         data: SimODEData, # trajectories on one shared time grid
         optimizer: str = "auto", # 'lm', 'lbfgs', 'adam-lbfgs'; 'auto': 'lm' up to 100 parameters, else 'adam-lbfgs'
@@ -638,8 +585,8 @@ def fit(model: nn.Module, # model whose trainable parameters are fitted (updated
         step_size: float | None = None, # grid step of a fixed-step solver
         dtype: torch.dtype | None = torch.float64, # arithmetic of the fit (None: the model's own dtype)
         max_iter: int = 100, # iterations of LM (at the requested tolerance, after at most 20 loose ones) or of L-BFGS
-        xtol: float = 1e-6, # stop when no parameter changes by more than this, relatively
-        ftol: float = 1e-10, # stop when the loss falls (or the next step would make it fall) by less than this, relatively
+        xtol: float = 1e-6, # converged when the next Gauss-Newton step changes no parameter by more than this, relatively
+        ftol: float = 1e-10, # ... or promises a relative loss drop below this (L-BFGS: the loss changes by less than this)
         starts: torch.Tensor | None = None, # (K, P) starting parameter vectors fitted together (LM); None: the model's values
         lr: float = 1e-2, # Adam learning rate ('adam-lbfgs')
         adam_steps: int = 300, # full-batch Adam steps before L-BFGS ('adam-lbfgs')
@@ -647,14 +594,19 @@ def fit(model: nn.Module, # model whose trainable parameters are fitted (updated
         verbose: bool = False, # print the loss every iteration
         *,
         callbacks: Union[Callback, list, None] = None, # Callbacks called at the start, after every iteration and at the end
+        max_steps: int = 20_000, # step budget of every ODE solve; a trial solve beyond it fails (and the step is retried shorter)
+        max_time: float | None = None, # wall-clock budget in seconds (None: none); the fit stops with status 'max_time'
        ) -> FitResult:
     "Least-squares fit of `model`'s parameters to all of `data` at once."
     if optimizer not in _OPTIMIZERS: raise ValueError(f"fit: unknown optimizer {optimizer!r}; expected one of {', '.join(_OPTIMIZERS)}.")
-    _positive(max_iter, "max_iter", integer=True); _positive(xtol, "xtol"); _positive(ftol, "ftol")
+    _positive(max_iter, "max_iter", integer=True, caller="fit"); _positive(xtol, "xtol", caller="fit"); _positive(ftol, "ftol", caller="fit")
+    _positive(max_steps, "max_steps", integer=True, caller="fit"); _positive(max_time, "max_time", allow_none=True, caller="fit")
     cbs = _check_callbacks(callbacks, "fit")
     ts, Y, device, dtype = _fit_setup(model, data, method, step_size, rtol, atol, dtype)
     spec = ParamSpec.of(model)
     theta0 = spec.vector(model).to(dtype)
+    if not torch.isfinite(theta0).all():
+        raise ValueError(f"fit: the model's starting parameters are not all finite ({param_dict(model)}); set finite starting values.")
     if optimizer == "auto": optimizer = "lm" if spec.size <= 100 else "adam-lbfgs"
     if starts is not None:
         if not isinstance(starts, torch.Tensor) or starts.ndim != 2 or starts.shape[1] != spec.size:
@@ -665,115 +617,158 @@ def fit(model: nn.Module, # model whose trainable parameters are fitted (updated
     work = copy.deepcopy(model).to(dtype)
     for p in work.parameters(): p.requires_grad_(False)
     stats, history, y0, t_start = SolveStats(), [], Y[:, 0], time.perf_counter()
-    bc, mode = rhs_traits(work, spec, theta0, data.dim) if spec.size <= 100 else (_broadcasts(work, spec, theta0, data.dim), "autograd")
+    deadline = None if max_time is None else t_start + max_time
+    with _blame_model(work, "fit"):
+        bc, mode = rhs_traits(work, spec, theta0, data.dim) if spec.size <= 100 else (_broadcasts(work, spec, theta0, data.dim), "autograd")
     P = spec.size
-    bound = 1e6*(1.0 + Y.abs().max().item())  # a trial whose states leave this range is hopeless: drop it early
+    bound = state_bound(Y)
     show = (lambda it, th, c: print(f"iteration {it}: loss {c.min().item():.6g}")) if verbose else None
 
-    budget = [20_000]  # after the first solve: 3 times its steps, so a hopeless trial point cannot stall the fit
     first = {}  # rtol -> the first accepted step of the last single-start solve: the next solve starts with it
-    def residuals(theta, rtol=rtol, atol=atol):
-        n0 = stats.steps + stats.rejected
+    def residuals(theta, rtol=rtol, atol=atol, steps=max_steps):
         pred, J, alive = solve_with_jacobian(work, spec, theta, y0, ts, method, step_size, rtol, atol, mode, bc, stats=stats,
-                                             bound=bound, max_steps=budget[0], first_step=first.get(rtol))
+                                             bound=bound, max_steps=steps, first_step=first.get(rtol), deadline=deadline)
         if theta.shape[0] == 1 and method == "dopri5" and stats.first_step: first[rtol] = stats.first_step
-        if budget[0] == 20_000: budget[0] = min(20_000, 3*(stats.steps + stats.rejected - n0) + 100)
         k = theta.shape[0]
         return (pred - Y).reshape(k, -1), J.reshape(k, P, -1).transpose(1, 2), alive
 
     if optimizer == "lm" and mode == "autograd":
         raise ValueError(f"fit: optimizer='lm' needs at most 100 parameters, the model has {P}; use 'adam-lbfgs'.")
-    if optimizer == "adam-lbfgs": _positive(adam_steps, "adam_steps", integer=True)
+    if optimizer == "adam-lbfgs": _positive(adam_steps, "adam_steps", integer=True, caller="fit")
     options = dict(optimizer=optimizer, method=method, rtol=rtol, atol=atol, step_size=step_size, dtype=str(dtype).replace("torch.", ""),
-                   max_iter=max_iter, xtol=xtol, ftol=ftol, starts=None if starts is None else len(starts), lr=lr, adam_steps=adam_steps)
+                   max_iter=max_iter, xtol=xtol, ftol=ftol, starts=None if starts is None else len(starts), lr=lr, adam_steps=adam_steps,
+                   max_steps=max_steps, max_time=max_time)
     hooks = _FitHooks(cbs, model, data, spec, history, options) if cbs else None
     def on_iter(it, th, c):  # Levenberg-Marquardt's report after every iteration
         if show: show(it, th, c)
         if hooks: hooks.step("lm", th[c.argmin()])
     compile_seconds, best = None, [float("inf"), theta0.clone()]  # best: the lowest loss seen by Adam / L-BFGS, and where
+    def restore():  # whatever ends the fit early, the model keeps the best parameters seen (LM's iterates only ever improve)
+        th = (hooks.theta if hooks is not None else None) if optimizer == "lm" else best[1]
+        if th is not None: spec.load(model, th)
     if hooks: hooks.start()
     try:
-        if optimizer == "lm":
-            theta = (starts.to(device, dtype) if starts is not None else theta0[None]).clone()
-            loose = None
-            if method not in FIXED_STEP_METHODS and rtol < 1e-4:  # far from the optimum, cheap loose solves steer as well
-                loose = lambda th: residuals(th, min(1e-4, 100*rtol), 100*atol)
-            theta, cost, conv, iters, _ = _lm_phases(residuals, loose, theta, max_iter, xtol, ftol, history,
-                                                     on_iter if show or hooks else None)
-            b = int(cost.argmin())
-            spec.load(model, theta[b])
-            loss, converged = cost[b].item(), bool(conv[b])
-            message = "relative change of parameters or loss below tolerance" if converged else f"reached max_iter={max_iter}"
-            extra = dict(theta=theta.cpu(), loss=cost.cpu(), converged=conv.cpu()) if starts is not None else None
-            jac = mode
-        else:
-            x = theta0.clone().requires_grad_(True)
-            as_dict = lambda: {n: v.reshape(s) for n, v, s in zip(spec.names, x.split(spec.sizes), spec.shapes)}
-            if compile:  # the parameters are inputs of the compiled function, so swapping them needs no recompilation
-                compiled = torch.compile(lambda p, t, y: functional_call(work, p, (t, y)), dynamic=True)
-                def predict():
-                    p = as_dict()
-                    return integrate(lambda t, y: compiled(p, t, y), y0, ts, method, step_size, rtol, atol, stats=stats)
-            else:  # swap the parameters in once per solve
-                def predict():
-                    params = {f"model.{n}": v for n, v in as_dict().items()}
-                    return functional_call(_Call(work), params, (lambda f: integrate(f, y0, ts, method, step_size, rtol, atol, stats=stats),))
-            def objective():
-                if mode == "complex":
-                    r, J, alive = residuals(x.detach()[None])
-                    loss = r.square().mean()
-                    x.grad = (J[0].T @ r[0])*(2/r.shape[1])
-                else:
-                    loss = torch.nn.functional.mse_loss(predict(), Y)
-                    x.grad, = torch.autograd.grad(loss, x)
-                lv = loss.item()
-                if math.isfinite(lv) and lv < best[0]: best[0], best[1] = lv, x.detach().clone()
-                return loss.detach()
-            t_c = time.perf_counter()
-            try:
-                if optimizer == "adam-lbfgs":
-                    opt = torch.optim.Adam([x], lr=lr)
-                    for i in range(adam_steps):
-                        opt.zero_grad(); l = objective()
-                        if i == 0 and compile: compile_seconds = time.perf_counter() - t_c
-                        history.append(l.item())
-                        if not math.isfinite(history[-1]): raise DivergenceError(f"the loss became NaN or infinite at Adam step {i}", History())
-                        if hooks: hooks.step("adam", x, opt)
-                        opt.step()
-                        if verbose and i % 50 == 0: print(f"adam step {i}: loss {history[-1]:.6g}")
-                lbfgs = torch.optim.LBFGS([x], lr=1, max_iter=max_iter, tolerance_grad=1e-12, tolerance_change=ftol,
-                                          history_size=20, line_search_fn="strong_wolfe")
-                n0 = len(history)
-                def closure():
-                    l = objective(); history.append(l.item())
-                    if show: show(len(history) - n0, None, l)
-                    if hooks: hooks.step("lbfgs", x, lbfgs)
-                    return l
-                lbfgs.step(closure)
-            except (SolverError, AssertionError, DivergenceError) as e:
+        copies = (P + 1)*(1 if starts is None else len(starts)) if optimizer == "lm" or mode == "complex" else 1
+        with small_work_threads(rhs_work(work, len(data)*data.dim*copies, data.dim), device), _blame_model(work, "fit"):
+            if optimizer == "lm":
+                theta = (starts.to(device, dtype) if starts is not None else theta0[None]).clone()
+                res = fit_phases(residuals, theta, method not in FIXED_STEP_METHODS, rtol, atol, stats, max_steps, max_iter, xtol,
+                                 ftol, history, on_iter if show or hooks else None, deadline)
+                if all(s == FAILED for s in res.status):
+                    raise DivergenceError(f"fit: the starting parameters of {type(model).__name__} give no solution: "
+                                          f"{res.failure or 'it is not finite'}{_solver_advice(res.failure)}.", History(loss=history))
+                b = int(res.cost.argmin())
+                spec.load(model, res.theta[b])
+                loss, status, iters = res.cost[b].item(), res.status_name(b), res.iterations
+                message = res.message(b, xtol, ftol, max_iter, max_time)
+                if res.failure and status != "converged": message += _solver_advice(res.failure)
+                extra = None
+                if starts is not None:
+                    extra = dict(theta=res.theta.cpu(), loss=res.cost.cpu(), converged=torch.tensor(res.success),
+                                 status=[res.status_name(k) for k in range(len(res.status))])
+                moved, jac = int(res.accepted[b]) > 0, mode
+            else:
+                status, message, iters, moved, jac, compile_seconds = _fit_lbfgs(
+                    work, spec, theta0, residuals, mode, y0, ts, Y, method, step_size, rtol, atol, stats, optimizer, max_iter, ftol,
+                    lr, adam_steps, compile, verbose, show, hooks, history, best, deadline, max_time)
                 spec.load(model, best[1])
-                raise DivergenceError(f"fit stopped: {e}; the model keeps the best parameters seen "
-                                      f"(loss {best[0]:.4g}).", History(loss=history)) from e
-            spec.load(model, best[1])
-            iters = lbfgs.state[lbfgs._params[0]].get("n_iter", 0)
-            loss, converged = best[0], iters < max_iter
-            message = "L-BFGS tolerance reached" if converged else f"reached max_iter={max_iter}"
-            extra, jac = None, mode if mode == "complex" else "autograd"
+                loss, extra = best[0], None
     except _StopFit:  # a callback asked to stop: the model gets the best parameters seen
-        theta_b, loss = (hooks.theta, hooks.state.loss) if optimizer == "lm" else (best[1], best[0])
-        spec.load(model, theta_b)
-        converged, iters, message, extra = False, hooks.count, "early stop: a callback asked to stop", None
+        restore()
+        loss = hooks.state.loss if optimizer == "lm" else best[0]
+        status, iters, message, extra, moved = "stopped", hooks.count, "early stop: a callback asked to stop", None, True
         jac = mode if optimizer == "lm" or mode == "complex" else "autograd"
-    except (DivergenceError, KeyboardInterrupt) as e:
+    except BaseException as e:  # Ctrl-C, a failing model or callback, a blow-up: the best parameters seen, and the callbacks told
+        restore()
         if hooks:
-            if isinstance(e, KeyboardInterrupt) and hooks.theta is not None:  # leave the best parameters seen, not the last trial
-                spec.load(model, hooks.theta if optimizer == "lm" or best[0] == float("inf") else best[1])
-            _end_hooks(hooks.cbs, hooks.state, "interrupted" if isinstance(e, KeyboardInterrupt) else f"diverged: {e}")
+            why = ("interrupted" if isinstance(e, KeyboardInterrupt) else f"diverged: {e}" if isinstance(e, DivergenceError)
+                   else f"failed: {type(e).__name__}: {e}")
+            _end_hooks(hooks.cbs, hooks.state, why)
         raise
-    if hooks: _end_hooks(hooks.cbs, hooks.state, "early stop" if message.startswith("early stop") else "completed")
-    return FitResult(params=param_dict(model), loss=loss, converged=converged, message=message, iterations=iters,
+    if not moved and status != "converged":
+        warnings.warn(f"fit of {type(model).__name__} ended where it started: {message}", FitWarning, stacklevel=2)
+    if hooks: _end_hooks(hooks.cbs, hooks.state, "early stop" if status == "stopped" else "completed")
+    return FitResult(params=param_dict(model), loss=loss, converged=status == "converged", message=message, iterations=iters,
                      seconds=time.perf_counter() - t_start, stats=stats, history=history, optimizer=optimizer,
-                     jacobian=jac, starts=extra, compile_seconds=compile_seconds)
+                     jacobian=jac, starts=extra, compile_seconds=compile_seconds, status=status)
+
+def _fit_lbfgs(work, spec, theta0, residuals, mode, y0, ts, Y, method, step_size, rtol, atol, stats, optimizer, max_iter, ftol,
+               lr, adam_steps, compile, verbose, show, hooks, history, best, deadline, max_time) -> tuple:
+    "fit's gradient path: Adam steps ('adam-lbfgs'), then L-BFGS; `best` keeps [loss, theta] of the lowest loss seen. Returns (status, message, iterations, moved, jacobian, compile seconds)."
+    x = theta0.clone().requires_grad_(True)
+    as_dict = lambda: {n: v.reshape(s) for n, v, s in zip(spec.names, x.split(spec.sizes), spec.shapes)}
+    if compile:  # the parameters are inputs of the compiled function, so swapping them needs no recompilation
+        compiled = torch.compile(lambda p, t, y: functional_call(work, p, (t, y)), dynamic=True)
+        def predict():
+            p = as_dict()
+            return integrate(lambda t, y: compiled(p, t, y), y0, ts, method, step_size, rtol, atol, stats=stats, deadline=deadline)
+    else:  # swap the parameters in once per solve
+        def predict():
+            params = {f"model.{n}": v for n, v in as_dict().items()}
+            return functional_call(_Call(work), params,
+                                   (lambda f: integrate(f, y0, ts, method, step_size, rtol, atol, stats=stats, deadline=deadline),))
+    blown = [0]  # evaluations whose loss was not finite
+    def objective():
+        if deadline is not None and time.perf_counter() > deadline: raise _Budget()
+        try:
+            if mode == "complex":
+                r, J, _ = residuals(x.detach()[None])
+                loss = r.square().mean()
+                x.grad = (J[0].T @ r[0])*(2/r.shape[1])
+            else:
+                loss = torch.nn.functional.mse_loss(predict(), Y)
+                x.grad, = torch.autograd.grad(loss, x)
+        except SolverError as e:
+            stats.failure, loss = str(e).rstrip("."), torch.tensor(math.nan, dtype=x.dtype, device=x.device)
+        lv = loss.item()
+        if math.isfinite(lv) and bool(torch.isfinite(x.grad).all()):
+            if lv < best[0]: best[0], best[1] = lv, x.detach().clone()
+            return loss.detach()
+        if not math.isfinite(best[0]):
+            raise DivergenceError(f"fit: the starting parameters of {type(work).__name__} give a loss that is not finite"
+                                  f"{': ' + stats.failure if stats.failure else ''}{_solver_advice(stats.failure)}.", History(loss=history))
+        blown[0] += 1  # a blown-up trial point: a very high loss without slope, so that the line search backs off
+        x.grad = torch.zeros_like(x)
+        return torch.tensor(10*abs(history[0]) + 1.0, dtype=x.dtype, device=x.device)
+    t_c, compile_seconds, status = time.perf_counter(), None, "converged"
+    try:
+        if optimizer == "adam-lbfgs":
+            opt = torch.optim.Adam([x], lr=lr)
+            for i in range(adam_steps):
+                opt.zero_grad(); l = objective()
+                if i == 0 and compile: compile_seconds = time.perf_counter() - t_c
+                history.append(l.item())
+                if blown[0]: raise DivergenceError(f"fit stopped: the loss became NaN or infinite at Adam step {i} (the solution blew "
+                                                   f"up); the model keeps the best parameters seen (loss {best[0]:.4g}); try a smaller lr",
+                                                   History(loss=history))
+                if hooks: hooks.step("adam", x, opt)
+                opt.step()
+                if verbose and i % 50 == 0: print(f"adam step {i}: loss {history[-1]:.6g}")
+            x.data.copy_(best[1])  # L-BFGS goes on from the best point Adam saw
+        lbfgs = torch.optim.LBFGS([x], lr=1, max_iter=max_iter, tolerance_grad=1e-12, tolerance_change=ftol,
+                                  history_size=20, line_search_fn="strong_wolfe")
+        n0 = len(history)
+        def closure():
+            l = objective(); history.append(l.item())
+            if show: show(len(history) - n0, None, l)
+            if hooks: hooks.step("lbfgs", x, lbfgs)
+            return l
+        lbfgs.step(closure)
+        iters = lbfgs.state[lbfgs._params[0]].get("n_iter", 0)
+        if iters >= max_iter: status = "max_iter"
+    except _Budget:
+        status, iters = "max_time", len(history)
+    moved = best[0] < history[0]
+    message = {"converged": f"converged: L-BFGS stopped after {iters} iterations, the loss changing by less than ftol={ftol:g} "
+                            f"or the gradient vanishing",
+               "max_iter": f"budget exhausted: reached max_iter={max_iter} L-BFGS iterations before converging",
+               "max_time": f"budget exhausted: reached max_time={max_time} s before converging"}[status]
+    if blown[0]:
+        if not moved and status == "converged": status, message = "stalled", "stalled: L-BFGS found no lower loss"
+        message += (f"; {blown[0]} evaluations gave a loss that is not finite (the solution blew up"
+                    f"{': ' + stats.failure if stats.failure else ''}) and counted as very high losses")
+    return status, message, iters, moved, mode if mode == "complex" else "autograd", compile_seconds
+
 
 # %% ../nbs/03_training.ipynb #77f23064
 class ProgressBar(Callback):
