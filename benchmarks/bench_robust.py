@@ -1,0 +1,459 @@
+"""Robustness of `fit` and `estimate` over families of random problems, side by side with scipy.
+
+    python benchmarks/bench_robust.py                       # every family (15-20 minutes on 2 CPU cores)
+    python benchmarks/bench_robust.py --quick               # a smoke run (under a minute)
+    python benchmarks/bench_robust.py --families lv-post    # the post's Lotka-Volterra problem on 256 random datasets
+    python benchmarks/bench_robust.py --families vdp,sir --n 4 --by start --json out.json
+
+A family is a set of random datasets of one system: true parameters drawn uniformly within +-20% of a nominal value,
+random initial states around a nominal state, noise at one of two levels (relative to each state's spread; datasets
+alternate between them). Every dataset is fitted from two kinds of start: "30%" (each parameter times 1 +- 0.3, random
+sign) and "2x" (each parameter times 2 or 0.5, random). The family `lv-post` is the blog post's problem instead: data
+from `create_sim_dataset` exactly as in the post, one fixed start.
+
+Each problem is solved in two variants, each by the library and by scipy from the same start:
+  fit       `fit(model, data)` with default options: every state observed, initial states known (the data's first row,
+            which holds the noise-free initial state, as `create_sim_dataset` makes it);
+  estimate  `estimate(model, obs, y0=...)`: initial states fitted too, and only some states observed where the system allows
+            (VDP: x, FitzHugh-Nagumo: v, SIR: I); its data keep the noisy first row; the starting initial states are the
+            truth off by 20% (random sign per state), observed or not (a noisy first observation can be unphysical, such
+            as a negative number of infected);
+  scipy     `least_squares(method="lm", x_scale="jac")` over one `solve_ivp(method="LSODA", rtol=1e-6, atol=1e-8)` of all
+            trajectories, with the unknowns of the variant it stands beside. It is given at most 100 Jacobians' worth of
+            residual evaluations (the library's max_iter=100); a solve that blows up or takes more than 50,000 right-hand-side
+            evaluations returns a large residual.
+
+Every method's final loss is recomputed by one evaluator (LSODA, rtol=1e-10, atol=1e-12, from the method's parameters and
+initial states): the mean squared residual over the observed values, so that differences between solvers cannot bias the
+comparison. A run succeeds
+  (10%)      when every parameter is within 10% of the truth,
+  (lowest)   when its loss is within a relative 1e-3 of the lowest loss any method found on that problem and variant.
+A run that misses the 10% criterion is counted under one failure kind: "exception: <type>"; the method's own verdict when
+it reports a failure (the library's `status`, or "not converged: <message>" before `status` existed; "scipy: max_nfev",
+"scipy: solver failed", ...); when it reports success, "wrong optimum" if its loss is above the lowest known on the problem
+(found by any method, or the truth's own loss; same 1e-3 tolerance), else "best fit >10% off" (the data's best fit lies
+more than 10% from the truth). `--json` saves every run's record (parameters, initial states, losses, status, time).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+import time
+import zlib
+from collections import Counter
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from scipy.integrate import solve_ivp
+from scipy.optimize import least_squares
+from torch import nn
+
+from paramfittorchdemo import LotkaVolterra, Lorenz, VDP, create_sim_dataset
+from paramfittorchdemo.data import SimODEData
+from paramfittorchdemo.estimation import estimate
+from paramfittorchdemo.observations import Observations
+from paramfittorchdemo.training import fit
+
+TOL_10 = 0.10  # success: every parameter within this relative distance of the truth
+TOL_LOWEST = 1e-3  # success: loss within this relative distance of the lowest loss found on the problem
+SCIPY_RTOL, SCIPY_ATOL = 1e-6, 1e-8  # scipy's solver tolerances: the library's defaults
+EVAL_RTOL, EVAL_ATOL = 1e-10, 1e-12  # the common evaluator's (and the data generator's) tolerances
+MAX_RHS_EVALS = 50_000  # a scipy solve that needs more right-hand-side evaluations than this counts as failed
+START_KINDS = ("30%", "2x")
+
+
+class ODESystem(nn.Module):
+    "A right-hand side rhs(states, params) -> derivatives (tuples of tensors) with one parameter vector, for parameter populations."
+    autonomous = True
+
+    def __init__(self, rhs: Callable, dim: int, param_names: tuple, values):
+        super().__init__()
+        self.rhs, self.dim, self.param_names = rhs, dim, tuple(param_names)
+        self.model_params = nn.Parameter(torch.tensor([float(v) for v in values], dtype=torch.float64))
+
+    def forward(self, t, y):
+        "Derivatives (..., dim) of states (..., dim); parameters (..., P) broadcast against the states' leading axes."
+        return torch.stack(torch.broadcast_tensors(*self.rhs(y.unbind(-1), self.model_params.unbind(-1))), dim=-1)
+
+
+@dataclass
+class Family:
+    "A family of random problems of one system."
+    name: str
+    rhs: Callable  # rhs(states, params) -> derivatives: tuples of numpy arrays (scipy) or tensors (the library); +-*/ and powers only
+    names: tuple  # parameter names
+    nominal: tuple  # nominal parameters; each dataset's truth is drawn uniformly within +-20% of them
+    y0: tuple  # nominal initial state
+    y0_spread: tuple  # initial states are drawn uniformly within y0 +- y0_spread, per trajectory (lv-post: normal, this sd)
+    ts: np.ndarray  # time grid
+    trajectories: int  # trajectories per dataset
+    noise: tuple = (0.01, 0.05)  # noise levels, relative to each state's standard deviation over the dataset
+    observe: Optional[list] = None  # states observed in the estimate variant (None: all)
+    n: int = 8  # datasets by default
+    library_model: Optional[Callable] = None  # params -> the library's own model class (built-in systems); None: ODESystem
+    post_start: Optional[tuple] = None  # the post's problem: data from create_sim_dataset, fitted from this start only
+    variants: tuple = ("fit", "estimate")
+
+    @property
+    def dim(self) -> int: return len(self.y0)
+
+    @property
+    def start_kinds(self) -> tuple: return ("post",) if self.post_start is not None else START_KINDS
+
+    def model(self, params) -> nn.Module:
+        "The torch model with parameters `params`."
+        if self.library_model is not None: return self.library_model(*[float(p) for p in params])
+        return ODESystem(self.rhs, self.dim, self.names, params)
+
+
+def _vdp(s, p):
+    "Van der Pol's oscillator in the library's (Lienard) form."
+    x, y = s
+    mu, = p
+    return mu*(x - x*x*x/3 - y), x/mu
+
+
+def _lotka_volterra(s, p):
+    "Prey x and predators y."
+    x, y = s
+    alpha, beta, delta, gamma = p
+    return alpha*x - beta*x*y, -delta*y + gamma*x*y
+
+
+def _lorenz(s, p):
+    "Lorenz's convection model."
+    x, y, z = s
+    sigma, rho, beta = p
+    return sigma*(y - x), x*(rho - z) - y, x*y - beta*z
+
+
+def _fitzhugh_nagumo(s, p):
+    "A neuron's membrane voltage v and recovery variable w."
+    v, w = s
+    a, b, c = p
+    return c*(v - v*v*v/3 + w), -(v - a + b*w)/c
+
+
+def _sir(s, p):
+    "Susceptible and infected fractions; the recovered are 1 - S - I and affect neither."
+    S, I = s
+    beta, gamma = p
+    return -beta*S*I, beta*S*I - gamma*I
+
+
+def _brusselator(s, p):
+    "An autocatalytic oscillating reaction (a limit cycle for b > 1 + a^2)."
+    x, y = s
+    a, b = p
+    return a + x*x*y - (b + 1)*x, b*x - x*x*y
+
+
+def _michaelis_menten(s, p):
+    "Substrate consumed by an enzyme at the rate vmax*S/(km + S)."
+    S, = s
+    vmax, km = p
+    return -vmax*S/(km + S),
+
+
+def _robertson(s, p):
+    "Robertson's reactions A -> B, 2B -> B + C, B + C -> A + C, with milder rates: the fast time scale is about 1/60 of the slow one."
+    a, b, c = s
+    k1, k2, k3 = p
+    return -k1*a + k3*b*c, k1*a - k3*b*c - k2*b*b, k2*b*b
+
+
+def make_families() -> dict:
+    "Every family of the suite, by name."
+    lv_ts = torch.arange(0, 10, 0.1)  # the post's grid, in float32 as the post builds it
+    fams = [
+        Family("lv-post", _lotka_volterra, LotkaVolterra.param_names, (1.5, 1.0, 3.0, 1.0), (2.5, 2.5), (0.1, 0.1),
+               lv_ts.double().numpy(), 10, noise=(0.1,), n=256, library_model=LotkaVolterra,
+               post_start=(1.6, 1.1, 2.7, 1.2), variants=("fit",)),
+        Family("vdp", _vdp, VDP.param_names, (1.0,), (1.0, 0.0), (1.0, 1.0), np.arange(0, 10, 0.1), 4,
+               observe=[0], library_model=VDP),
+        Family("lotka-volterra", _lotka_volterra, LotkaVolterra.param_names, (1.5, 1.0, 3.0, 1.0), (2.5, 2.5), (0.5, 0.5),
+               np.arange(0, 10, 0.1), 5, library_model=LotkaVolterra),
+        Family("lorenz", _lorenz, Lorenz.param_names, (10.0, 28.0, 8/3), (0.0, 5.0, 25.0), (5.0, 5.0, 5.0),
+               np.arange(0, 1, 0.01), 4, library_model=Lorenz),  # about one turn around the attractor: rugged, not hopeless
+        Family("fitzhugh-nagumo", _fitzhugh_nagumo, ("a", "b", "c"), (0.2, 0.2, 3.0), (-1.0, 1.0), (0.5, 0.5),
+               np.arange(0, 20, 0.2), 4, observe=[0]),
+        Family("sir", _sir, ("beta", "gamma"), (0.5, 0.2), (0.95, 0.01), (0.04, 0.005), np.arange(0, 50, 0.5), 4, observe=[1]),
+        Family("brusselator", _brusselator, ("a", "b"), (1.0, 3.0), (1.0, 1.0), (0.5, 0.5), np.arange(0, 20, 0.2), 4),
+        Family("michaelis-menten", _michaelis_menten, ("vmax", "km"), (1.0, 0.5), (2.25,), (1.75,), np.arange(0, 8, 0.1), 6),
+        Family("robertson-mild", _robertson, ("k1", "k2", "k3"), (1.0, 1000.0, 100.0), (1.0, 0.01, 0.2), (0.2, 0.01, 0.2),
+               np.arange(0, 10, 0.1), 4),
+    ]
+    return {f.name: f for f in fams}
+
+
+class _SolveFailed(Exception):
+    "A scipy solve that failed, blew up or needed more than MAX_RHS_EVALS right-hand-side evaluations."
+
+
+def solve(fam: Family, params, y0s: np.ndarray, ts: np.ndarray, rtol: float, atol: float, bound: float = math.inf) -> np.ndarray:
+    "States (B, time, state) of `fam` from initial states y0s (B, state): one LSODA solve of all trajectories; raises _SolveFailed."
+    B, n = y0s.shape
+    params, evals = [float(p) for p in params], [0]
+
+    def f(t, u):
+        evals[0] += 1
+        if evals[0] > MAX_RHS_EVALS or not np.all(np.abs(u) < bound): raise _SolveFailed("blew up or too many evaluations")
+        return np.concatenate(np.broadcast_arrays(*fam.rhs(tuple(u.reshape(n, B)), params)))
+
+    try:
+        with np.errstate(all="ignore"):
+            sol = solve_ivp(f, (ts[0], ts[-1]), y0s.T.reshape(-1), method="LSODA", t_eval=ts, rtol=rtol, atol=atol)
+    except (_SolveFailed, ValueError, ArithmeticError) as e: raise _SolveFailed(str(e)) from e
+    if sol.status != 0 or sol.y.shape[1] != len(ts) or not np.all(np.isfinite(sol.y)): raise _SolveFailed(sol.message)
+    return sol.y.reshape(n, B, len(ts)).transpose(1, 2, 0)
+
+
+@dataclass
+class Problem:
+    "One dataset of a family: the truth, and the data and initial states each variant works with."
+    family: Family
+    index: int
+    truth: np.ndarray  # true parameters, (P,)
+    noise: float  # the noise level it was made with
+    y0: np.ndarray  # true initial states, (B, state)
+    fit_data: SimODEData  # the fit variant's data: every state, the first row holds the noise-free initial state
+    est_values: np.ndarray  # the estimate variant's data: the observed states, noisy throughout, (B, time, observed)
+    y0_guess: np.ndarray  # the estimate variant's starting initial states, (B, state): the truth off by 20%
+    seed: int  # the run's seed, for the starts
+
+    @property
+    def ts(self) -> np.ndarray: return self.family.ts
+
+    def target(self, variant: str) -> tuple:
+        "The values a variant fits, (B, time, observed), and the states they observe."
+        if variant == "fit": return torch.stack(self.fit_data.values).double().numpy(), list(range(self.family.dim))
+        return self.est_values, self.family.observe or list(range(self.family.dim))
+
+
+def _rng(seed: int, fam: Family, *keys: int) -> np.random.Generator:
+    "A generator seeded by the run's seed, the family's name and `keys`: the same draws whatever else the run does."
+    return np.random.default_rng([seed, zlib.crc32(fam.name.encode()), *keys])
+
+
+def _post_problem(fam: Family, index: int, seed: int, noise: float) -> Problem:
+    """The post's data, from the post's own call in float32: dataset i's truth is row i of float32 uniform draws from
+    torch.Generator().manual_seed(seed), its data are drawn with create_sim_dataset(seed=i + 10_000*seed)."""
+    nominal = torch.tensor(fam.nominal)
+    u = torch.rand(index + 1, len(nominal), generator=torch.Generator().manual_seed(seed))[index]
+    truth = (nominal*(1 + 0.4*(u - 0.5))).double().numpy()
+    data = create_sim_dataset(fam.model(truth), torch.as_tensor(fam.ts, dtype=torch.float32), num_samples=fam.trajectories,
+                              sigma_noise=noise, initial_conditions_default=torch.tensor(fam.y0), sigma_initial_conditions=fam.y0_spread[0],
+                              seed=index + 10_000*seed)
+    values = torch.stack(data.values).double().numpy()
+    return Problem(fam, index, truth, noise, values[:, 0].copy(), data, values, values[:, 0].copy(), seed)
+
+
+def make_problem(fam: Family, index: int, seed: int = 0) -> Problem:
+    "Dataset `index` of `fam`, the same for every method and every run with the same seed."
+    noise = fam.noise[index % len(fam.noise)]
+    if fam.post_start is not None: return _post_problem(fam, index, seed, noise)
+    rng = _rng(seed, fam, index)
+    truth = np.asarray(fam.nominal)*rng.uniform(0.8, 1.2, len(fam.nominal))
+    y0 = np.asarray(fam.y0) + np.asarray(fam.y0_spread)*rng.uniform(-1, 1, (fam.trajectories, fam.dim))
+    clean = solve(fam, truth, y0, fam.ts, EVAL_RTOL, EVAL_ATOL)
+    noisy = clean + noise*clean.std(axis=(0, 1))*rng.standard_normal(clean.shape)
+    fit_values = noisy.copy()
+    fit_values[:, 0] = y0
+    observed = fam.observe or list(range(fam.dim))
+    guess = y0*(1 + 0.2*rng.choice([-1.0, 1.0], y0.shape))
+    data = SimODEData(torch.from_numpy(fam.ts), list(torch.from_numpy(fit_values)))
+    return Problem(fam, index, truth, noise, y0, data, noisy[..., observed], guess, seed)
+
+
+def start_point(problem: Problem, kind: str) -> np.ndarray:
+    "The starting parameters of a start kind: '30%' or '2x' off the truth (random directions, seeded per problem), or 'post'."
+    fam, truth = problem.family, problem.truth
+    if kind == "post": return np.asarray(fam.post_start, dtype=float)
+    rng = _rng(problem.seed, fam, problem.index, zlib.crc32(kind.encode()))
+    sign = rng.choice([-1.0, 1.0], len(truth))
+    return truth*(1 + 0.3*sign) if kind == "30%" else truth*2.0**sign
+
+
+def common_loss(problem: Problem, variant: str, params, y0s: np.ndarray) -> float:
+    "The mean squared residual of a variant's data at `params` from initial states y0s, by the accurate evaluator (inf if it fails)."
+    Y, observed = problem.target(variant)
+    try: pred = solve(problem.family, params, y0s, problem.ts, EVAL_RTOL, EVAL_ATOL)
+    except _SolveFailed: return math.inf
+    return float(np.mean((pred[..., observed] - Y)**2))
+
+
+def _library_verdict(result) -> tuple:
+    "(reported success, status) of a FitResult or Estimate: its `success` and `status` where it has them, else `converged` and `message`."
+    status = getattr(result, "status", None)
+    success = getattr(result, "success", None)
+    if success is None: success = result.converged
+    if status is None: status = "converged" if result.converged else f"not converged: {result.message.split(':')[0]}"
+    return bool(success), status
+
+
+def run_library(problem: Problem, variant: str, start: np.ndarray) -> dict:
+    "`fit` (known initial states, every state observed) or `estimate` (initial states fitted, the family's observed states) from `start`."
+    fam = problem.family
+    model = fam.model(start)
+    if variant == "fit":
+        result = fit(model, problem.fit_data)
+        y0s, loss = problem.y0, result.loss
+    else:
+        obs = Observations.from_arrays(torch.from_numpy(fam.ts), torch.from_numpy(problem.est_values))
+        result = estimate(model, obs, y0=torch.from_numpy(problem.y0_guess), observe=fam.observe)
+        y0s, loss = result.initial_conditions.double().numpy(), result.ssr/result.n_data
+    success, status = _library_verdict(result)
+    return dict(params=[result.params[k] for k in fam.names], y0=y0s, reported_loss=loss, success=success, status=status)
+
+
+_SCIPY_STATUS = {-1: "scipy: improper input", 0: "scipy: max_nfev", 1: "gtol", 2: "ftol", 3: "xtol", 4: "ftol and xtol"}
+
+
+def run_scipy(problem: Problem, variant: str, start: np.ndarray) -> dict:
+    "least_squares over solve_ivp with the unknowns of `variant`: the parameters, and for 'estimate' every initial state too."
+    fam = problem.family
+    Y, observed = problem.target(variant)
+    B, P, n = Y.shape[0], len(start), fam.dim
+    bound = 1e6*(1 + np.abs(Y).max())  # as in the library: states beyond this are a hopeless trial point
+    penalty = np.full(Y.size, 1e3*(1 + np.abs(Y).max()))
+    fit_ic = variant == "estimate"
+
+    def unpack(x): return x[:P], (x[P:].reshape(B, n) if fit_ic else problem.y0)
+
+    def residuals(x):
+        try: pred = solve(fam, *unpack(x), problem.ts, SCIPY_RTOL, SCIPY_ATOL, bound)
+        except _SolveFailed: return penalty
+        return (pred[..., observed] - Y).reshape(-1)
+
+    x0 = np.concatenate([start, problem.y0_guess.reshape(-1)]) if fit_ic else np.asarray(start, dtype=float)
+    method = "lm" if Y.size >= len(x0) else "trf"
+    r = least_squares(residuals, x0, method=method, x_scale="jac", max_nfev=100*(len(x0) + 1))
+    params, y0s = unpack(r.x)
+    failed_solve = np.array_equal(r.fun, penalty)
+    success = r.status > 0 and not failed_solve
+    status = "scipy: solver failed" if failed_solve else _SCIPY_STATUS.get(r.status, f"scipy: status {r.status}")
+    return dict(params=list(params), y0=y0s, reported_loss=float(np.mean(r.fun**2)), success=success, status=status)
+
+
+METHODS = {"fit": (("fit", run_library), ("scipy", run_scipy)), "estimate": (("estimate", run_library), ("scipy", run_scipy))}
+
+
+def _failure_kind(rec: dict, best: float) -> str:
+    "Why a run missed the 10% criterion ('' when it did not), given the lowest loss known on its problem (found, or the truth's)."
+    if rec["ok_10"]: return ""
+    if rec["status"].startswith("exception:") or not rec["success"]: return rec["status"]
+    return "best fit >10% off" if rec["loss"] <= best*(1 + TOL_LOWEST) else "wrong optimum"
+
+
+def run_problem(problem: Problem, kind: str, variants=None) -> list:
+    "Every method of every variant on one problem from one start kind: one record per run."
+    fam, start = problem.family, start_point(problem, kind)
+    records = []
+    for variant in variants or fam.variants:
+        runs = []
+        for method, runner in METHODS[variant]:
+            t0 = time.perf_counter()
+            try: out = runner(problem, variant, start)
+            except Exception as e:  # a failure to record, not to stop the suite for
+                out = dict(params=[math.nan]*len(start), y0=None, reported_loss=math.nan, success=False, status=f"exception: {type(e).__name__}")
+            seconds = time.perf_counter() - t0
+            loss = common_loss(problem, variant, out["params"], out["y0"]) if out["y0"] is not None else math.inf
+            rel = np.abs(np.asarray(out["params"], dtype=float)/problem.truth - 1)
+            runs.append(dict(family=fam.name, variant=variant, method=method, dataset=problem.index, start=kind,
+                             noise=problem.noise, truth=problem.truth.tolist(), start_params=start.tolist(),
+                             params=[float(p) for p in out["params"]],
+                             y0=None if out["y0"] is None else np.asarray(out["y0"]).tolist(),
+                             max_rel_err=float(np.nan_to_num(rel.max(), nan=math.inf)), ok_10=bool(np.all(rel <= TOL_10)),
+                             loss=loss, reported_loss=float(out["reported_loss"]), success=out["success"], status=out["status"],
+                             seconds=seconds))
+        lowest = min(r["loss"] for r in runs)
+        truth_loss = common_loss(problem, variant, problem.truth, problem.y0)
+        for r in runs:
+            r["ok_lowest"] = bool(math.isfinite(r["loss"]) and r["loss"] <= lowest*(1 + TOL_LOWEST))
+            r["truth_loss"] = truth_loss
+            r["kind"] = _failure_kind(r, min(lowest, truth_loss))
+        records += runs
+    return records
+
+
+def run_family(fam: Family, n: Optional[int] = None, seed: int = 0, variants=None, starts=None, log=None) -> list:
+    "Records of every method on `n` datasets of `fam` (default: the family's own n), each from every start kind (or those in `starts`)."
+    records = []
+    for i in range(fam.n if n is None else n):
+        problem = make_problem(fam, i, seed)
+        for kind in fam.start_kinds:
+            if starts is None or kind in starts: records += run_problem(problem, kind, variants)
+        if log is not None: print(f"{fam.name}: dataset {i + 1} done, {sum(r['ok_10'] for r in records)}/{len(records)} runs within 10%",
+                                  file=log, flush=True)
+    return records
+
+
+def summarize(records: list, by: tuple = ("family", "variant", "method")) -> list:
+    "One row per group of records (groups in order of appearance): run count, successes, median and worst time, failure kinds."
+    groups = {}
+    for r in records: groups.setdefault(tuple(r[k] for k in by), []).append(r)
+    rows = []
+    for key, rs in groups.items():
+        times = [r["seconds"] for r in rs]
+        rows.append(dict(zip(by, key), n=len(rs), ok_10=sum(r["ok_10"] for r in rs), ok_lowest=sum(r["ok_lowest"] for r in rs),
+                         median_s=statistics.median(times), worst_s=max(times),
+                         kinds=dict(Counter(r["kind"] for r in rs if r["kind"]).most_common())))
+    return rows
+
+
+def format_table(rows: list, by: tuple = ("family", "variant", "method")) -> str:
+    "The rows of `summarize` as an aligned text table."
+    def rate(k, n): return f"{k}/{n} ({100*k/n:.0f}%)"
+    head = [*by, "n", "success(10%)", "success(lowest)", "median s", "worst s", "failures"]
+    body = [[*(str(r[k]) for k in by), str(r["n"]), rate(r["ok_10"], r["n"]), rate(r["ok_lowest"], r["n"]), f"{r['median_s']:.3f}",
+             f"{r['worst_s']:.3f}", ", ".join(f"{k} x{c}" for k, c in r["kinds"].items()) or "-"] for r in rows]
+    width = [max(len(x) for x in col) for col in zip(head, *body)]
+    right = {"n", "success(10%)", "success(lowest)", "median s", "worst s"}
+    def line(cells):
+        return "  ".join(c.rjust(w) if h in right else c.ljust(w) for c, w, h in zip(cells, width, head)).rstrip()
+    return "\n".join([line(head), line(["-"*w for w in width]), *map(line, body)])
+
+
+
+
+def main(argv=None) -> int:
+    "Run the families named on the command line, print the table, and save the records if asked."
+    families = make_families()
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="families: " + ", ".join(families))
+    ap.add_argument("--families", default="all", help="comma-separated family names, or 'all' (default)")
+    ap.add_argument("--n", type=int, default=None, help="datasets per family (each fitted from every start kind); default: the family's own")
+    ap.add_argument("--quick", action="store_true", help="a smoke run: one dataset per family from the 30%% start, 4 of lv-post")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the datasets and starts")
+    ap.add_argument("--by", default="", help="also group by these record fields, comma-separated: start, noise, dataset")
+    ap.add_argument("--json", default=None, help="write every run's record to this file")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    a = ap.parse_args(argv)
+    names = list(families) if a.families == "all" else a.families.split(",")
+    unknown = [f for f in names if f not in families]
+    if unknown: ap.error(f"unknown families {unknown}; choose from {', '.join(families)}")
+    extra = [k for k in a.by.split(",") if k]
+    if not set(extra) <= {"start", "noise", "dataset"}: ap.error(f"--by takes start, noise or dataset, got {a.by!r}")
+    torch.set_num_threads(a.threads)
+    by = ("family", "variant", "method", *extra)
+    t0, records = time.perf_counter(), []
+    for name in names:
+        fam = families[name]
+        n = a.n if a.n is not None else (4 if fam.post_start else 1) if a.quick else None
+        records += run_family(fam, n, a.seed, starts=("30%", "post") if a.quick else None, log=sys.stderr)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); seed {a.seed}; {len(records)} runs in {time.perf_counter() - t0:.0f} s")
+    print(f"success(10%): every parameter within {TOL_10:.0%} of the truth; success(lowest): loss within a relative {TOL_LOWEST:g} "
+          f"of the lowest loss any method found (losses recomputed by LSODA, rtol={EVAL_RTOL:g})")
+    print(format_table(summarize(records, by), by))
+    if a.json:
+        with open(a.json, "w") as f: json.dump(records, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""The robustness suite at reduced size: its models agree with its scipy right-hand sides, it runs without exceptions, and on
+the same problems the library succeeds (every parameter within 10% of the truth) at least as often as scipy."""
+import importlib.util
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("scipy")
+from paramfittorchdemo.solvers import ParamSpec, rhs_traits  # noqa: E402
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_robust.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_robust", BENCH)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(mod)
+    torch.set_num_threads(1)
+    return mod
+
+
+def test_suite_has_the_required_families(bench):
+    fams = bench.make_families()
+    assert {"lv-post", "vdp", "lotka-volterra", "lorenz"} <= set(fams)
+    assert sum(f.library_model is None for f in fams.values()) >= 4  # systems that are not built in
+    post = fams["lv-post"]
+    assert (post.n, post.trajectories, post.noise, post.post_start) == (256, 10, (0.1,), (1.6, 1.1, 2.7, 1.2))
+
+
+def test_models_match_the_scipy_right_hand_sides(bench):
+    "The torch model (the library's class for built-in systems) and the numpy rhs scipy integrates are the same equations."
+    gen = np.random.default_rng(0)
+    for fam in bench.make_families().values():
+        p = np.asarray(fam.nominal)*gen.uniform(0.8, 1.2, len(fam.nominal))
+        y = np.asarray(fam.y0) + np.asarray(fam.y0_spread)*gen.uniform(-1, 1, (5, fam.dim)) + 0.1
+        with torch.no_grad(): got = fam.model(p).double()(torch.zeros(()), torch.from_numpy(y)).numpy()
+        want = np.stack(np.broadcast_arrays(*fam.rhs(tuple(y.T), list(p))), axis=-1)
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9, err_msg=fam.name)
+
+
+def test_new_systems_get_population_solves_and_complex_step_jacobians(bench):
+    for fam in bench.make_families().values():
+        if fam.library_model is not None: continue
+        model = fam.model(fam.nominal)
+        spec = ParamSpec.of(model)
+        assert rhs_traits(model, spec, spec.vector(model), fam.dim) == (True, "complex"), fam.name
+
+
+def test_problems_are_reproducible_and_starts_are_off_as_specified(bench):
+    fam = bench.make_families()["sir"]
+    a, b = bench.make_problem(fam, 3, seed=5), bench.make_problem(fam, 3, seed=5)
+    assert np.array_equal(a.est_values, b.est_values) and np.array_equal(a.truth, b.truth)
+    assert np.all(np.abs(a.truth/np.asarray(fam.nominal) - 1) <= 0.2)
+    assert torch.equal(a.fit_data.values[0][0], torch.from_numpy(a.y0[0]))  # fit's initial states: the noise-free ones
+    assert a.est_values.shape == (fam.trajectories, len(fam.ts), 1)  # SIR's estimate variant sees only the infected
+    assert np.allclose(np.abs(bench.start_point(a, "30%")/a.truth - 1), 0.3)
+    assert np.allclose(np.abs(np.log2(bench.start_point(a, "2x")/a.truth)), 1.0)
+
+
+# datasets per family (under a minute on 2 cores): the post's problem, the built-in systems, three new ones, and partial
+# observation in the estimate variant (VDP: x, SIR: I, FitzHugh-Nagumo: v)
+REDUCED = {"lv-post": 16, "vdp": 2, "lotka-volterra": 1, "lorenz": 1, "sir": 2, "michaelis-menten": 2, "fitzhugh-nagumo": 1}
+
+
+@pytest.mark.parametrize("name", list(REDUCED))
+def test_library_succeeds_at_least_as_often_as_scipy(bench, name):
+    fam = bench.make_families()[name]
+    records = bench.run_family(fam, REDUCED[name], seed=0)
+    assert len(records) == REDUCED[name]*len(fam.start_kinds)*len(fam.variants)*2
+    raised = [(r["method"], r["dataset"], r["start"], r["status"]) for r in records if r["status"].startswith("exception")]
+    # Fails on the code of 59e4267 for fitzhugh-nagumo: estimate from the 2x start raises DivergenceError ("the starting
+    # parameters give a solution that is not finite") although the start's solution is finite: the step taken from the
+    # loose phase's last Jacobian lands where the tight phase's first solve blows up.
+    assert not raised, raised
+    behind = []
+    for variant in fam.variants:  # the library's method is named after the variant: fit, estimate
+        runs = [r for r in records if r["variant"] == variant]
+        library = sum(r["ok_10"] for r in runs if r["method"] == variant)
+        scipy = sum(r["ok_10"] for r in runs if r["method"] == "scipy")
+        kinds = Counter(r["kind"] for r in runs if r["method"] == variant and r["kind"])
+        if library < scipy: behind.append(f"{variant}: library {library}, scipy {scipy} of {len(runs)//2} ({dict(kinds)})")
+    # Fails on the code of 59e4267 for lv-post (fit 13/16, scipy 16/16), lorenz (estimate 1/2, 2/2) and sir (fit 3/4, 4/4;
+    # estimate 1/4, 4/4): Levenberg-Marquardt gives up after a few iterations while still far from the optimum
+    # ("reached max_iter=100" from fit, "stalled" from estimate); the fix is under way.
+    assert not behind, f"{name}: " + "; ".join(behind)
+
+
+def test_command_line_prints_the_table_and_saves_records(bench, tmp_path, capsys):
+    out = tmp_path/"runs.json"
+    assert bench.main(["--families", "michaelis-menten", "--n", "1", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "success(10%)" in text and "michaelis-menten  estimate  scipy" in text
+    records = json.loads(out.read_text())
+    assert len(records) == 8 and {r["method"] for r in records} == {"fit", "estimate", "scipy"}
