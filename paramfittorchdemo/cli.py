@@ -9,10 +9,16 @@ import argparse
 import ast
 import csv
 import importlib
+import inspect
 import json
 import math
 import os
+import re
+import shlex
+import shutil
 import sys
+import tempfile
+import traceback
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -62,7 +68,11 @@ def demo(problem: str = "vdp", # one of 'vdp', 'lotka-volterra', 'lorenz'
     if problem not in problems:
         raise ValueError(f"unknown demo problem {problem!r}; choose one of {', '.join(problems)}.")
     spec = problems[problem]
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    try: device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except (RuntimeError, TypeError): raise ValueError(f"demo: unknown device {device!r}; use 'cpu' or 'cuda'.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"demo: device {str(device)!r}, but CUDA is not available here (torch {torch.__version__}); use 'cpu'.")
+    if Path(out).exists() and not Path(out).is_dir(): raise ValueError(f"demo: out {str(out)!r} exists and is not a folder.")
     true_model, model = spec["true"](), spec["start"]().to(device)
     data = create_sim_dataset(true_model, seed=seed, **spec["data"])
     kw = {**spec["train"], "show_every": show_every}
@@ -96,13 +106,18 @@ def demo_main(argv: list | None = None, # command-line arguments (None: sys.argv
     p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the post's number)")
     p.add_argument("--out", default="paramfittorchdemo-demo", help="folder for the plots (created)")
     p.add_argument("--seed", type=int, default=0, help="seed for the data and the mini-batch order")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--device", default=None, choices=["cpu", "cuda"], help="cpu or cuda (default: cuda when available)")
     p.add_argument("--quiet", action="store_true", help="do not print the loss during training")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error")
     a = p.parse_args(argv)
     try:
         r = demo(a.problem, a.epochs, a.out, a.seed, a.device, None if a.quiet else 10)
-    except (ValueError, TypeError) as e:
-        print(f"paramfittorchdemo-demo: error: {e}", file=sys.stderr); return 2
+    except Exception as e:  # bad input: 2; a fit or a plot that failed: 1
+        if a.debug: traceback.print_exception(type(e), e, e.__traceback__)
+        bad = isinstance(e, (ValueError, TypeError, OSError))
+        text = " ".join(str(e).split())
+        print(f"paramfittorchdemo-demo: error: {text if bad and text else f'{type(e).__name__}: {text}'}", file=sys.stderr)
+        return 2 if bad else 1
     print(f"\n{a.problem}: {r['epochs']} epochs in {r['seconds']:.1f} s, final loss {r['final_loss']:.4g}")
     print(_report_table(r))
     print(f"plots written to {Path(a.out).resolve()}:"); [print(f"  {x}") for x in r["plots"]]
@@ -121,7 +136,15 @@ def _number(text: str, # the text to read
 def _literal(text: str): # a Python literal, or any other text
     "The value of a Python literal; text that is no literal stays a string."
     try: return ast.literal_eval(text)
-    except (ValueError, SyntaxError): return text
+    except (ValueError, SyntaxError, MemoryError, RecursionError): return text
+
+def _not_finite(value) -> bool:
+    "True when a literal is, or holds, a number that is not finite (also the texts 'nan', 'inf', 'infinity')."
+    if isinstance(value, str): return value.strip().lower().lstrip("+-") in ("nan", "inf", "infinity")
+    if isinstance(value, (float, complex)): return not (math.isfinite(value.real) and math.isfinite(value.imag))
+    if isinstance(value, dict): return any(_not_finite(v) for v in value.values())
+    if isinstance(value, (list, tuple, set)): return any(_not_finite(v) for v in value)
+    return False
 
 def _assignments(items: list | None, # the 'name=value' arguments of one option
                  option: str, # '--param' or '--init', for messages
@@ -135,6 +158,7 @@ def _assignments(items: list | None, # the 'name=value' arguments of one option
         if not eq or not name or not text.strip(): raise ValueError(f"{option} needs name=value, got {item!r}.")
         if name in out: raise ValueError(f"{option} sets {name!r} twice.")
         out[name] = _literal(text.strip()) if literal else _number(text, f"{option} {item}")
+        if literal and _not_finite(out[name]): raise ValueError(f"{option} {item}: {text.strip()!r} is not a finite number.")
     return out
 
 def _numbers(text: str, option: str) -> list:
@@ -156,14 +180,21 @@ def _nonnegative_float(text: str) -> float:
     if not (math.isfinite(x) and x >= 0): raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
     return x
 
-def _int_at_least(low: int):
-    "argparse type: an integer >= low."
+def _int_at_least(low: int, high: int | None = None):
+    "argparse type: an integer >= low (and <= high)."
     def check(text: str) -> int:
         try: n = int(text)
         except ValueError: n = None
-        if n is None or n < low: raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}")
+        if n is None or n < low or (high is not None and n > high):
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}{'' if high is None else f' and <= {high}'}, got {text!r}")
         return n
     return check
+
+def _delimiter(text: str) -> str:
+    "argparse type: one character between cells; 'tab' (or a typed \\t) is a tab."
+    text = {"tab": "\t", "\\t": "\t"}.get(text, text)
+    if len(text) != 1 or text in '"\r\n#': raise argparse.ArgumentTypeError(f"expected one character such as ';' or tab, got {text!r}")
+    return text
 
 # %% ../nbs/04_cli.ipynb #d3b50d6c
 def _load_class(path: str, # 'module:Class'
@@ -177,6 +208,9 @@ def _load_class(path: str, # 'module:Class'
     except Exception as e:
         missing = getattr(e, "name", None)  # the module that was not found, for a ModuleNotFoundError
         if isinstance(e, ModuleNotFoundError) and missing and (mod_name + ".").startswith(missing + "."):
+            if mod_name.endswith(".py"):
+                raise ImportError(f"--model {path}: expected a module name, got the file name {mod_name!r}; drop the "
+                                  f".py: --model {mod_name[:-3]}:{cls_name}.") from None
             raise ImportError(f"--model {path}: cannot import {mod_name!r} ({e}); run from the folder that holds "
                               f"{mod_name.replace('.', '/')}.py, or install the package that provides it.") from None
         # the module exists but is broken: a syntax error, an import inside it that fails, an error while it runs
@@ -190,11 +224,12 @@ def _load_class(path: str, # 'module:Class'
     return cls
 
 def _instance(cls: type, kwargs: dict, option: str) -> nn.Module:
-    "`cls(**kwargs)`, or a ValueError that shows the call and the option that led to it."
+    "`cls(**kwargs)`, or a ValueError that shows the call, the option that led to it and, for a user's class, the exception's type."
     try: return cls(**kwargs)
-    except (TypeError, ValueError) as e:
+    except Exception as e:
         call = f"{cls.__name__}({', '.join(f'{k}={v:g}' if isinstance(v, float) else f'{k}={v!r}' for k, v in kwargs.items())})"
-        raise ValueError(f"{option}: {call} failed: {e}") from None
+        how = ":" if cls in (VDP, LotkaVolterra, Lorenz) else f" with {type(e).__name__}:"  # a user's class: say what it raised
+        raise ValueError(f"{option}: {call} failed{how} {e}") from e
 
 def _models(name: str, # --model: 'vdp', 'lotka-volterra', 'lorenz' or 'module:Class'
             init: dict, # --init keyword arguments
@@ -237,14 +272,29 @@ def _set_params(model: nn.Module, # the model to fit
     return model
 
 # %% ../nbs/04_cli.ipynb #77a4196f
+_OPTION_OF = {"encoding": "--encoding", "delimiter": "--delimiter", "id_col": "--id-col", "time_col": "--time-col"}
+
+def _with_options(message: str) -> str:
+    "A library message that suggests an argument, e.g. `encoding=\"latin-1\"`, with the option that sets it appended."
+    seen = {}
+    for name, _, value in re.findall(r"\b(encoding|delimiter|id_col|time_col)=(['\"])(.*?)\2", message):
+        seen.setdefault(name, "tab" if value == "\\t" else shlex.quote(value))
+    if not seen: return message
+    return f"{message} On the command line: {' or '.join(f'{_OPTION_OF[k]} {v}' for k, v in seen.items())}."
+
 def _read_data(a: argparse.Namespace) -> Observations:
     "The measurements in the CSV file `--data`."
+    if Path(a.data).is_dir(): raise ValueError(f"--data {a.data}: is a folder, not a CSV file.")
     if not Path(a.data).is_file(): raise FileNotFoundError(f"--data {a.data}: no such file.")
     columns = None
     if a.columns is not None:
         columns = [c.strip() for c in a.columns.split(",")]
         if not all(columns): raise ValueError(f"--columns needs comma-separated column names, got {a.columns!r}.")
-    return Observations.from_csv(a.data, format=a.format or "long", id_col=a.id_col or "id", time_col=a.time_col or "time", columns=columns)
+    try:
+        return Observations.from_csv(a.data, format=a.format or "long", id_col=a.id_col or "id", time_col=a.time_col or "time",
+                                     columns=columns, encoding=a.encoding or "utf-8", delimiter=a.delimiter or ",")
+    except ValueError as e: raise ValueError(_with_options(str(e))) from e
+    except OSError as e: raise OSError(f"--data {a.data}: cannot read it ({e.strerror or e}).") from e
 
 def _simulate(truth: nn.Module, # the model to simulate
               spec: dict | None, # the demo problem (for its data settings), or None for a user model
@@ -277,6 +327,31 @@ def _as_sim(obs: Observations, optimizer: str) -> SimODEData:
     return SimODEData(list(obs.times), list(obs.values))
 
 # %% ../nbs/04_cli.ipynb #2858a606
+def _probe(model: nn.Module, # the model to fit
+           name: str, # --model, for the message
+           t: torch.Tensor, # the first time point, 0-d
+           y: torch.Tensor, # the first state (NaN for a missing value), (1, state)
+           device: str, # --device
+          ):
+    "Call the model once at the first data point, so that a model that cannot run fails before the fit, with its name."
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), torch.get_default_dtype())
+    t, y = t.to(device, dtype), torch.nan_to_num(y).to(device, dtype)
+    try:
+        with torch.no_grad(): dy = model(t, y)
+    except Exception as e:
+        raise ValueError(f"--model {name}: {type(model).__name__}.forward(t, y) raised {type(e).__name__}: {e} (called at the "
+                         f"first data point, t={t.item():g}, with y of shape {tuple(y.shape)}).") from e
+    if not isinstance(dy, torch.Tensor) or dy.shape != y.shape:
+        got = f"shape {tuple(dy.shape)}" if isinstance(dy, torch.Tensor) else type(dy).__name__
+        raise ValueError(f"--model {name}: {type(model).__name__}.forward(t, y) returned {got} for y of shape {tuple(y.shape)}; "
+                         f"it must return dy/dt, one value per state, of the shape of y.")
+
+def _outcome(result, converged: bool | None, status: str | None = None) -> dict:
+    "success, status and converged of a result, read from its `success` and `status` fields where it has them."
+    status = status or ("completed" if converged is None else "converged" if converged else "not converged")
+    return dict(success=bool(getattr(result, "success", True if converged is None else converged)),
+                status=str(getattr(result, "status", status)), converged=converged)
+
 def _solver_kw(a: argparse.Namespace) -> dict:
     "The solver options given on the command line; each back end keeps its own defaults for the others."
     return {k: getattr(a, k) for k in ("method", "step_size", "rtol", "atol") if getattr(a, k) is not None}
@@ -287,7 +362,7 @@ def _by_estimate(model, obs: Observations, a: argparse.Namespace, simulated: boo
     est = estimate(model, obs, params=params, loss=a.loss or "mse", initial_conditions="first" if simulated else "estimate",
                    max_iter=a.max_iter or 100, verbose=a.verbose, **_solver_kw(a))
     loss = est.ssr/est.n_data  # mean squared (weighted) residual, as fit reports it
-    return dict(backend="estimate", params=est.params, stderr=est.stderr, ci=est.ci, loss=loss, converged=est.converged,
+    return dict(backend="estimate", params=est.params, stderr=est.stderr, ci=est.ci, loss=loss, **_outcome(est, est.converged),
                 message=est.message, steps=est.iterations, step="iteration", seconds=est.seconds,
                 losses=est.history or [loss], first=1 if est.history else 0, tracked=est.trace if est.history else {}, estimate=est)
 
@@ -296,7 +371,7 @@ def _by_fit(model, data: SimODEData, a: argparse.Namespace) -> dict:
     kw = dict(optimizer=a.optimizer, max_iter=a.max_iter or 100, verbose=a.verbose, **_solver_kw(a))
     if a.optimizer == "adam-lbfgs": kw.update(lr=a.lr or 1e-2, adam_steps=a.epochs or 300)
     r = fit(model, data, **kw)
-    return dict(backend="fit", params=r.params, loss=r.loss, converged=r.converged, message=r.message, steps=r.iterations,
+    return dict(backend="fit", params=r.params, loss=r.loss, **_outcome(r, r.converged), message=r.message, steps=r.iterations,
                 step="iteration", seconds=r.seconds, losses=r.history, tracked={})
 
 def _by_train(model, data: SimODEData, a: argparse.Namespace, checkpoint: Path) -> dict:
@@ -305,7 +380,7 @@ def _by_train(model, data: SimODEData, a: argparse.Namespace, checkpoint: Path) 
     if a.checkpoint_every is not None: kw["checkpoint_every"] = a.checkpoint_every
     h = train(model, data, lr=a.lr or 1e-2, epochs=a.epochs or 50, batch_size=a.batch_size or 5, seed=a.seed,
               show_every=10 if a.verbose else None, checkpoint=checkpoint, resume=a.resume, **kw)
-    return dict(backend="train", params=param_dict(model), loss=h.loss[-1], converged=None, message=h.stop_reason,
+    return dict(backend="train", params=param_dict(model), loss=h.loss[-1], **_outcome(h, None, h.stop_reason), message=h.stop_reason,
                 steps=h.epochs, step="epoch", seconds=h.seconds, losses=h.loss, tracked=h.params)
 
 # %% ../nbs/04_cli.ipynb #bafed5c6
@@ -318,7 +393,7 @@ def _json_safe(x):
 
 def _params_json(r: dict, a: argparse.Namespace, truth: nn.Module | None, data_note: str) -> dict:
     "The content of params.json."
-    out = dict(model=a.model, backend=r["backend"], optimizer=a.optimizer, params=r["params"])
+    out = dict(status=r["status"], success=r["success"], model=a.model, backend=r["backend"], optimizer=a.optimizer, params=r["params"])
     if "stderr" in r: out.update(stderr=r["stderr"], ci95={k: list(v) for k, v in r["ci"].items()})
     if truth is not None: out["true_params"] = param_dict(truth)
     out.update(loss=r["loss"], converged=r["converged"], message=r["message"], **{f"{r['step']}s": r["steps"]},
@@ -367,6 +442,50 @@ def _write_outputs(out: Path, # the output folder (exists)
         (out/"report.txt").write_text(r["estimate"].report() + "\n", encoding="utf-8"); files.append("report.txt")
     return files
 
+# %% ../nbs/04_cli.ipynb #5210b1bd
+_RESULTS = ("params.json", "history.csv", "fit.png", "loss.png", "report.txt", "status.json")  # what a run may leave in --out
+
+def _check_result(r: dict):
+    "A fit whose loss or parameters are not finite failed, whatever its record says."
+    bad = [k for k, v in r["params"].items() if isinstance(v, float) and not math.isfinite(v)]
+    if not math.isfinite(r["loss"]) or bad:
+        what = f"loss {r['loss']}" if not math.isfinite(r["loss"]) else f"parameter{'s' if len(bad) > 1 else ''} {', '.join(bad[:5])} not finite"
+        raise FloatingPointError(f"{r['backend']} ended with {what} ({r['message']}); try other starting values (--param), "
+                                 f"and check that the data and the model are on the same scale.")
+
+def _publish(out: Path, # the output folder (may exist, with an earlier run's results)
+             write, # write(folder) -> list of the names of the files it wrote
+            ) -> list: # the names of the files now in `out`
+    "Write the results into a fresh folder next to `out`, then move them into place complete, so `out` never holds a mix."
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        files = write(staging)
+        if not out.exists():
+            os.replace(staging, out)  # one rename: the folder appears with everything in it
+            return files
+        for name in ["params.json", "status.json", *(f for f in _RESULTS if f not in files)]:
+            (out/name).unlink(missing_ok=True)  # first nothing in `out` looks like a result, and no file of an earlier run is left
+        for name in sorted(files, key=lambda f: f == "params.json"):  # params.json last: once it is there, everything is
+            os.replace(staging/name, out/name)
+        return files
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+def _write_status(out: Path, a: argparse.Namespace, status: str, message: str, error: BaseException | None):
+    "status.json for a run that failed or was interrupted; the results of an earlier run in `out`, if any, stay as they were."
+    earlier = [f for f in _RESULTS if f != "status.json" and (out/f).is_file()]
+    note = (f"no results were written; {', '.join(earlier)} in this folder are from an earlier run and were left unchanged"
+            if earlier else "no results were written")
+    record = dict(status=status, success=False, message=message, error=None if error is None else type(error).__name__,
+                  note=note, model=a.model, optimizer=a.optimizer, options=vars(a), version=__version__, torch=torch.__version__)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = out/".status.json.partial"
+        tmp.write_text(json.dumps(_json_safe(record), indent=2, default=str) + "\n", encoding="utf-8")
+        os.replace(tmp, out/"status.json")
+    except OSError: pass  # the error itself is still reported on stderr
+
 # %% ../nbs/04_cli.ipynb #783238ee
 def _summary(r: dict, a: argparse.Namespace, truth: nn.Module | None, data_note: str, out: Path, files: list) -> str:
     "A few lines for stdout: what ran, the loss, each parameter (with its error, interval and true value where known)."
@@ -411,6 +530,8 @@ def _fit_parser() -> argparse.ArgumentParser:
     d.add_argument("--id-col", help="long format: the column naming the trajectories (default: id; absent means one trajectory)")
     d.add_argument("--time-col", help="the column of time points (default: time)")
     d.add_argument("--columns", metavar="A,B", help="the observed columns, in the order of the model's states (default: all)")
+    d.add_argument("--encoding", help="the CSV file's text encoding, e.g. latin-1 or cp1252 (default: utf-8)")
+    d.add_argument("--delimiter", type=_delimiter, help="the character between cells, e.g. ';' or tab (default: ,)")
     d.add_argument("--simulate", action="store_true", help="fit simulated data (the default without --data)")
     d.add_argument("--num-samples", type=_int_at_least(1), help="simulated trajectories (default: the demo's, else 10)")
     d.add_argument("--t-end", type=_positive_float, help="simulate from t=0 to this time (default: the demo's, else 10)")
@@ -430,7 +551,7 @@ def _fit_parser() -> argparse.ArgumentParser:
     o.add_argument("--rtol", type=_positive_float, help="relative tolerance of an adaptive solver")
     o.add_argument("--atol", type=_positive_float, help="absolute tolerance of an adaptive solver")
     o.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where to fit (default: cpu)")
-    o.add_argument("--seed", type=int, default=0, help="seed for the simulated data, the mini-batch order and the model's initialisation (default: 0)")
+    o.add_argument("--seed", type=_int_at_least(0, 2**63 - 1), default=0, help="seed for the simulated data, the mini-batch order and the model's initialisation (default: 0)")
     r = p.add_argument_group("output")
     r.add_argument("--out", default="paramfittorchdemo-fit", help="folder for the results, created if missing (default: paramfittorchdemo-fit)")
     r.add_argument("--resume", action="store_true", help="adam: continue from OUT/checkpoint.pt to --epochs")
@@ -440,13 +561,23 @@ def _fit_parser() -> argparse.ArgumentParser:
     return p
 
 _ONLY_WITH = [  # (options, whether they apply, to what)
-    (("format", "id_col", "time_col", "columns"), lambda a: a.data is not None, "--data"),
+    (("format", "id_col", "time_col", "columns", "encoding", "delimiter"), lambda a: a.data is not None, "--data"),
+    (("id_col",), lambda a: a.format != "wide", "--format long"),
     (("num_samples", "t_end", "n_times", "noise", "y0"), lambda a: a.data is None, "simulated data (no --data)"),
     (("fix", "positive", "loss"), lambda a: a.optimizer == "lm", "--optimizer lm"),
     (("max_iter",), lambda a: a.optimizer != "adam", "--optimizer lm, lbfgs or adam-lbfgs"),
     (("epochs", "lr"), lambda a: a.optimizer in ("adam", "adam-lbfgs"), "--optimizer adam or adam-lbfgs"),
     (("resume", "batch_size", "checkpoint_every"), lambda a: a.optimizer == "adam", "--optimizer adam"),
 ]
+
+def _check_out(out: str):
+    "--out must name a folder that can be created, or an existing folder that can be written to."
+    if not out.strip(): raise _UsageError("--out needs a folder name, got ''.")
+    path = Path(os.path.abspath(out))
+    if path.exists() and not path.is_dir(): raise ValueError(f"--out {out}: exists and is not a folder; name a folder for the results.")
+    there = next(p for p in (path, *path.parents) if p.exists())  # the folder the results go in, or the nearest one above it
+    if not there.is_dir(): raise ValueError(f"--out {out}: {there} is a file, so no folder can be made below it.")
+    if not os.access(there, os.W_OK | os.X_OK): raise ValueError(f"--out {out}: cannot write in {there} (permission denied).")
 
 def _check_options(a: argparse.Namespace):
     "Refuse options that conflict or would be ignored."
@@ -457,13 +588,38 @@ def _check_options(a: argparse.Namespace):
     solver_options(a.method or "dopri5", a.step_size, a.rtol, a.atol)  # a bad solver choice fails before the data are read
     if a.device == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device cuda: CUDA is not available here (torch {torch.__version__}); use --device cpu.")
+    _check_out(a.out)
     checkpoint = Path(a.out)/"checkpoint.pt"
     if a.resume and not checkpoint.is_file():
         raise ValueError(f"--resume: no checkpoint at {checkpoint}; run --optimizer adam with --out {a.out} first.")
 
 # %% ../nbs/04_cli.ipynb #8f6aa28b
-def _fit_command(a: argparse.Namespace) -> str:
-    "Run `paramfittorchdemo-fit` with parsed options; returns the summary."
+class _Failed(Exception):
+    "An error reported in one line, with the exit status: 2 for bad input, 1 for a fit that failed."
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+def _message(e: BaseException) -> str:
+    "One line for an exception: its message, led by its type unless the message speaks for itself."
+    text = " ".join(str(e).split())
+    if isinstance(e, AssertionError):  # torchdiffeq asserts when its step size underflows
+        return f"the ODE solver failed ({text or 'AssertionError'}); the fitted model may be degenerate, try other starting values."
+    if text and isinstance(e, (ValueError, TypeError, ImportError, OSError, FloatingPointError, SolverError)): return text
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+def _raised_in(e: BaseException, cls: type) -> bool:
+    "True when the traceback of `e` passes through the file that defines `cls` (a user's model class)."
+    try: src = os.path.realpath(inspect.getfile(cls))
+    except (TypeError, OSError): return False
+    tb = e.__traceback__
+    while tb is not None:
+        if os.path.realpath(tb.tb_frame.f_code.co_filename) == src: return True
+        tb = tb.tb_next
+    return False
+
+def _prepare(a: argparse.Namespace) -> tuple:
+    "Check the options, build the models, read or simulate the data and try the model once; any error here is bad input."
     _check_options(a)
     torch.manual_seed(a.seed)  # a user model may initialise its parameters at random
     truth, model, spec = _models(a.model, _assignments(a.init, "--init", literal=True))
@@ -477,35 +633,72 @@ def _fit_command(a: argparse.Namespace) -> str:
             raise ValueError(f"{type(model).__name__} has {dim} states, but {a.data} gives {obs.n_obs} column{'s' if obs.n_obs > 1 else ''} {obs.columns}; "
                              f"name one column per state, in the order of the states, with --columns.")
         note = f"{a.data} ({len(obs)} trajector{'y' if len(obs) == 1 else 'ies'}, {sum(len(t) for t in obs.times)} time points)"
+        t0, y0 = obs.times[0][0], obs.values[0][:1]
     else:
         data = _simulate(truth, spec, a)
         note = f"{len(data)} simulated trajectories"
-    model, out = model.to(a.device), Path(a.out)
-    if a.optimizer == "lm" and (obs is not None or a.fix or a.positive or a.loss == "log"):
-        r = _by_estimate(model, obs if obs is not None else Observations.from_sim(data), a, simulated=obs is None)
-    else:
-        if data is None: data = _as_sim(obs, a.optimizer)
-        if a.optimizer == "adam":
-            out.mkdir(parents=True, exist_ok=True)  # train keeps its checkpoint there
-            r = _by_train(model, data, a, out/"checkpoint.pt")
-        else: r = _by_fit(model, data, a)
-    out.mkdir(parents=True, exist_ok=True)  # only now: bad input leaves no empty folder behind
-    files = _write_outputs(out, r, a, truth, model, data if obs is None or "estimate" not in r else None, note)
+        t0, y0 = data.ts[0][0], data.values[0][:1]
+    model = model.to(a.device)
+    _probe(model, a.model, t0, y0, a.device)
+    by_estimate = a.optimizer == "lm" and (obs is not None or a.fix or a.positive or a.loss == "log")
+    if not by_estimate and data is None: data = _as_sim(obs, a.optimizer)
+    return truth, model, obs, data, note, by_estimate
+
+def _run(a: argparse.Namespace, model: nn.Module, obs, data, by_estimate: bool, out: Path) -> dict:
+    "Fit with the back end the options choose, and check that the result is finite."
+    if by_estimate: r = _by_estimate(model, obs if obs is not None else Observations.from_sim(data), a, simulated=obs is None)
+    elif a.optimizer == "adam":
+        out.mkdir(parents=True, exist_ok=True)  # train keeps its checkpoint there
+        r = _by_train(model, data, a, out/"checkpoint.pt")
+    else: r = _by_fit(model, data, a)
+    _check_result(r)
+    return r
+
+# %% ../nbs/04_cli.ipynb #91c226e7
+def _fit_command(a: argparse.Namespace) -> str:
+    "Run `paramfittorchdemo-fit` with parsed options; returns the summary, or raises `_Failed`."
+    try: truth, model, obs, data, note, by_estimate = _prepare(a)
+    except Exception as e: raise _Failed(_message(e), 2) from e
+    out = Path(a.out)
+    existed = out.exists()
+    try: r = _run(a, model, obs, data, by_estimate, out)
+    except KeyboardInterrupt:
+        resume = " checkpoint.pt keeps the last finished epoch: add --resume to carry on." if a.optimizer == "adam" else ""
+        _write_status(out, a, "interrupted", f"interrupted during the fit.{resume}", None)
+        raise
+    except Exception as e:
+        user = type(model) not in (VDP, LotkaVolterra, Lorenz) and _raised_in(e, type(model))
+        if isinstance(e, (ValueError, TypeError)) and not user:  # the library refused an option or the data as the fit began
+            if not existed and out.is_dir() and not any(out.iterdir()): out.rmdir()
+            raise _Failed(_message(e), 2) from e
+        why = f"{type(model).__name__} raised {type(e).__name__}: {' '.join(str(e).split())}" if user else _message(e)
+        message = f"the fit of {a.model} failed: {why}"
+        _write_status(out, a, "failed", message, e)
+        raise _Failed(message, 1) from e
+    keep = data if obs is None or "estimate" not in r else None
+    try: files = _publish(out, lambda folder: _write_outputs(folder, r, a, truth, model, keep, note))
+    except Exception as e:
+        message = f"the fit of {a.model} ran, but writing its results failed, so none were kept: {_message(e)}"
+        _write_status(out, a, "failed", message, e)
+        raise _Failed(message, 1) from e
     return _summary(r, a, truth, note, out, files)
 
 def fit_main(argv: list | None = None, # command-line arguments (None: sys.argv[1:])
-            ) -> int: # exit status: 0 done, 1 the fit failed, 2 bad input
+            ) -> int: # exit status: 0 done, 1 the fit failed, 2 bad input, 130 interrupted
     "Console entry point `paramfittorchdemo-fit`."
     argv = sys.argv[1:] if argv is None else [str(v) for v in argv]
     try:
         print(_fit_command(_fit_parser().parse_args(argv)))
     except SystemExit as e:  # --help
         return e.code if isinstance(e.code, int) else 0
-    except (DivergenceError, SolverError, AssertionError, ValueError, TypeError, ImportError, OSError) as e:
-        if "--debug" in argv: raise
-        failed = isinstance(e, (DivergenceError, SolverError, AssertionError))  # torchdiffeq asserts when its step size underflows
-        message = " ".join(str(e).split()) or type(e).__name__
-        if isinstance(e, AssertionError): message = f"the ODE solver failed ({message}); the fitted model may be degenerate, try other starting values."
-        print(f"paramfittorchdemo-fit: error: {message}", file=sys.stderr)
-        return 1 if failed else 2
+    except KeyboardInterrupt:
+        print("paramfittorchdemo-fit: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # argparse's errors come here too: bad input
+        failure = e if isinstance(e, _Failed) else _Failed(_message(e), 2)
+        if "--debug" in argv:
+            cause = e.__cause__ if isinstance(e, _Failed) and e.__cause__ is not None else e
+            traceback.print_exception(type(cause), cause, cause.__traceback__)
+        print(f"paramfittorchdemo-fit: error: {failure}", file=sys.stderr)
+        return failure.status
     return 0

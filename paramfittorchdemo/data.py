@@ -7,30 +7,71 @@ from __future__ import annotations
 
 from typing import List, Optional, Sequence, Tuple, Union
 
+import datetime
 import math
-from numbers import Real
+from numbers import Integral, Real
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from .models import _check_state, _check_tensor, _check_ts, _device_of, _model_dim, simulate
+from .models import _check_state, _check_tensor, _check_ts, _device_of, _model_dim, simulate, solver_options
+from .solvers import SolverError
 
 # %% auto #0
 __all__ = ['SimODEData', 'create_sim_dataset']
 
 # %% ../nbs/01_data.ipynb #2e941296
+def _real_problem(x) -> Optional[Tuple[str, str]]:
+    "What makes an array or tensor no array of real numbers, and numpy's kind letter for it; None when it holds real numbers."
+    if isinstance(x, torch.Tensor):
+        if x.is_complex(): return f"complex numbers (dtype {x.dtype})", "c"
+        if x.dtype == torch.bool: return f"booleans (dtype {x.dtype})", "b"
+        return None
+    if not isinstance(x, (np.ndarray, np.generic)): return None
+    kind = x.dtype.kind
+    if kind in "fiu": return None
+    if kind == "O":  # Python objects: fine when every one is a real number (or None, a missing value)
+        for i, v in enumerate(np.ravel(x)):
+            if v is None or (isinstance(v, Real) and not isinstance(v, (bool, np.bool_))): continue
+            for k, types in (("M", (datetime.date, np.datetime64)), ("m", (datetime.timedelta, np.timedelta64)),
+                             ("c", (complex, np.complexfloating)), ("b", (bool, np.bool_)), ("U", (str, bytes)), ("O", object)):
+                if isinstance(v, types): return f"an object array holding {_KINDS[k]}, e.g. {v!r} at flat index {i}", k
+        return None
+    return f"{_KINDS.get(kind, 'values that are no numbers')} (dtype {x.dtype})", kind
+
+_KINDS = {"c": "complex numbers", "b": "booleans", "M": "dates", "m": "time spans", "U": "strings", "S": "byte strings",
+          "O": "objects that are no numbers", "V": "structured records"}
+
+def _check_real(x, name: str, caller: str):
+    "Refuse an array or tensor of complex numbers, booleans, dates, time spans, strings or other objects: none is a real number."
+    problem = _real_problem(x)
+    if problem is None: return x
+    what, kind = problem
+    fix = {"c": f"a state here is real: split it into real states (np.stack([z.real, z.imag], -1) or torch.view_as_real(z)), "
+                f"or pass {name}.real if the imaginary part is zero",
+           "b": f"convert it explicitly if 0 and 1 are meant, e.g. {name}.astype(float) or {name}.double()",
+           "M": 'convert them to elapsed time in the units you choose, e.g. (t - t[0]) / np.timedelta64(1, "D") for days',
+           "m": 'convert them to numbers in the units you choose, e.g. t / np.timedelta64(1, "D") for days',
+          }.get(kind, f"convert it to numbers first, e.g. np.asarray({name}, dtype=float)")
+    raise TypeError(f"{caller} needs {name} as real numbers, got {what}; {fix}.")
+
 def _as_tensor_list(x, name: str) -> list:
     "Accept a list/tuple of tensors (or arrays), or one stacked tensor/array, and return a list of tensors."
-    if isinstance(x, np.ndarray): x = torch.as_tensor(x)
-    if isinstance(x, torch.Tensor):
+    if isinstance(x, (np.ndarray, torch.Tensor)):
+        _check_real(x, name, "SimODEData")
         if x.ndim == 0: raise ValueError(f"SimODEData needs {name} with one entry per trajectory, got a scalar.")
-        return list(x.unbind(0))
+        return list(torch.as_tensor(_float_if_object(x)).unbind(0))
     if not isinstance(x, (list, tuple)):
         raise TypeError(f"SimODEData needs {name} as a list of tensors (one per trajectory) or a stacked tensor, "
                         f"got {type(x).__name__}.")
-    return [torch.as_tensor(v) if isinstance(v, np.ndarray) else v for v in x]
+    for i, v in enumerate(x): _check_real(v, f"{name}[{i}]", "SimODEData")
+    return [torch.as_tensor(_float_if_object(v)) if isinstance(v, np.ndarray) else v for v in x]
+
+def _float_if_object(x):
+    "A numpy object array (already checked to hold real numbers) as float64; anything else unchanged."
+    return x.astype(np.float64) if isinstance(x, np.ndarray) and x.dtype.kind == "O" else x
 
 # %% ../nbs/01_data.ipynb #70595fc7
 class SimODEData(Dataset):
@@ -41,7 +82,8 @@ class SimODEData(Dataset):
                  true_model: Optional[torch.nn.Module] = None, # the model that generated the data, if known
                 ) -> None:
         values = _as_tensor_list(values, "values")
-        if isinstance(ts, (torch.Tensor, np.ndarray)) and ts.ndim == 1: ts = [torch.as_tensor(ts)]*len(values)  # one shared grid
+        if isinstance(ts, (torch.Tensor, np.ndarray)) and ts.ndim == 1:  # one shared grid
+            ts = [torch.as_tensor(_float_if_object(_check_real(ts, "ts", "SimODEData")))]*len(values)
         ts = _as_tensor_list(ts, "ts")
         if len(ts) != len(values):
             raise ValueError(f"SimODEData needs one time grid per trajectory, got {len(ts)} time grids and {len(values)} trajectories.")
@@ -59,6 +101,9 @@ class SimODEData(Dataset):
                 r, c = (~torch.isfinite(v)).nonzero()[0].tolist()
                 raise ValueError(f"SimODEData found {v[r, c].item()} in values[{i}] at time index {r}, state {c}; "
                                  f"remove or fill missing observations before fitting.")
+        if true_model is not None and not isinstance(true_model, nn.Module):
+            raise TypeError(f"SimODEData needs true_model as the torch.nn.Module that made the data, or None, got "
+                            f"{type(true_model).__name__} {true_model!r}.")
         dim = _model_dim(true_model)
         if dim is not None and dim != values[0].shape[1]:
             raise ValueError(f"SimODEData got {values[0].shape[1]} states per time point, but true_model "
@@ -100,6 +145,67 @@ def _nonneg(value, name: str) -> float:
         raise ValueError(f"create_sim_dataset needs {name} as a finite number >= 0, got {value!r}.")
     return float(value)
 
+def _initial_state(ic, dtype: torch.dtype) -> torch.Tensor:
+    "initial_conditions_default as a tensor: a tensor stays one, a list or array of real numbers becomes one of `dtype`."
+    name = "initial_conditions_default"
+    if isinstance(ic, torch.Tensor): return _check_real(ic, name, "create_sim_dataset")
+    if isinstance(ic, bool) or not isinstance(ic, (list, tuple, np.ndarray, np.generic, Real)):
+        raise TypeError(f"create_sim_dataset needs {name} as a 1-D tensor (state,), got {type(ic).__name__} {ic!r}; "
+                        f"pass e.g. torch.tensor([1.0, 0.0]).")
+    try: arr = np.asarray(ic)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"create_sim_dataset needs {name} as a 1-D tensor (state,), got a {type(ic).__name__} it cannot "
+                         f"turn into one ({e}).") from None
+    _check_real(arr, name, "create_sim_dataset")
+    return torch.as_tensor(arr.astype(np.float64), dtype=dtype)
+
+def _generator(seed, generator) -> Optional[torch.Generator]:
+    "The CPU generator to draw from: `generator`, else one seeded with `seed`, else None (torch's global one)."
+    if generator is not None:
+        if not isinstance(generator, torch.Generator):
+            raise TypeError(f"create_sim_dataset needs generator as a torch.Generator, got {type(generator).__name__}; "
+                            f"pass seed=... instead for a seeded one.")
+        if generator.device.type != "cpu":
+            raise ValueError(f"create_sim_dataset needs a CPU generator (the noise is drawn on the CPU), got one on "
+                             f"{generator.device}; use torch.Generator().manual_seed(...).")
+        return generator
+    if seed is None: return None
+    if isinstance(seed, bool) or not isinstance(seed, Integral):
+        raise TypeError(f"create_sim_dataset needs seed as an integer, got {type(seed).__name__} {seed!r}.")
+    try: return torch.Generator().manual_seed(int(seed))
+    except (RuntimeError, ValueError) as e:
+        raise ValueError(f"create_sim_dataset needs seed between -2**63 and 2**64 - 1, got {seed} ({e}).") from None
+
+# %% ../nbs/01_data.ipynb #ed3b6e94
+def _probe(model: nn.Module, y0: torch.Tensor, ts: torch.Tensor):
+    "Call `model(ts[0], y0)` once, so that a model that cannot run on these states fails here with its name, not deep in the solver."
+    device = _device_of(model)
+    t, y = (ts[0], y0) if device is None else (ts[0].to(device), y0.to(device))
+    try:
+        with torch.no_grad(): dy = model(t, y)
+    except Exception as e:
+        raise (TypeError if isinstance(e, TypeError) else ValueError)(
+            f"create_sim_dataset: calling the model {model!r} as model(t, y), with t = ts[0] = {t.item():g} and y of shape "
+            f"{tuple(y.shape)} (batch, state), raised {type(e).__name__}: {e}") from e
+    if not isinstance(dy, torch.Tensor) or dy.shape != y.shape:
+        got = f"shape {tuple(dy.shape)}" if isinstance(dy, torch.Tensor) else type(dy).__name__
+        raise ValueError(f"create_sim_dataset needs model(t, y) to return dy/dt with the shape of y, {tuple(y.shape)} "
+                         f"(batch, state), but {model!r} returned {got}; the vector field gives one derivative per state.")
+
+def _failed(model: nn.Module, e: BaseException, t_last, ts: torch.Tensor) -> RuntimeError:
+    "The error for a simulation that stopped: the model, where it stopped, the solver's words and what to try."
+    said = " ".join(str(e).split()) or type(e).__name__
+    where = "" if t_last is None or not math.isfinite(float(t_last)) else f" near t={float(t_last):.6g}"
+    head = f"create_sim_dataset: simulating {model!r} from t={ts[0].item():g} to {ts[-1].item():g} failed{where}"
+    if not (isinstance(e, (AssertionError, SolverError)) or "underflow" in said or "max_num_steps" in said):
+        return RuntimeError(f"{head}: {type(e).__name__}: {said}")
+    low = (f" The time points are {ts.dtype}, too coarse for the solver's steps: use ts.float() or ts.double()."
+           if ts.dtype in (torch.float16, torch.bfloat16) else "")
+    return SolverError(f"{head}; the solver says: {said}. Its step size shrank to nothing or it ran out of steps: the "
+                       f"solution may blow up in finite time, or the system may be stiff. Check the parameters and "
+                       f"initial_conditions_default, simulate a shorter span, or for a stiff system try "
+                       f"method='scipy_solver' (SciPy's LSODA).{low}")
+
 # %% ../nbs/01_data.ipynb #a558599f
 def create_sim_dataset(model: nn.Module, # model to simulate from
                        ts: torch.Tensor, # Time points to simulate for, (time,)
@@ -115,25 +221,35 @@ def create_sim_dataset(model: nn.Module, # model to simulate from
     "Simulate noisy trajectories of `model` from random initial conditions."
     if not isinstance(model, nn.Module):
         raise TypeError(f"create_sim_dataset needs model as a torch.nn.Module, got {type(model).__name__}.")
+    _check_real(ts, "ts", "create_sim_dataset")
     _check_ts(ts, "create_sim_dataset")
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+    if isinstance(num_samples, bool) or not isinstance(num_samples, Integral) or num_samples < 1:
         raise ValueError(f"create_sim_dataset needs num_samples as a positive integer, got {num_samples!r}.")
     sigma_noise, sigma_ic = _nonneg(sigma_noise, "sigma_noise"), _nonneg(sigma_initial_conditions, "sigma_initial_conditions")
-    ic = initial_conditions_default
-    if not isinstance(ic, torch.Tensor): ic = torch.as_tensor(ic, dtype=ts.dtype)
+    ic = _initial_state(initial_conditions_default, ts.dtype)
     if ic.ndim != 1:
         raise ValueError(f"create_sim_dataset needs initial_conditions_default as a 1-D tensor (state,), got shape "
                          f"{tuple(ic.shape)}; for Lorenz use e.g. torch.tensor([1.0, 0.0, 0.0]).")
     _check_state(model, ic, "create_sim_dataset", "initial_conditions_default", "(state,)")
-    if generator is None and seed is not None: generator = torch.Generator().manual_seed(seed)
+    generator = _generator(seed, generator)
+    solver_options(method)  # an unknown method fails before anything is drawn
     dtype = ts.dtype
-    y0 = ic.to(dtype) + sigma_ic*torch.randn(num_samples, len(ic), generator=generator, dtype=dtype)  # (batch, state)
-    with torch.no_grad():
-        ys = simulate(model, y0, ts, method=method).cpu().to(dtype)  # (batch, time, state)
+    y0 = ic.to(dtype) + sigma_ic*torch.randn(int(num_samples), len(ic), generator=generator, dtype=dtype)  # (batch, state)
+    _probe(model, y0, ts)
+    t_last = [None]  # the time of the solver's last call of the model, for the message if it fails
+    try: hook = model.register_forward_pre_hook(lambda m, args: t_last.__setitem__(0, args[0] if args else None))
+    except Exception: hook = None  # e.g. a scripted module: the message then names no time
+    try:
+        with torch.no_grad():
+            ys = simulate(model, y0, ts, method=method).cpu().to(dtype)  # (batch, time, state)
+    except (AssertionError, RuntimeError) as e:  # torchdiffeq asserts on step-size underflow and max_num_steps
+        raise _failed(model, e, t_last[0], ts) from e
+    finally:
+        if hook is not None: hook.remove()
     if not torch.isfinite(ys).all():
         raise ValueError(f"create_sim_dataset: the simulation of {model!r} diverged (NaN or inf); "
                          f"check the parameters, the initial conditions or the time span.")
     ys = ys + sigma_noise*torch.randn(ys.shape, generator=generator, dtype=dtype)
     ys[:, 0, :] = y0
     t = ts.detach().cpu()
-    return SimODEData([t]*num_samples, list(ys.unbind(0)), true_model=model)
+    return SimODEData([t]*int(num_samples), list(ys.unbind(0)), true_model=model)

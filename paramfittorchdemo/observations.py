@@ -5,10 +5,16 @@
 # %% ../nbs/06_observations.ipynb #61050c3e
 from __future__ import annotations
 
+import codecs
 import csv
+import datetime
+import gzip
+import io
 import math
 import operator
 import os
+import re
+import zlib
 from importlib.resources import as_file, files
 from numbers import Integral, Real
 from pathlib import Path
@@ -16,6 +22,8 @@ from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
+
+from .data import _check_real
 
 # %% auto #0
 __all__ = ['Observations', 'load_lynx_hare']
@@ -35,12 +43,12 @@ def _as_list(x, name: str, who: str) -> list:
     return list(x)
 
 def _as_f64(x, name: str, who: str) -> torch.Tensor:
-    "A float64 CPU copy of a tensor, numpy array or (nested) list of numbers."
-    if isinstance(x, torch.Tensor):
-        if x.is_complex(): raise TypeError(f"{who} needs {name} as real numbers, got a complex tensor.")
-        return x.detach().to("cpu", torch.float64, copy=True)
-    try: return torch.from_numpy(np.array(x, dtype=np.float64))
-    except (TypeError, ValueError) as e:
+    "A float64 CPU copy of a tensor, numpy array or (nested) list of real numbers; complex, boolean, date and text data are refused."
+    if isinstance(x, torch.Tensor): return _check_real(x, name, who).detach().to("cpu", torch.float64, copy=True)
+    try:
+        arr = x if isinstance(x, np.ndarray) else np.asarray(x)
+        return torch.from_numpy(np.array(_check_real(arr, name, who), dtype=np.float64))
+    except (ValueError, RuntimeError) as e:  # a ragged list, or tensors numpy cannot read
         raise TypeError(f"{who} needs {name} as numbers (a tensor, array or list), got {type(x).__name__} ({e}).") from None
 
 # %% ../nbs/06_observations.ipynb #0d842509
@@ -180,9 +188,11 @@ class Observations:
                  time_col: str = "time", # the column of time points
                  columns: Optional[Sequence[str]] = None, # the observed quantities to read; None reads all, in file order
                  sep: str = ":", # wide format: separator in column names "<trajectory><sep><quantity>"
+                 encoding: str = "utf-8", # the file's text encoding, e.g. "latin-1" or "cp1252" for files from older programs
+                 delimiter: str = ",", # the character between cells, e.g. ";" or "\t"
                 ) -> "Observations":
-        "Read measured trajectories from a CSV file (standard library `csv`; no pandas needed)."
-        return _from_table(cls, _read_csv(path, "Observations.from_csv"), format, id_col, time_col, columns, sep)
+        "Read measured trajectories from a CSV file, plain or gzip-compressed (standard library `csv`; no pandas needed)."
+        return _from_table(cls, _read_csv(path, "Observations.from_csv", encoding, delimiter), format, id_col, time_col, columns, sep)
 
     @classmethod
     def from_dataframe(cls, df, # a pandas DataFrame, or anything with `.columns` and `df[col].tolist()`
@@ -302,6 +312,7 @@ class _Table:
     "Cells of a CSV file or DataFrame, with what an error message needs to point at one of them."
     def __init__(self, header, rows, nums, source, caller, csv_file: bool, header_where: str):
         self.header, self.rows, self.nums, self.source, self.caller = header, rows, nums, source, caller
+        self.dtypes = None                  # a DataFrame's column dtypes (str), for messages about its cells
         self.header_where = header_where    # where the header is: "line 3" or "the column names"
         if csv_file: self.name, self.unit, self.base = repr(source), "line", ""
         else: self.name, self.unit, self.base = ("the DataFrame" if source is None else f"{source!r} (DataFrame)"), "row", " (0-based)"
@@ -325,39 +336,101 @@ def _check_header(header: List[str], name: str, where: str, caller: str):
                              f"and {j+1}); rename one of them.")
 
 # %% ../nbs/06_observations.ipynb #8403c4af
-def _read_csv(path, caller: str) -> _Table:
+_GZIP, _ZIP = b"\x1f\x8b", b"PK\x03\x04"   # the first bytes of a gzip file and of a ZIP archive (such as an .xlsx workbook)
+_DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "vertical bar"}
+
+def _text_options(encoding, delimiter, caller: str) -> str:
+    "Check `encoding` and `delimiter`; returns the codec to decode with (UTF-8 also drops a byte order mark)."
+    if not isinstance(encoding, str):
+        raise TypeError(f"{caller} needs encoding as a string such as 'utf-8' or 'latin-1', got {type(encoding).__name__}.")
+    try: codec = codecs.lookup(encoding).name
+    except LookupError: raise ValueError(f"{caller} got unknown encoding {encoding!r}; use e.g. 'utf-8', 'latin-1' or 'cp1252'.") from None
+    if not isinstance(delimiter, str):
+        raise TypeError(f"{caller} needs delimiter as a one-character string such as ',' or ';', got {type(delimiter).__name__}.")
+    if len(delimiter) != 1 or delimiter in '"\r\n#':
+        raise ValueError(f"{caller} needs delimiter as one character other than a double quote, a line break or '#', e.g. "
+                         f"',' or ';', got {delimiter!r}.")
+    return "utf-8-sig" if codec == "utf-8" else codec
+
+def _read_text(path, name: str, caller: str, codec: str, encoding: str) -> str:
+    "The text of the file: gunzipped when it is gzip-compressed, then decoded; a byte that cannot be decoded is named with its line."
+    with open(path, "rb") as f: raw = f.read()
+    if raw[:2] == _GZIP:
+        try: raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as e:
+            raise ValueError(f"{caller}: {name!r} is gzip-compressed but cannot be decompressed ({e}); the file is "
+                             f"probably truncated or damaged, so copy or download it again.") from None
+    elif raw[:4] == _ZIP:
+        raise ValueError(f"{caller}: {name!r} is a ZIP archive (an Excel .xlsx workbook is one), not a CSV file; save the "
+                         f"sheet as CSV, or read it with pandas.read_excel and pass the DataFrame to Observations.from_dataframe.")
+    try: text = raw.decode(codec)
+    except UnicodeDecodeError as e:
+        line, start = raw.count(b"\n", 0, e.start) + 1, raw.rfind(b"\n", 0, e.start) + 1
+        end = raw.find(b"\n", e.start)
+        near = raw[max(start, e.start - 30):min(e.start + 10, len(raw) if end < 0 else end)].decode(codec, "backslashreplace")
+        near = "".join(c if c.isprintable() else repr(c)[1:-1] for c in near.strip())
+        fix = ('it starts with a UTF-16 byte order mark, so pass encoding="utf-16"' if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else
+               'a file saved by Excel or another older program is often Latin-1 or Windows-1252: pass encoding="latin-1" '
+               '(or "cp1252"), or save the file as UTF-8')
+        raise ValueError(f"{caller}: {name!r}, line {line}: byte {raw[e.start]:#04x} (at byte {e.start - start + 1} of the "
+                         f"line, near '{near}') cannot be decoded as {encoding}: {e.reason}. The file is not "
+                         f"{encoding}; {fix}.") from None
+    except LookupError as e:  # a codec that is no text encoding, such as 'rot13'
+        raise ValueError(f"{caller} cannot decode with encoding {encoding!r} ({e}); use e.g. 'utf-8' or 'latin-1'.") from None
+    nul = text.find("\0")
+    if nul >= 0:
+        raise ValueError(f"{caller}: {name!r}, line {text.count(chr(10), 0, nul) + 1}: the file holds NUL characters, so it is "
+                         f"no {encoding} text; a file saved as UTF-16 ('Unicode text') needs encoding=\"utf-16\" (or "
+                         f"\"utf-16-le\" when it has no byte order mark), and anything else is no CSV file.")
+    return text
+
+def _check_delimiter(header: List[str], line: str, name: str, hline: int, delimiter: str, caller: str):
+    "A header of one column that holds another usual delimiter means the file is separated by that one: say which to pass."
+    if len(header) != 1: return
+    for d, word in _DELIMITERS.items():
+        if d != delimiter and d in header[0]:
+            raise ValueError(f"{caller}: {name!r}, line {hline}: the header {line.strip()!r} is one single column when split "
+                             f"at {_DELIMITERS.get(delimiter, repr(delimiter))}s, but it holds {word}s: the file looks "
+                             f"{word}-separated, so pass delimiter={d!r}.")
+
+# %% ../nbs/06_observations.ipynb #9b0f6a37
+def _read_csv(path, caller: str, encoding: str = "utf-8", delimiter: str = ",") -> _Table:
     "Read a CSV file with the csv module, skipping leading blank and `#` lines and keeping 1-based line numbers."
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"{caller} needs path as a file name (str or pathlib.Path), got {type(path).__name__}; "
                         f"for a DataFrame use Observations.from_dataframe.")
-    name = str(path)
-    with open(path, newline="", encoding="utf-8-sig") as f: lines = f.readlines()
+    codec, name = _text_options(encoding, delimiter, caller), str(path)
+    if os.path.isdir(path): raise IsADirectoryError(f"{caller}: {name!r} is a folder, not a CSV file.")
+    lines = io.StringIO(_read_text(path, name, caller, codec, encoding), newline="").readlines()   # split at line breaks only, as open(newline="") would
     skip = 0
     while skip < len(lines) and (not lines[skip].strip() or lines[skip].lstrip().startswith("#")): skip += 1
     if skip == len(lines):
         raise ValueError(f"{caller}: {name!r} is empty: no header line{' after the comments' if lines else ''} "
                          f"(line {skip + 1}); expected a header such as 'id,time,x,y' followed by data rows.")
-    reader = csv.reader(lines[skip:], strict=True)
-    header, hline = [h.strip() for h in next(reader)], skip + 1
-    _check_header(header, repr(name), f"line {hline}", caller)
-    rows, nums, last = [], [], reader.line_num
+    reader = csv.reader(lines[skip:], strict=True, delimiter=delimiter)
+    rows, nums = [], []
     try:
+        header, hline = [h.strip() for h in next(reader)], skip + 1
+        _check_delimiter(header, lines[skip], name, hline, delimiter, caller)
+        _check_header(header, repr(name), f"line {hline}", caller)
+        last = reader.line_num
         for cells in reader:
             n, last = skip + last + 1, reader.line_num   # 1-based line where this row starts
             cells = [c.strip() for c in cells]
             if all(not c for c in cells): continue
-            if len(cells) != len(header): raise ValueError(_ragged(name, n, cells, header, hline, caller))
+            if len(cells) != len(header): raise ValueError(_ragged(name, n, cells, header, hline, caller, delimiter))
             rows.append(cells); nums.append(n)
     except csv.Error as e:
         raise ValueError(f"{caller}: {name!r}, line {skip + reader.line_num}: not valid CSV ({e}).") from None
     return _Table(header, rows, nums, name, caller, True, f"line {hline}")
 
-def _ragged(name: str, n: int, cells: List[str], header: List[str], hline: int, caller: str) -> str:
+def _ragged(name: str, n: int, cells: List[str], header: List[str], hline: int, caller: str, delimiter: str = ",") -> str:
     "The message for a row with more or fewer cells than the header has columns."
     if len(cells) < len(header): what = f"no cell for column {header[len(cells)]!r}"
     else: what = f"extra cell {cells[len(header)]!r} after the last column {header[-1]!r}"
+    sep = _DELIMITERS.get(delimiter, repr(delimiter))
     return (f"{caller}: {name!r}, line {n}: {len(cells)} cells but the header (line {hline}) has {len(header)} columns "
-            f"{header}: {what}. Look for a missing or extra comma; a cell that contains a comma needs double quotes.")
+            f"{header}: {what}. Look for a missing or extra {sep}; a cell that contains a {sep} needs double quotes.")
 
 # %% ../nbs/06_observations.ipynb #cd3f2a8d
 def _number(cell) -> Optional[float]:
@@ -368,7 +441,7 @@ def _number(cell) -> Optional[float]:
         try: return float(s)
         except ValueError: return None
     if cell is None or type(cell).__name__ in ("NAType", "NaTType"): return math.nan   # pandas' NA and NaT
-    if isinstance(cell, (bool, np.bool_)): return None
+    if isinstance(cell, (bool, np.bool_, complex, np.complexfloating)): return None   # float() would drop the imaginary part
     try: return float(cell)
     except (TypeError, ValueError): return None
 
@@ -378,11 +451,34 @@ def _blank(cell) -> bool:
     x = _number(cell)
     return x is not None and math.isnan(x)
 
+_DECIMAL_COMMA = re.compile(r"[+-]?\d*,\d+([eE][+-]?\d+)?")
+
+def _not_a_number(tab: _Table, r: int, j: int, what: str) -> str:
+    "Raise a TypeError for a (DataFrame) cell holding a date, a time span, a complex number or a boolean; else return a hint."
+    cell, col = tab.rows[r][j], tab.header[j]
+    at, dtype = f"{tab.caller}: {tab.at(r, col)}", "" if tab.dtypes is None else f" (column dtype {tab.dtypes[j]})"
+    if isinstance(cell, (datetime.timedelta, np.timedelta64)):
+        raise TypeError(f"{at}: got the time span {cell!r}{dtype}; {what}s must be numbers: convert the column to numbers in "
+                        f"the units you choose, e.g. df[{col!r}] / pd.Timedelta(days=1) for days.")
+    if isinstance(cell, (datetime.date, np.datetime64)):
+        raise TypeError(f"{at}: got the date {cell!r}{dtype}; {what}s must be numbers: convert the column to elapsed time in "
+                        f"the units you choose, e.g. (df[{col!r}] - df[{col!r}].min()) / pd.Timedelta(days=1) for days.")
+    if isinstance(cell, (complex, np.complexfloating)):
+        raise TypeError(f"{at}: got the complex number {cell!r}{dtype}; {what}s must be real numbers: put the real and "
+                        f"imaginary parts in two columns, or keep the real part if the imaginary one is zero.")
+    if isinstance(cell, (bool, np.bool_)):
+        raise TypeError(f"{at}: got the boolean {cell!r}{dtype}; {what}s must be numbers: convert the column with "
+                        f"df[{col!r}].astype(float) if 0 and 1 are meant.")
+    if isinstance(cell, str) and _DECIMAL_COMMA.fullmatch(cell):
+        return f" {cell!r} looks like a number with a decimal comma: write a decimal point instead (1.5, not 1,5)."
+    return ""
+
 def _cell_time(tab: _Table, r: int, j: int) -> float:
     cell, x = tab.rows[r][j], _number(tab.rows[r][j])
     if x is None:
+        hint = _not_a_number(tab, r, j, "time")
         raise ValueError(f"{tab.caller}: {tab.at(r, tab.header[j])}: non-numeric time {cell!r}; times must be numbers "
-                         f"(convert dates to, e.g., days since the first measurement).")
+                         f"(convert dates to, e.g., days since the first measurement).{hint}")
     if math.isnan(x):
         raise ValueError(f"{tab.caller}: {tab.at(r, tab.header[j])}: missing time {cell!r}; every row needs a time, "
                          f"so fill it in or delete the row.")
@@ -393,8 +489,9 @@ def _cell_time(tab: _Table, r: int, j: int) -> float:
 def _cell_value(tab: _Table, r: int, j: int, hint: str = "") -> float:
     cell, x = tab.rows[r][j], _number(tab.rows[r][j])
     if x is None:
+        comma = _not_a_number(tab, r, j, "observed value")
         raise ValueError(f"{tab.caller}: {tab.at(r, tab.header[j])}: non-numeric value {cell!r}; write a number, or leave "
-                         f"the cell empty (or NA) for a missing value.{hint}")
+                         f"the cell empty (or NA) for a missing value.{comma or hint}")
     if math.isinf(x):
         raise ValueError(f"{tab.caller}: {tab.at(r, tab.header[j])}: value {cell!r} is not finite; observed values must be "
                          f"finite numbers, and an empty cell (or NA) marks a missing one.")
@@ -551,11 +648,15 @@ def _dataframe_table(df, source: Optional[str], caller: str) -> _Table:
     for r, cells in enumerate(zip(*cols)):
         if all(_blank(c) for c in cells): continue
         rows.append([c.strip() if isinstance(c, str) else c for c in cells]); nums.append(r)
-    return _Table(header, rows, nums, source, caller, False, "the column names")
+    tab = _Table(header, rows, nums, source, caller, False, "the column names")
+    tab.dtypes = [str(getattr(df[k], "dtype", "unknown")) for k in keys]
+    return tab
 
 # %% ../nbs/06_observations.ipynb #542122af
 def _table_out(obs: Observations, format: str, id_col: str, time_col: str, sep: str):
     "Header and columns (lists of str or float) of the long or wide table of `obs`."
+    for arg, v in (("id_col", id_col), ("time_col", time_col), ("sep", sep)):
+        if not isinstance(v, str): raise TypeError(f"Observations needs {arg} as a string, got {type(v).__name__} {v!r}.")
     if format == "long":
         header = [id_col, time_col] + obs.columns
         cols = [[i for i, t in zip(obs.ids, obs.times) for _ in range(len(t))], torch.cat(obs.times).tolist()]
@@ -577,6 +678,10 @@ def _table_out(obs: Observations, format: str, id_col: str, time_col: str, sep: 
     return header, cols
 
 def _write_csv(obs: Observations, path, format: str, id_col: str, time_col: str, sep: str, comment: Optional[str]):
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"Observations.to_csv needs path as a file name (str or pathlib.Path), got {type(path).__name__}.")
+    if comment is not None and not isinstance(comment, str):
+        raise TypeError(f"Observations.to_csv needs comment as a string (or None), got {type(comment).__name__}.")
     header, cols = _table_out(obs, format, id_col, time_col, sep)
     cell = lambda v: v if isinstance(v, str) else "" if math.isnan(v) else repr(v)
     with open(path, "w", newline="", encoding="utf-8") as f:

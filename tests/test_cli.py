@@ -2,6 +2,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from paramfittorchdemo.cli import demo, demo_main
 
@@ -22,9 +23,19 @@ def test_demo_other_problems(tmp_path):
     assert set(r["params"]) == {"sigma", "rho", "beta"}
 
 
-def test_demo_bad_input(capsys):
+def test_demo_bad_input(capsys, tmp_path):
     assert demo_main(["--epochs", "0", "--quiet"]) == 2
     assert "epochs as a positive integer" in capsys.readouterr().err
+    (tmp_path / "a-file").write_text("not a folder\n")
+    assert demo_main(["--out", str(tmp_path / "a-file"), "--quiet"]) == 2
+    assert capsys.readouterr().err == "paramfittorchdemo-demo: error: demo: out '" + str(tmp_path / "a-file") + "' exists and is not a folder.\n"
+    assert demo_main(["--seed", str(2**70), "--epochs", "1", "--quiet", "--out", str(tmp_path)]) == 2
+    assert "seed between -2**63 and 2**64 - 1" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        assert demo_main(["--device", "cuda", "--quiet"]) == 2
+        assert "CUDA is not available here" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        demo_main(["--device", "tpu"])
     with pytest.raises(SystemExit):
         demo_main(["--problem", "pendulum"])
     with pytest.raises(ValueError, match="unknown demo problem"):
@@ -67,7 +78,58 @@ class Decay(nn.Module):
         self.k = nn.Parameter(torch.tensor(float(k)))
     def forward(self, t, y):
         return -self.k*y
+
+class Squared(nn.Module):
+    "dy/dt = k y^2, whose solution blows up in finite time"
+    dim = 1
+    def __init__(self, k=1.0):
+        super().__init__()
+        self.k = nn.Parameter(torch.tensor(float(k)))
+    def forward(self, t, y):
+        return self.k*y*y
 '''
+USER_MODELS = '''
+import torch
+from torch import nn
+
+class Broken(nn.Module):
+    "raises while it is built"
+    dim = 1
+    def __init__(self, k=0.5):
+        super().__init__()
+        raise RuntimeError("cannot build " + str(k))
+
+class Raises(nn.Module):
+    "raises whenever it is called"
+    dim = 1
+    def __init__(self):
+        super().__init__()
+        self.k = nn.Parameter(torch.tensor(0.5))
+    def forward(self, t, y):
+        raise KeyError("no rate for this state")
+
+class Wide(nn.Module):
+    "returns two derivatives for one state"
+    dim = 1
+    def __init__(self):
+        super().__init__()
+        self.k = nn.Parameter(torch.tensor(0.5))
+    def forward(self, t, y):
+        return torch.cat([y, y], -1)
+
+class Flaky(nn.Module):
+    "dy/dt = -k y for the first 40 calls, then an error: it fails in the middle of the fit"
+    dim = 1
+    def __init__(self, k=0.5):
+        super().__init__()
+        self.k = nn.Parameter(torch.tensor(float(k)))
+        self.calls = 0
+    def forward(self, t, y):
+        self.calls += 1
+        if self.calls > 40: raise ZeroDivisionError("flaky after 40 calls")
+        return -self.k*y
+'''
+DECAY_CSV = "time,x\n0,2\n1,1.2\n2,0.7\n3,0.45\n"
 
 # Every kind of bad input, through the console script: name -> (arguments, exit status, part of the one-line message)
 BAD = {
@@ -80,7 +142,13 @@ BAD = {
     "cuda unavailable": (["--device", "cuda"], 2, "--device cuda: CUDA is not available here"),
     "resume without checkpoint": (["--optimizer", "adam", "--resume"], 2, "--resume: no checkpoint at"),
     "resume with another optimizer": (["--resume"], 2, "--resume applies only with --optimizer adam"),
-    "diverging fit": (["--model", "lotka-volterra", "--param", "beta=-1"], 1, "the starting parameters give a solution that is not finite"),
+    "diverging fit": (["--model", "lotka-volterra", "--param", "beta=-1"], 1, "the fit of lotka-volterra failed: fit: the starting parameters"),
+    "model raises when built": (["--model", "usermodels:Broken", "--init", "k=2"], 2,
+                                "--model usermodels:Broken: Broken(k=2) failed with RuntimeError: cannot build 2"),
+    "model fails during the fit": (["--model", "usermodels:Flaky", "--data", "decay.csv"], 1,
+                                   "the fit of usermodels:Flaky failed: Flaky raised ZeroDivisionError: flaky after 40 calls"),
+    "latin-1 csv": (["--model", "decay:Decay", "--data", "latin1.csv"], 2,
+                    "'latin1.csv', line 1: byte 0xe9"),
 }
 
 
@@ -91,10 +159,23 @@ def _fit_script() -> list:
     return [found] if found else [sys.executable, "-c", "import sys; from paramfittorchdemo.cli import fit_main; sys.exit(fit_main())"]
 
 
+def _env() -> dict:
+    "The environment of a subprocess: one thread (several run at once), and the paramfittorchdemo these tests import."
+    here = str(Path(paramfittorchdemo.__file__).resolve().parents[1])  # a checkout or worktree on PYTHONPATH wins over the installed one
+    path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", "PYTHONPATH": path}
+
+
 def run_fit(*args, cwd=None) -> subprocess.CompletedProcess:
     "Run `paramfittorchdemo-fit args` in a subprocess, as a user would."
-    env = {**os.environ, "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}  # several run at once: one thread each
-    return subprocess.run(_fit_script() + [str(a) for a in args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+    return subprocess.run(_fit_script() + [str(a) for a in args], capture_output=True, text=True, cwd=cwd, env=_env(), timeout=300)
+
+
+def test_subprocesses_run_the_code_under_test(tmp_path):
+    r = subprocess.run([sys.executable, "-c", "import paramfittorchdemo.cli as c; print(c.__file__)"],
+                       capture_output=True, text=True, cwd=tmp_path, env=_env())
+    import paramfittorchdemo.cli as here
+    assert Path(r.stdout.strip()).resolve() == Path(here.__file__).resolve(), r.stderr
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +184,9 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("fit")
     (root / "decay.py").write_text(USER_MODEL)
     (root / "bad.csv").write_text("time,x,y\n0,1,2\n1,abc,3\n")
+    (root / "usermodels.py").write_text(USER_MODELS)
+    (root / "decay.csv").write_text(DECAY_CSV)
+    (root / "latin1.csv").write_bytes("time,x,caf\xe9\n0,1,2\n".encode("latin-1"))
     jobs = {  # name -> argument lists run one after the other in `root`
         "vdp": [["--model", "vdp", "--out", "vdp"]],
         "lynx-hare": [["--model", "lotka-volterra", "--data", LYNX_HARE, "--time-col", "year", *LV_START, "--positive", "--loss", "log", "--out", "lh"]],
@@ -196,8 +280,13 @@ def test_fit_bad_input_gives_one_line(runs, name):
     assert len(r.stderr.splitlines()) == 1 and "Traceback" not in r.stderr, r.stderr
     assert r.stderr.startswith("paramfittorchdemo-fit: error: ") and message in r.stderr, r.stderr
     assert r.stdout == ""
+    out = root / f"bad-{list(BAD).index(name)}"
     if status == 2:  # bad input is found before anything is written
-        assert not (root / f"bad-{list(BAD).index(name)}").exists()
+        assert not out.exists()
+    else:  # a failed fit leaves only status.json, which cannot be taken for a result
+        assert [p.name for p in out.iterdir()] == ["status.json"]
+        st = json.loads((out / "status.json").read_text())
+        assert st["status"] == "failed" and st["success"] is False and message in st["message"] and st["note"] == "no results were written"
 
 
 def test_fit_debug_shows_the_traceback(runs):
@@ -223,7 +312,8 @@ def test_fit_debug_shows_the_traceback(runs):
     (["--optimizer", "adam", "--epochs", "2.5"], 2, "argument --epochs: expected an integer >= 1, got '2.5'"),
     (["--n-times", "1"], 2, "argument --n-times: expected an integer >= 2, got '1'"),
     (["--noise", "nan"], 2, "argument --noise: expected a number >= 0, got 'nan'"),
-    (["--seed", "x"], 2, "argument --seed: invalid int value: 'x'"),
+    (["--seed", "x"], 2, "argument --seed: expected an integer >= 0 and <= 9223372036854775807, got 'x'"),
+    (["--seed", "99999999999999999999999"], 2, "argument --seed: expected an integer >= 0"),
     (["--method", "euler2"], 2, "unknown solver method 'euler2'"),
     (["--epochs", "5"], 2, "--epochs applies only with --optimizer adam or adam-lbfgs"),
     (["--noise", "0.1", "--data", "bad.csv"], 2, "--noise applies only with simulated data"),
@@ -234,7 +324,24 @@ def test_fit_debug_shows_the_traceback(runs):
     (["--data", str(LYNX_HARE)], 2, "no column 'time' (from time_col)"),
     (["--model", "lotka-volterra", "--data", str(LYNX_HARE), "--time-col", "year", "--positive", "--param", "beta=-1"], 2,
      "the starting value of beta, -1, is not strictly inside its bounds"),
-    (["--model", "lotka-volterra", "--optimizer", "lbfgs", "--param", "beta=-1"], 1, "the ODE solver failed"),
+    (["--model", "lotka-volterra", "--optimizer", "lbfgs", "--param", "beta=-1"], 1,
+     "the fit of lotka-volterra failed: fit ended with loss inf"),  # L-BFGS says it converged: the loss says otherwise
+    (["--model", "decay.py:Decay"], 2, "expected a module name, got the file name 'decay.py'; drop the .py: --model decay:Decay"),
+    (["--model", "decay:Decay", "--init", "k=nan"], 2, "--init k=nan: 'nan' is not a finite number"),
+    (["--model", "decay:Decay", "--init", "k=[1, 1e999]"], 2, "--init k=[1, 1e999]: '[1, 1e999]' is not a finite number"),
+    (["--param", "mu=inf"], 2, "--param mu=inf: 'inf' is not a finite number"),
+    (["--data", "."], 2, "--data .: is a folder, not a CSV file"),
+    (["--data", "semi.csv"], 2, "On the command line: --delimiter ';'"),
+    (["--data", "semi.csv", "--delimiter", ";;"], 2, "argument --delimiter: expected one character such as ';' or tab, got ';;'"),
+    (["--encoding", "latin-1"], 2, "--encoding applies only with --data"),
+    (["--data", "bad.csv", "--encoding", "klingon"], 2, "unknown encoding 'klingon'"),
+    (["--data", "bad.csv", "--format", "wide", "--id-col", "x"], 2, "--id-col applies only with --format long"),
+    (["--out", ""], 2, "--out needs a folder name"),
+    (["--out", "bad.csv"], 2, "--out bad.csv: exists and is not a folder"),
+    (["--model", "decay:Decay", "--init", "k=1e999"], 2, "--init k=1e999: '1e999' is not a finite number"),
+    (["--out", "bad.csv/sub"], 2, "bad.csv is a file, so no folder can be made below it"),
+    (["--model", "decay:Squared", "--y0", "1", "--t-end", "2"], 2,
+     "create_sim_dataset: simulating Squared() from t=0 to 2 failed near t="),
 ])
 def test_fit_main_bad_input(tmp_path, monkeypatch, capsys, args, status, message):
     monkeypatch.chdir(tmp_path)
@@ -245,10 +352,13 @@ def test_fit_main_bad_input(tmp_path, monkeypatch, capsys, args, status, message
     (tmp_path / "decay.py").write_text(USER_MODEL)
     (tmp_path / "bad.csv").write_text("time,x,y\n0,1,2\n1,abc,3\n")
     (tmp_path / "ragged.csv").write_text("id,time,x,y\na,0,1,2\na,1,1,2\nb,0,1,2\nb,2,1,2\n")
-    assert fit_main([*args, "--out", "out"]) == status
+    (tmp_path / "semi.csv").write_text("time;x;y\n0;1;2\n")
+    args = [*args, "--out", "out"] if "--out" not in args else args
+    assert fit_main(args) == status
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("paramfittorchdemo-fit: error: ") and message in err, err
     if status == 2: assert not (tmp_path / "out").exists()
+    else: assert [p.name for p in (tmp_path / "out").iterdir()] == ["status.json"]
 
 
 def test_fit_main_other_optimizers_and_help(tmp_path, capsys):
@@ -275,3 +385,133 @@ def test_fit_main_resume_refuses_a_different_run(tmp_path, capsys):
     assert err.count("\n") == 1 and "was written with lr=0.01" in err and "lr=0.05" in err, err
     assert fit_main(["--optimizer", "adam", "--epochs", "1", "--resume", "--out", tmp_path]) == 2
     assert "has already run 2 epochs" in capsys.readouterr().err
+
+
+# ---- results are complete or absent: never partial, never misleading ----------------------------------------------
+import paramfittorchdemo.cli as cli
+
+FAST = ["--model", "vdp", "--optimizer", "lbfgs", "--max-iter", "5"]  # a quick fit, whatever it reaches
+FAILS = ["--model", "lotka-volterra", "--optimizer", "lbfgs", "--param", "beta=-1"]  # ends with an infinite loss
+
+
+def _files(folder: Path) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def _no_staging_left(folder: Path):
+    assert not [p.name for p in folder.parent.iterdir() if ".partial-" in p.name]
+
+
+def test_params_json_says_success_status_and_message(tmp_path, capsys):
+    assert fit_main([*FAST, "--out", tmp_path / "a"]) == 0
+    p = json.loads((tmp_path / "a" / "params.json").read_text())
+    assert list(p)[:2] == ["status", "success"]
+    assert p["success"] is p["converged"] and p["status"] in ("converged", "not converged") and p["message"]
+    assert "not converged" in capsys.readouterr().out or p["converged"]
+
+
+def test_result_fields_come_from_the_result_when_it_has_them():
+    from types import SimpleNamespace
+    assert cli._outcome(SimpleNamespace(), True) == dict(success=True, status="converged", converged=True)
+    assert cli._outcome(SimpleNamespace(), False) == dict(success=False, status="not converged", converged=False)
+    assert cli._outcome(SimpleNamespace(), None, "early stop") == dict(success=True, status="early stop", converged=None)
+    newer = SimpleNamespace(success=False, status="max_iter")
+    assert cli._outcome(newer, True) == dict(success=False, status="max_iter", converged=True)
+
+
+def test_failed_fit_keeps_the_earlier_result_and_says_so(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert fit_main([*FAST, "--out", out]) == 0
+    before = _files(out)
+    assert fit_main([*FAILS, "--out", out]) == 1
+    assert "the fit of lotka-volterra failed" in capsys.readouterr().err
+    after = _files(out)
+    assert {k: v for k, v in after.items() if k != "status.json"} == before  # not a byte of the earlier result changed
+    st = json.loads(after["status.json"])
+    assert st["status"] == "failed" and st["success"] is False and st["error"] == "FloatingPointError"
+    assert "params.json" in st["note"] and "earlier run" in st["note"] and st["options"]["param"] == ["beta=-1"]
+    _no_staging_left(out)
+    # the next good run replaces everything, and no file of the earlier runs is left: report.txt, status.json
+    assert fit_main(["--model", "vdp", "--fix", "mu", "--param", "mu=0.3", "--out", out]) == 2  # bad input: nothing changes
+    assert _files(out) == after
+    assert fit_main(["--model", "lotka-volterra", "--positive", "--max-iter", "3", "--out", out]) == 0
+    assert sorted(_files(out)) == ["fit.png", "history.csv", "loss.png", "params.json", "report.txt"]
+    assert fit_main([*FAST, "--out", out]) == 0
+    assert sorted(_files(out)) == ["fit.png", "history.csv", "loss.png", "params.json"]
+    assert json.loads((out / "params.json").read_text())["model"] == "vdp"
+    _no_staging_left(out)
+
+
+def test_failure_while_writing_leaves_no_partial_result(tmp_path, monkeypatch, capsys):
+    def no_figure(*args, **kw): raise AssertionError("underflow in dt 0.0")
+    monkeypatch.setattr(cli, "_fit_figure", no_figure)
+    assert fit_main([*FAST, "--out", tmp_path / "new"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "the fit of vdp ran, but writing its results failed, so none were kept: the ODE solver failed" in err, err
+    assert sorted(_files(tmp_path / "new")) == ["status.json"]  # params.json was written first before: now it is not there at all
+    _no_staging_left(tmp_path / "new")
+    monkeypatch.undo()
+    assert fit_main([*FAST, "--out", tmp_path / "old"]) == 0
+    before = _files(tmp_path / "old")
+    monkeypatch.setattr(cli, "_fit_figure", no_figure)
+    assert fit_main(["--model", "vdp", "--optimizer", "lbfgs", "--max-iter", "7", "--out", tmp_path / "old"]) == 1
+    after = _files(tmp_path / "old")
+    assert {k: v for k, v in after.items() if k != "status.json"} == before
+    _no_staging_left(tmp_path / "old")
+
+
+def test_interrupted_fit(tmp_path, monkeypatch, capsys):
+    def interrupted(*args, **kw): raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "_by_fit", interrupted)
+    assert fit_main([*FAST, "--out", tmp_path]) == 130
+    assert capsys.readouterr().err == "paramfittorchdemo-fit: interrupted\n"
+    assert json.loads((tmp_path / "status.json").read_text())["status"] == "interrupted"
+
+
+def test_user_model_errors_in_process(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delitem(sys.modules, "usermodels", raising=False)
+    (tmp_path / "usermodels.py").write_text(USER_MODELS)
+    (tmp_path / "decay.csv").write_text(DECAY_CSV)
+    cases = [
+        (["--model", "usermodels:Broken", "--y0", "1"], 2, "--model usermodels:Broken: Broken() failed with RuntimeError: cannot build 0.5"),
+        (["--model", "usermodels:Wide", "--data", "decay.csv"], 2,
+         "--model usermodels:Wide: Wide.forward(t, y) returned shape (1, 2) for y of shape (1, 1)"),
+        (["--model", "usermodels:Raises", "--y0", "1"], 2, "create_sim_dataset: calling the model Raises() as model(t, y)"),
+        (["--model", "usermodels:Raises", "--data", "decay.csv"], 2,
+         "--model usermodels:Raises: Raises.forward(t, y) raised KeyError: 'no rate for this state'"),
+        (["--model", "usermodels:Flaky", "--data", "decay.csv", "--optimizer", "lbfgs"], 1,
+         "the fit of usermodels:Flaky failed: Flaky raised ZeroDivisionError: flaky after 40 calls"),
+    ]
+    for i, (args, status, message) in enumerate(cases):
+        assert fit_main([*args, "--out", f"out{i}"]) == status, args
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+        assert (tmp_path / f"out{i}").exists() == (status == 1)
+
+
+def test_debug_keeps_the_exit_status_and_the_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delitem(sys.modules, "usermodels", raising=False)
+    (tmp_path / "usermodels.py").write_text(USER_MODELS)
+    assert fit_main(["--model", "usermodels:Broken", "--y0", "1", "--debug", "--out", "out"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback") and 'raise RuntimeError("cannot build " + str(k))' in err
+    assert err.splitlines()[-1] == "paramfittorchdemo-fit: error: --model usermodels:Broken: Broken() failed with RuntimeError: cannot build 0.5"
+
+
+def test_csv_options_reach_the_reader(tmp_path, capsys):
+    import gzip
+    (tmp_path / "latin.csv").write_bytes("# mesuré\ntime;x\n0;2\n1;1.2\n2;0.7\n3;0.45\n".encode("latin-1"))
+    assert fit_main(["--model", "vdp", "--data", tmp_path / "latin.csv", "--out", tmp_path / "o"]) == 2
+    assert 'pass encoding="latin-1" (or "cp1252"), or save the file as UTF-8. On the command line: --encoding latin-1.' in capsys.readouterr().err
+    assert fit_main(["--model", "vdp", "--data", tmp_path / "latin.csv", "--encoding", "latin-1", "--out", tmp_path / "o"]) == 2
+    assert "On the command line: --delimiter ';'." in capsys.readouterr().err
+    assert fit_main(["--model", "vdp", "--data", tmp_path / "latin.csv", "--encoding", "latin-1", "--delimiter", ";", "--out", tmp_path / "o"]) == 2
+    assert "VDP has 2 states, but" in capsys.readouterr().err  # read: the file has one column
+    (tmp_path / "tabs.csv.gz").write_bytes(gzip.compress(b"time\tx\n0\t1\n"))
+    assert fit_main(["--model", "vdp", "--data", tmp_path / "tabs.csv.gz", "--out", tmp_path / "o"]) == 2
+    assert "On the command line: --delimiter tab." in capsys.readouterr().err
+    assert cli._delimiter("tab") == cli._delimiter("\\t") == "\t"

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from paramfittorchdemo import Lorenz, LotkaVolterra, NeuralDiffEq, SimODEData, VDP, create_sim_dataset, simulate
+from paramfittorchdemo.solvers import SolverError
 
 
 def test_dataset_items_and_len():
@@ -52,6 +53,8 @@ def test_dataset_bad_input(ts, values, match, exc):
 def test_dataset_true_model_dimension_must_match():
     with pytest.raises(ValueError, match="true_model Lorenz has 3"):
         SimODEData([torch.linspace(0, 1, 4)], [torch.zeros(4, 2)], true_model=Lorenz())
+    with pytest.raises(TypeError, match="true_model as the torch.nn.Module that made the data, or None, got str 'VDP'"):
+        SimODEData([torch.linspace(0, 1, 4)], [torch.zeros(4, 2)], true_model="VDP")
 
 
 def test_sim_dataset_shapes_and_first_point():
@@ -128,3 +131,154 @@ def test_sim_dataset_diverging_model():
         def forward(self, t, y): return y**3
     with pytest.raises(ValueError, match="diverged"):
         create_sim_dataset(Blowup(), torch.linspace(0, 10, 5), initial_conditions_default=torch.tensor([5.0, 5.0]), method="rk4")
+
+
+# ---------------------------------------------------------------- data that are no real numbers are refused, not converted
+
+DATES = np.array(["2001-01-01", "2001-01-02", "2001-01-05"], dtype="datetime64[D]")
+
+NOT_REAL = [  # (array or tensor, what the message says it holds)
+    (DATES, r"got dates \(dtype datetime64\[D\]\); convert them to elapsed time .*np\.timedelta64\(1, \"D\"\)"),
+    (DATES - DATES[0], r"got time spans \(dtype timedelta64\[D\]\); .*t / np\.timedelta64\(1, \"D\"\)"),
+    (np.arange(3.0) + 0j, r"got complex numbers \(dtype complex128\); .*real states"),
+    (torch.arange(3.0) + 0j, r"got complex numbers \(dtype torch\.complex64\)"),
+    (np.array([False, True, True]), r"got booleans \(dtype bool\); convert it explicitly if 0 and 1 are meant"),
+    (torch.tensor([False, True, True]), r"got booleans \(dtype torch\.bool\)"),
+    (np.array(["0", "1", "2"]), r"got strings \(dtype <U1\); convert it to numbers first"),
+    (np.array([0.0, 1.0, "2"], dtype=object), r"got an object array holding strings, e.g. .2. at flat index 2"),
+]
+
+
+@pytest.mark.parametrize("ts,match", NOT_REAL)
+def test_dataset_refuses_time_points_that_are_no_real_numbers(ts, match):
+    with pytest.raises(TypeError, match=r"SimODEData needs ts as real numbers, " + match):
+        SimODEData(ts, np.zeros((2, 3, 2)))
+    with pytest.raises(TypeError, match=r"SimODEData needs ts\[0\] as real numbers, " + match):
+        SimODEData([ts], [np.zeros((3, 2))])
+
+
+@pytest.mark.parametrize("values,match", [
+    (np.zeros((1, 3, 2)) + 0j, "values as real numbers, got complex numbers"),
+    (torch.zeros(1, 3, 2, dtype=torch.complex128), "values as real numbers, got complex numbers"),
+    (np.zeros((1, 3, 2), dtype=bool), "values as real numbers, got booleans"),
+    ([np.zeros((3, 2)) + 1j], r"values\[0\] as real numbers, got complex numbers"),
+    ([torch.ones(3, 2, dtype=torch.bool)], r"values\[0\] as real numbers, got booleans"),
+])
+def test_dataset_refuses_values_that_are_no_real_numbers(values, match):
+    with pytest.raises(TypeError, match=match):
+        SimODEData(torch.linspace(0, 1, 3), values)
+
+
+def test_dataset_accepts_object_arrays_of_numbers():
+    d = SimODEData(np.array([0.0, 1, 2], dtype=object), np.ones((1, 3, 2), dtype=object))
+    assert d.tensors()[1].dtype == torch.float64 and d.tensors()[0].tolist() == [0.0, 1.0, 2.0]
+
+
+@pytest.mark.parametrize("ts,match", NOT_REAL)
+def test_sim_dataset_refuses_time_points_that_are_no_real_numbers(ts, match):
+    with pytest.raises(TypeError, match=r"create_sim_dataset needs ts as real numbers, " + match):
+        create_sim_dataset(VDP(0.3), ts)
+
+
+@pytest.mark.parametrize("ic,exc,match", [
+    (np.array([1 + 1j, 0]), TypeError, r"initial_conditions_default as real numbers, got complex numbers \(dtype complex128\)"),
+    (torch.tensor([1 + 1j, 0]), TypeError, r"initial_conditions_default as real numbers, got complex numbers"),
+    ([True, False], TypeError, r"initial_conditions_default as real numbers, got booleans"),
+    (torch.tensor([True, False]), TypeError, r"initial_conditions_default as real numbers, got booleans"),
+    (["1", "0"], TypeError, r"initial_conditions_default as real numbers, got strings"),
+    (DATES[:2], TypeError, r"initial_conditions_default as real numbers, got dates"),
+    (None, TypeError, r"initial_conditions_default as a 1-D tensor \(state,\), got NoneType"),
+    ("1,0", TypeError, r"initial_conditions_default as a 1-D tensor \(state,\), got str"),
+    ([[1.0], [0.0, 1.0]], ValueError, r"initial_conditions_default as a 1-D tensor \(state,\), got a list it cannot turn into one"),
+])
+def test_sim_dataset_refuses_bad_initial_conditions(ic, exc, match):
+    with pytest.raises(exc, match=match):
+        create_sim_dataset(VDP(0.3), torch.linspace(0, 1, 5), initial_conditions_default=ic)
+
+
+def test_sim_dataset_initial_conditions_as_list_or_array():
+    for ic in ([1, 0], (1.0, 0.0), np.array([1.0, 0.0])):
+        d = create_sim_dataset(VDP(0.3), torch.linspace(0, 1, 5), num_samples=2, initial_conditions_default=ic, seed=0)
+        assert d.tensors()[1].dtype == torch.float32
+
+
+# ---------------------------------------------------------------- seed, generator and counts
+
+def test_sim_dataset_accepts_numpy_integers():
+    ts = torch.linspace(0, 1, 5)
+    d = create_sim_dataset(VDP(0.3), ts, num_samples=np.int64(3), seed=np.int64(4))
+    assert len(d) == 3
+    assert torch.equal(d.tensors()[1], create_sim_dataset(VDP(0.3), ts, num_samples=3, seed=4).tensors()[1])
+
+
+@pytest.mark.parametrize("kw,exc,match", [
+    (dict(seed=1.5), TypeError, "seed as an integer, got float 1.5"),
+    (dict(seed="1"), TypeError, "seed as an integer, got str"),
+    (dict(seed=True), TypeError, "seed as an integer, got bool"),
+    (dict(seed=2**70), ValueError, r"seed between -2\*\*63 and 2\*\*64 - 1"),
+    (dict(generator=3), TypeError, "generator as a torch.Generator, got int"),
+    (dict(num_samples=torch.tensor(3)), ValueError, "num_samples as a positive integer"),
+])
+def test_sim_dataset_bad_seed_and_generator(kw, exc, match):
+    with pytest.raises(exc, match=match):
+        create_sim_dataset(VDP(0.3), torch.linspace(0, 1, 5), **kw)
+
+
+# ---------------------------------------------------------------- a model that cannot be simulated is named
+
+class Squared(torch.nn.Module):
+    "dy/dt = y^2: from y0 = 1 the solution 1/(1 - t) blows up at t = 1."
+    dim = 1
+    def forward(self, t, y): return y**2
+
+
+def test_sim_dataset_solver_failure_names_the_model():
+    model = Squared()
+    with pytest.raises(SolverError) as e:
+        create_sim_dataset(model, torch.linspace(0, 2, 5), initial_conditions_default=torch.tensor([1.0]),
+                           sigma_initial_conditions=0.0, num_samples=2)
+    msg = str(e.value)
+    for part in ["create_sim_dataset: simulating Squared() from t=0 to 2 failed near t=1", "the solver says: underflow in dt",
+                 "blow up in finite time", "stiff"]:
+        assert part in msg, msg
+    assert isinstance(e.value, RuntimeError) and isinstance(e.value.__cause__, AssertionError)
+    assert not model._forward_pre_hooks  # the hook that follows the solver's time is removed again
+
+
+@pytest.mark.parametrize("error,cls,fragments", [
+    (AssertionError("max_num_steps exceeded (10>=10)"), SolverError, ["the solver says: max_num_steps exceeded (10>=10)", "stiff"]),
+    (SolverError("dopri5 took more than 10 steps before t=3"), SolverError, ["the solver says: dopri5 took more than 10 steps before t=3"]),
+    (RuntimeError("device-side failure"), RuntimeError, ["failed: RuntimeError: device-side failure"]),
+])
+def test_sim_dataset_wraps_solver_errors(monkeypatch, error, cls, fragments):
+    import paramfittorchdemo.data as data_module
+    def failing(*args, **kw): raise error
+    monkeypatch.setattr(data_module, "simulate", failing)
+    with pytest.raises(cls) as e:
+        create_sim_dataset(VDP(0.3), torch.linspace(0, 1, 5))
+    msg = str(e.value)
+    assert msg.startswith("create_sim_dataset: simulating VDP(mu=0.3) from t=0 to 1 failed"), msg
+    for part in fragments: assert part in msg, msg
+    if cls is RuntimeError: assert "stiff" not in msg and not isinstance(e.value, SolverError)
+    assert e.value.__cause__ is error
+
+
+def test_sim_dataset_low_precision_time_points_get_a_hint():
+    with pytest.raises(SolverError, match=r"time points are torch.float16, .* use ts.float\(\)"):
+        create_sim_dataset(VDP(0.3), torch.linspace(0, 1, 5).half(), num_samples=2)
+
+
+def test_sim_dataset_model_that_cannot_run():
+    with pytest.raises(TypeError, match=r"calling the model Linear\(in_features=2.* as model\(t, y\).*y of shape \(10, 2\).*raised TypeError"):
+        create_sim_dataset(torch.nn.Linear(2, 2), torch.linspace(0, 1, 5))
+    class Raises(torch.nn.Module):
+        dim = 2
+        def forward(self, t, y): raise KeyError("k")
+    with pytest.raises(ValueError, match=r"calling the model Raises\(\) .* raised KeyError: 'k'") as e:
+        create_sim_dataset(Raises(), torch.linspace(0, 1, 5))
+    assert isinstance(e.value.__cause__, KeyError)
+    class OneOfTwo(torch.nn.Module):
+        dim = 2
+        def forward(self, t, y): return y[..., :1]
+    with pytest.raises(ValueError, match=r"dy/dt with the shape of y, \(10, 2\) .* OneOfTwo\(\) returned shape \(10, 1\)"):
+        create_sim_dataset(OneOfTwo(), torch.linspace(0, 1, 5))

@@ -430,7 +430,8 @@ def test_dataframe_without_source_and_wrong_type():
     (([[0.0]], [[[1.0, 2.0]]]), {"columns": ["x"]}, ValueError, r"needs 2 columns, one per observed quantity, got 1"),
     (([[0.0]], [[[1.0]]]), {"columns": "x y"}, ValueError, None),
     (("t.csv", [[[1.0]]]), {}, TypeError, "times as a list .* got str"),
-    (([["a", "b"]], [[[1.0], [2.0]]]), {}, TypeError, r"times\[0\] as numbers"),
+    (([["a", "b"]], [[[1.0], [2.0]]]), {}, TypeError, r"times\[0\] as real numbers, got strings \(dtype <U1\)"),
+    (([[0.0, [1.0]]], [[[1.0], [2.0]]]), {}, TypeError, r"times\[0\] as numbers \(a tensor, array or list\), got list"),
     (([[0.0]], [torch.ones(1, 1, dtype=torch.complex64)]), {}, TypeError, "real numbers"),
 ])
 def test_constructor_errors(args, kw, exc, match):
@@ -452,5 +453,205 @@ def test_from_arrays_shape_errors(ts, ys, match):
 
 
 def test_from_arrays_type_error():
-    with pytest.raises(TypeError, match="ys as numbers"):
+    with pytest.raises(TypeError, match="ys as real numbers, got strings"):
         Observations.from_arrays([0.0, 1.0], [["a", "b"]])
+
+
+# ---------------------------------------------------------------- encodings, compression and delimiters
+
+LATIN1 = "# mesuré au labo\ntime,x,température\n0,1,20\n1,café,21\n"
+
+
+def write_bytes(tmp_path, data: bytes, name="data.csv"):
+    p = tmp_path / name
+    p.write_bytes(data)
+    return p
+
+
+def message(exc_info) -> str:
+    return str(exc_info.value)
+
+
+def test_latin1_file_names_the_file_the_line_and_the_fix(tmp_path):
+    p = write_bytes(tmp_path, LATIN1.encode("latin-1"))
+    with pytest.raises(ValueError) as e:
+        Observations.from_csv(p)
+    msg = message(e)
+    for part in [str(p), "line 1", "byte 0xe9", "cannot be decoded as utf-8", 'encoding="latin-1"', "save the file as UTF-8"]:
+        assert part in msg, msg
+    assert not isinstance(e.value, UnicodeDecodeError) and e.value.__cause__ is None
+    o = Observations.from_csv(p, encoding="latin-1", columns=["température"])
+    assert o.columns == ["température"] and o.values[0].tolist() == [[20.0], [21.0]]
+
+
+def test_decoding_error_points_at_the_line_of_the_bad_byte(tmp_path):
+    p = write_bytes(tmp_path, "time,x\n0,1\n1,caf\xe9\n".encode("cp1252"))
+    with pytest.raises(ValueError, match=r"line 3: byte 0xe9 \(at byte 6 of the line, near '1,caf\\xe9'\)"):
+        Observations.from_csv(p)
+    with pytest.raises(ValueError, match=r"line 3, column 'x': non-numeric value 'café'"):
+        Observations.from_csv(p, encoding="cp1252")
+
+
+def test_utf16_files(tmp_path):
+    text = "time,x\n0,1\n1,2\n"
+    with pytest.raises(ValueError, match='UTF-16 byte order mark, so pass encoding="utf-16"'):
+        Observations.from_csv(write_bytes(tmp_path, text.encode("utf-16")))
+    assert Observations.from_csv(tmp_path / "data.csv", encoding="utf-16").values[0].tolist() == [[1.0], [2.0]]
+    with pytest.raises(ValueError, match=r"line 1: the file holds NUL characters.*\"utf-16-le\" when it has no byte order mark"):
+        Observations.from_csv(write_bytes(tmp_path, text.encode("utf-16-le"), "le.csv"))
+
+
+def test_utf8_byte_order_mark_is_dropped(tmp_path):
+    p = write_bytes(tmp_path, "\ufefftime,x\n0,1\n".encode("utf-8"))
+    assert Observations.from_csv(p).columns == ["x"]
+    assert Observations.from_csv(p, encoding="UTF8").columns == ["x"]
+
+
+@pytest.mark.parametrize("name", ["data.csv.gz", "data.csv"])
+def test_gzipped_csv_is_read_by_its_content(tmp_path, name):
+    import gzip
+    p = write_bytes(tmp_path, gzip.compress("# é\ntime,x\n0,1\n1,NA\n".encode("utf-8")), name)
+    o = Observations.from_csv(p)
+    assert o.times[0].tolist() == [0.0, 1.0] and math.isnan(o.values[0][1, 0]) and o.source == str(p)
+    latin = write_bytes(tmp_path, gzip.compress(LATIN1.encode("latin-1")), "latin.csv.gz")
+    with pytest.raises(ValueError, match='latin.csv.gz.*byte 0xe9.*encoding="latin-1"'):
+        Observations.from_csv(latin)
+    assert Observations.from_csv(latin, encoding="latin-1", columns=["température"]).n_obs == 1
+
+
+def test_damaged_gzip_and_zip_files(tmp_path):
+    import gzip, zipfile
+    p = write_bytes(tmp_path, gzip.compress(b"time,x\n" + b"0,1\n" * 200)[:25], "cut.csv.gz")
+    with pytest.raises(ValueError, match=r"cut.csv.gz' is gzip-compressed but cannot be decompressed .*truncated or damaged"):
+        Observations.from_csv(p)
+    with zipfile.ZipFile(tmp_path / "book.xlsx", "w") as z: z.writestr("sheet.xml", "<x/>")
+    with pytest.raises(ValueError, match=r"book.xlsx' is a ZIP archive .*pandas.read_excel .*Observations.from_dataframe"):
+        Observations.from_csv(tmp_path / "book.xlsx")
+
+
+@pytest.mark.parametrize("text,delimiter,word", [
+    ("time;x;y\n0;1;2\n", ";", "semicolon"),
+    ("time\tx\n0\t1\n", "\t", "tab"),
+    ("time|x\n0|1\n", "|", "vertical bar"),
+])
+def test_other_delimiters_are_named(tmp_path, text, delimiter, word):
+    p = write(tmp_path, text)
+    with pytest.raises(ValueError) as e:
+        Observations.from_csv(p)
+    msg = message(e)
+    assert f"data.csv', line 1: the header" in msg and f"the file looks {word}-separated, so pass delimiter={delimiter!r}" in msg, msg
+    assert Observations.from_csv(p, delimiter=delimiter).values[0][0, 0] == 1.0
+
+
+def test_semicolon_files_with_decimal_commas(tmp_path):
+    p = write(tmp_path, "# European style\nid;time;x\nA;0;1,5\nA;1;2\n")
+    with pytest.raises(ValueError, match=r"line 3, column 'x': non-numeric value '1,5'.*decimal comma: write a decimal point"):
+        Observations.from_csv(p, delimiter=";")
+    p = write(tmp_path, "id;time;x\nA;0;1\nA;1\n", name="short.csv")
+    with pytest.raises(ValueError, match=r"line 3: 2 cells .* Look for a missing or extra semicolon"):
+        Observations.from_csv(p, delimiter=";")
+    p = write(tmp_path, "time,x\n0,1\n", name="comma.csv")
+    with pytest.raises(ValueError, match=r"one single column when split at semicolons, but it holds commas.*delimiter=','"):
+        Observations.from_csv(p, delimiter=";")
+
+
+@pytest.mark.parametrize("kw,exc,match", [
+    (dict(encoding="klingon"), ValueError, r"unknown encoding 'klingon'; use e.g. 'utf-8', 'latin-1'"),
+    (dict(encoding="rot13"), ValueError, r"cannot decode with encoding 'rot13'"),
+    (dict(encoding=None), TypeError, "encoding as a string"),
+    (dict(delimiter=";;"), ValueError, r"delimiter as one character .* got ';;'"),
+    (dict(delimiter='"'), ValueError, "delimiter as one character other than a double quote"),
+    (dict(delimiter=1), TypeError, "delimiter as a one-character string"),
+])
+def test_bad_encoding_and_delimiter_arguments(tmp_path, kw, exc, match):
+    with pytest.raises(exc, match=match):
+        Observations.from_csv(write(tmp_path, "time,x\n0,1\n"), **kw)
+
+
+def test_from_csv_folder_and_bad_header_quote(tmp_path):
+    with pytest.raises(IsADirectoryError, match="is a folder, not a CSV file"):
+        Observations.from_csv(tmp_path)
+    with pytest.raises(ValueError, match=r"data.csv', line 2: not valid CSV"):
+        Observations.from_csv(write(tmp_path, 'time,"x\n0,1\n'))
+
+
+# ---------------------------------------------------------------- arrays that are no real numbers are refused, not converted
+
+DATES = np.array(["2001-01-01", "2001-01-02", "2001-01-05"], dtype="datetime64[D]")
+
+
+@pytest.mark.parametrize("times,values,match", [
+    ([DATES], [np.ones((3, 1))], r"times\[0\] as real numbers, got dates \(dtype datetime64\[D\]\); convert them to elapsed time .*\(t - t\[0\]\) / np.timedelta64\(1, \"D\"\)"),
+    ([DATES - DATES[0]], [np.ones((3, 1))], r"times\[0\] as real numbers, got time spans \(dtype timedelta64\[D\]\)"),
+    ([np.arange(3.0) + 0j], [np.ones((3, 1))], r"times\[0\] as real numbers, got complex numbers \(dtype complex128\)"),
+    ([np.arange(3.0)], [np.ones((3, 1)) + 1j], r"values\[0\] as real numbers, got complex numbers"),
+    ([np.arange(3.0)], [torch.ones(3, 1, dtype=torch.complex64)], r"values\[0\] as real numbers, got complex numbers \(dtype torch.complex64\)"),
+    ([np.arange(3.0)], [np.ones((3, 1), dtype=bool)], r"values\[0\] as real numbers, got booleans"),
+    ([[True, False, True]], [np.ones((3, 1))], r"times\[0\] as real numbers, got booleans"),
+    ([torch.tensor([0, 1, 2]).bool()], [np.ones((3, 1))], r"times\[0\] as real numbers, got booleans \(dtype torch.bool\)"),
+    ([np.array(["0", "1", "2"])], [np.ones((3, 1))], r"times\[0\] as real numbers, got strings"),
+    ([[__import__("datetime").date(2001, 1, d) for d in (1, 2, 3)]], [np.ones((3, 1))],
+     r"times\[0\] as real numbers, got an object array holding dates, e.g. datetime.date\(2001, 1, 1\) at flat index 0"),
+])
+def test_constructor_refuses_arrays_that_are_no_real_numbers(times, values, match):
+    with pytest.raises(TypeError, match="Observations needs " + match):
+        Observations(times, values)
+
+
+def test_object_arrays_of_numbers_and_none_are_read():
+    o = Observations([np.array([0.0, 1, 2], dtype=object)], [[[1.0], [None], [2]]])
+    assert o.times[0].tolist() == [0.0, 1.0, 2.0] and math.isnan(o.values[0][1, 0])
+
+
+def test_from_arrays_refuses_dates_and_complex():
+    with pytest.raises(TypeError, match=r"Observations.from_arrays needs ts as real numbers, got dates"):
+        Observations.from_arrays(DATES, np.ones((1, 3, 1)))
+    with pytest.raises(TypeError, match=r"Observations.from_arrays needs ys as real numbers, got complex numbers"):
+        Observations.from_arrays(np.arange(3.0), np.ones((1, 3, 1)) + 0j)
+
+
+@pytest.mark.parametrize("column,what,fix", [
+    ("dates", "got the date Timestamp('2001-01-01 00:00:00') (column dtype datetime64", "(df['time'] - df['time'].min()) / pd.Timedelta(days=1)"),
+    ("spans", "got the time span Timedelta('0 days 00:00:00') (column dtype timedelta64", "df['time'] / pd.Timedelta(days=1)"),
+])
+def test_dataframe_date_time_columns_are_refused(column, what, fix):
+    pd = pytest.importorskip("pandas")
+    times = pd.to_datetime(["2001-01-01", "2001-01-03"]) if column == "dates" else pd.to_timedelta([0, 2], unit="D")
+    with pytest.raises(TypeError) as e:
+        Observations.from_dataframe(pd.DataFrame({"time": times, "x": [1.0, 2.0]}), source="lab.xlsx")
+    msg = message(e)
+    assert msg.startswith("Observations.from_dataframe: 'lab.xlsx' (DataFrame), row 0 (0-based), column 'time': ") and what in msg and fix in msg, msg
+
+
+class Frame:
+    "The least a table needs for from_dataframe: .columns, and df[col] with .tolist()."
+    def __init__(self, d): self.d = d
+    @property
+    def columns(self): return list(self.d)
+    def __getitem__(self, k):
+        values = list(self.d[k])
+        return type("Column", (), {"tolist": lambda self: values})()
+
+
+def test_dataframe_complex_and_boolean_values_are_refused():
+    pd = pytest.importorskip("pandas")
+    with pytest.raises(TypeError, match=r"column 'x': got the complex number \(1\+1j\) \(column dtype complex128\); observed values must be real"):
+        Observations.from_dataframe(pd.DataFrame({"time": [0.0, 1.0], "x": [1 + 1j, 2.0]}))
+    with pytest.raises(TypeError, match=r"column 'x': got the boolean True \(column dtype bool\).*df\['x'\].astype\(float\)"):
+        Observations.from_dataframe(pd.DataFrame({"time": [0.0, 1.0], "x": [True, False]}))
+    with pytest.raises(TypeError, match=r"column 'x': got the complex number"):  # a numpy complex scalar is no silent real part either
+        Observations.from_dataframe(Frame({"time": [0.0], "x": [np.complex128(1 + 0j)]}))
+
+
+def test_dataframe_unused_date_column_is_fine():
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame({"date": pd.to_datetime(["2001-01-01", "2001-01-03"]), "time": [0.0, 2.0], "x": [1.0, 2.0]})
+    assert Observations.from_dataframe(df, columns=["x"]).values[0].tolist() == [[1.0], [2.0]]
+
+
+def test_to_csv_argument_types(tmp_path):
+    o = ragged_obs()
+    with pytest.raises(TypeError, match=r"to_csv needs path as a file name \(str or pathlib.Path\), got list"): o.to_csv(["a.csv"])
+    with pytest.raises(TypeError, match="to_csv needs comment as a string"): o.to_csv(tmp_path / "o.csv", comment=3)
+    with pytest.raises(TypeError, match="needs time_col as a string, got int 3"): o.to_csv(tmp_path / "o.csv", time_col=3)
+    assert not (tmp_path / "o.csv").exists()
