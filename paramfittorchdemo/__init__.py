@@ -8,3 +8,5 @@ from .training import *
 from .observations import *
 from .estimation import *
 from .discovery import *
+from .lm import FitWarning
+from .solvers import SolverError

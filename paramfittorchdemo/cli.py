@@ -28,7 +28,7 @@ from torch import nn
 from . import __version__
 from .data import SimODEData, create_sim_dataset
 from .estimation import Param, estimate
-from .models import VDP, Lorenz, LotkaVolterra, _model_dim, param_dict, solver_options
+from .models import VDP, Lorenz, LotkaVolterra, ModelError, _model_dim, param_dict, solver_options
 from .observations import Observations
 from .plotting import plot_history, plot_phase_plane, plot_time_series
 from .solvers import ParamSpec, SolverError
@@ -667,11 +667,12 @@ def _fit_command(a: argparse.Namespace) -> str:
         _write_status(out, a, "interrupted", f"interrupted during the fit.{resume}", None)
         raise
     except Exception as e:
-        user = type(model) not in (VDP, LotkaVolterra, Lorenz) and _raised_in(e, type(model))
+        user = isinstance(e, ModelError) or type(model) not in (VDP, LotkaVolterra, Lorenz) and _raised_in(e, type(model))
         if isinstance(e, (ValueError, TypeError)) and not user:  # the library refused an option or the data as the fit began
             if not existed and out.is_dir() and not any(out.iterdir()): out.rmdir()
             raise _Failed(_message(e), 2) from e
-        why = f"{type(model).__name__} raised {type(e).__name__}: {' '.join(str(e).split())}" if user else _message(e)
+        cause = e.__cause__ if isinstance(e, ModelError) and e.__cause__ is not None else e  # what the model itself raised
+        why = f"{type(model).__name__} raised {type(cause).__name__}: {' '.join(str(cause).split())}" if user else _message(e)
         message = f"the fit of {a.model} failed: {why}"
         _write_status(out, a, "failed", message, e)
         raise _Failed(message, 1) from e

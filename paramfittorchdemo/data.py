@@ -192,19 +192,12 @@ def _probe(model: nn.Module, y0: torch.Tensor, ts: torch.Tensor):
         raise ValueError(f"create_sim_dataset needs model(t, y) to return dy/dt with the shape of y, {tuple(y.shape)} "
                          f"(batch, state), but {model!r} returned {got}; the vector field gives one derivative per state.")
 
-def _failed(model: nn.Module, e: BaseException, t_last, ts: torch.Tensor) -> RuntimeError:
-    "The error for a simulation that stopped: the model, where it stopped, the solver's words and what to try."
-    said = " ".join(str(e).split()) or type(e).__name__
-    where = "" if t_last is None or not math.isfinite(float(t_last)) else f" near t={float(t_last):.6g}"
-    head = f"create_sim_dataset: simulating {model!r} from t={ts[0].item():g} to {ts[-1].item():g} failed{where}"
-    if not (isinstance(e, (AssertionError, SolverError)) or "underflow" in said or "max_num_steps" in said):
-        return RuntimeError(f"{head}: {type(e).__name__}: {said}")
+def _failed(model: nn.Module, e: SolverError, ts: torch.Tensor) -> SolverError:
+    "The error for a simulation that stopped: the span, and simulate's account of where and why (and what to try)."
     low = (f" The time points are {ts.dtype}, too coarse for the solver's steps: use ts.float() or ts.double()."
            if ts.dtype in (torch.float16, torch.bfloat16) else "")
-    return SolverError(f"{head}; the solver says: {said}. Its step size shrank to nothing or it ran out of steps: the "
-                       f"solution may blow up in finite time, or the system may be stiff. Check the parameters and "
-                       f"initial_conditions_default, simulate a shorter span, or for a stiff system try "
-                       f"method='scipy_solver' (SciPy's LSODA).{low}")
+    return SolverError(f"create_sim_dataset: simulating {model!r} from t={ts[0].item():g} to {ts[-1].item():g} failed: {e}{low}",
+                       e.kind, e.t, e.stiff)
 
 # %% ../nbs/01_data.ipynb #a558599f
 def create_sim_dataset(model: nn.Module, # model to simulate from
@@ -217,6 +210,8 @@ def create_sim_dataset(model: nn.Module, # model to simulate from
                        seed: int | None = None, # seed for the initial conditions and noise; None uses torch's global generator
                        generator: torch.Generator | None = None, # a CPU generator to draw from (overrides `seed`)
                        method: str = "dopri5", # solver used to simulate
+                       max_steps: int = 100_000, # step budget of the simulation (see `simulate`)
+                       max_time: float | None = None, # wall-clock budget of the simulation in seconds (None: none)
                       ) -> SimODEData: # `num_samples` noisy trajectories on the grid `ts`
     "Simulate noisy trajectories of `model` from random initial conditions."
     if not isinstance(model, nn.Module):
@@ -236,16 +231,11 @@ def create_sim_dataset(model: nn.Module, # model to simulate from
     dtype = ts.dtype
     y0 = ic.to(dtype) + sigma_ic*torch.randn(int(num_samples), len(ic), generator=generator, dtype=dtype)  # (batch, state)
     _probe(model, y0, ts)
-    t_last = [None]  # the time of the solver's last call of the model, for the message if it fails
-    try: hook = model.register_forward_pre_hook(lambda m, args: t_last.__setitem__(0, args[0] if args else None))
-    except Exception: hook = None  # e.g. a scripted module: the message then names no time
     try:
         with torch.no_grad():
-            ys = simulate(model, y0, ts, method=method).cpu().to(dtype)  # (batch, time, state)
-    except (AssertionError, RuntimeError) as e:  # torchdiffeq asserts on step-size underflow and max_num_steps
-        raise _failed(model, e, t_last[0], ts) from e
-    finally:
-        if hook is not None: hook.remove()
+            ys = simulate(model, y0, ts, method=method, max_steps=max_steps, max_time=max_time).cpu().to(dtype)  # (batch, time, state)
+    except SolverError as e:  # a blow-up, a stiff system, a budget: simulate says which
+        raise _failed(model, e, ts) from e
     if not torch.isfinite(ys).all():
         raise ValueError(f"create_sim_dataset: the simulation of {model!r} diverged (NaN or inf); "
                          f"check the parameters, the initial conditions or the time span.")

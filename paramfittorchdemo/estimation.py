@@ -18,7 +18,8 @@ from .models import FIXED_STEP_METHODS, _blame_model, _model_dim, param_dict, so
 from .observations import Observations
 from .solvers import (ParamSpec, SolveStats, SolverError, _complex_eps, _population_rhs, integrate, jacobian_mode, rhs_traits,
                       rhs_work, small_work_threads)
-from .lm import FAILED, FitWarning, describe_null, fit_phases, gauss_newton_covariance, state_bound
+from .lm import (CONVERGED, FAILED, MAX_TIME, STRUCTURED, FitWarning, describe_null, fit_phases, gauss_newton_covariance,
+                 horizon_fractions, residual_autocorrelation, state_bound)
 from .training import DivergenceError, History, _positive, _solver_advice
 
 # %% auto #0
@@ -486,25 +487,39 @@ def _learned_weights(res: _Residuals, r: torch.Tensor) -> torch.Tensor:
     return (cnt/var.clamp_min(1e-300)).where(cnt > 0, torch.ones_like(var))
 
 # %% ../nbs/07_estimation.ipynb #a64fa092
-def _run_lm(res: _Residuals, u: torch.Tensor, o: dict):
-    "Levenberg-Marquardt over u from starts (K, Pu), loose solves first: the LMResult, the best start's residuals (1, m) and Jacobian (1, m, Pu), and a summary of the starts."
+def _run_lm(res: _Residuals, u: torch.Tensor, o: dict, stage: bool = False):
+    "Levenberg-Marquardt over u from starts (K, Pu), loose solves first: the LMResult, the best start's residuals (1, m) and Jacobian (1, m, Pu), and a summary of the starts. A `stage` of a growing-horizon schedule is not traced, and may fail."
     stats, bound = o["stats"], state_bound(res.prob.Y)
     names = list(o["trace"])
     def on_iter(it, theta, cost):
         b = int(cost.argmin())
+        if stage:
+            if o["verbose"]: print(f"horizon stage, iteration {it}: loss {float(cost[b]):.6g}")
+            return
         vals, _ = _from_free(theta[b, :res.Pf], res.lo, res.hi)
         for n, v in zip(names, vals.tolist()): o["trace"][n].append(v)
         o["loss_trace"].append(float(cost[b]))
         if o["verbose"]: print(f"iteration {len(o['history']) - 1}: loss {float(cost[b]):.6g}")
     out = fit_phases(lambda v, rt, at, steps: res(v, rt, at, bound=bound, max_steps=steps), u.clone(),
                      o["method"] not in FIXED_STEP_METHODS, o["rtol"], o["atol"], stats, o["max_steps"], o["max_iter"], o["xtol"],
-                     o["ftol"], o["history"], on_iter, res.deadline)
+                     o["ftol"], None if stage else o["history"], on_iter, res.deadline, stage=stage)
+    if stage: return out, None, None, None
     if all(s == FAILED for s in out.status):
         raise DivergenceError(f"estimate: the starting values give no solution of {type(o['user_model']).__name__}: "
                               f"{out.failure or 'it is not finite'}{_solver_advice(out.failure)}.", History(loss=o["history"]))
     summary = _summarize(out, res) if u.shape[0] > 1 else None
     b = int(out.cost.argmin())  # the best start was refined at the requested accuracy: its residuals and Jacobian are final
     return out, out.r[b:b + 1], out.J[b:b + 1], summary
+
+def _missed(out, r, res: _Residuals) -> bool:
+    "Whether the best start of a fit missed: it did not converge, or its residuals are structured (a wrong local minimum)."
+    b = int(out.cost.argmin())
+    if out.status[b] in (FAILED, MAX_TIME): return False  # a refit would not help
+    if out.status[b] != CONVERGED: return True
+    p = res.prob
+    R = torch.full(p.Y.shape, math.nan, dtype=r.dtype, device=r.device)
+    R[p.mask] = r[0, :p.m_data]
+    return residual_autocorrelation(R) > STRUCTURED
 
 def _summarize(out, res: _Residuals) -> list:
     "Where the starts ended: one entry per distinct optimum (loss, count, converged, parameter values), best first."
@@ -545,7 +560,10 @@ def _finish(res: _Residuals, out, iters, r, J, summary, o, names, t_start, learn
     var_names = fnames + ([f"y0[{k}] of {i}" for i in p.obs.ids for k in range(res.n)] if res.fit_ic else [])
     inside = (~at_bound).nonzero().flatten()
     inv = torch.full((len(nat), len(nat)), math.nan, dtype=J.dtype, device=J.device)
-    inv_in, null = gauss_newton_covariance(J[:, inside], scale[inside], rtol=1e-9 if res.mode == "complex" else 1e-7)
+    if math.isfinite(float(out.cost[b])):
+        inv_in, null = gauss_newton_covariance(J[:, inside], scale[inside], rtol=1e-9 if res.mode == "complex" else 1e-7)
+    else:  # the fit never reached a point it could solve (a budget ran out first): no uncertainty to speak of
+        inv_in, null = torch.full((len(inside), len(inside)), math.nan, dtype=J.dtype, device=J.device), J.new_zeros(len(inside), 0)
     inv[inside[:, None], inside[None, :]] = inv_in
     involved, why = describe_null(null, [var_names[i] for i in inside.tolist()])
     cov_u = s2*inv
@@ -571,8 +589,8 @@ def _finish(res: _Residuals, out, iters, r, J, summary, o, names, t_start, learn
     if summary is not None:
         starts = [dict(loss=g["loss"], count=g["count"], converged=g["converged"], params=dict(zip(fnames, g["params"].tolist()))) for g in summary]
     status = out.status_name(b)
-    message = out.message(b, o["xtol"], o["ftol"], o["max_iter"], o["max_time"])
-    if out.failure and status != "converged": message += _solver_advice(out.failure)
+    message = out.message(b, o["xtol"], o["ftol"], o["max_iter"], o["max_time"]) + o.get("note", "")
+    if out.failure and status not in ("converged", "max_time"): message += _solver_advice(out.failure)
     if status in ("stalled", "max_iter"): message += "; a poor start or a local minimum: try shooting=, horizons= or starts="
     if int(out.accepted[b]) == 0 and status != "converged":
         warnings.warn(f"estimate of {type(o['model']).__name__} ended where it started: {message}", FitWarning, stacklevel=3)
@@ -598,7 +616,7 @@ def estimate(model: nn.Module, # the ODE model; its fitted parameters are writte
              weights="equal", # per-column multipliers of the squared residuals (n_obs,), 'equal', or 'learn' (one noise scale per column)
              shooting: int = 1, # segments per trajectory: > 1 fits segment states with a continuity penalty first (multiple shooting)
              continuity: float = 1.0, # weight of the continuity gaps, in units of each state's spread in the data
-             horizons=None, # growing-horizon schedule: fractions of each trajectory's duration fitted in turn, e.g. (0.3, 0.6)
+             horizons="auto", # growing horizons: fractions of each trajectory's duration fitted in turn ('auto': 1/8, 1/4, 1/2; None: no)
              starts: int | torch.Tensor | None = None, # several starts: a number (random, around the starting values) or (K, n_free) values
              seed: int = 0, # for the random starts
              method: str = "dopri5", # solver
@@ -641,7 +659,10 @@ def estimate(model: nn.Module, # the ODE model; its fitted parameters are writte
     if isinstance(initial_conditions, str) and initial_conditions not in ("estimate", "first"):
         raise ValueError(f"estimate: initial_conditions must be 'estimate', 'first' or a tensor (batch, state), got {initial_conditions!r}.")
     if not fit_ic and (shooting > 1): raise ValueError("estimate: multiple shooting fits the segments' initial states; use initial_conditions='estimate'.")
-    if horizons is not None and shooting > 1: raise ValueError("estimate: use either horizons or shooting, not both.")
+    fractions = horizon_fractions(horizons, "estimate")
+    if shooting > 1:  # multiple shooting cuts the trajectories instead of growing them
+        if horizons is not None and not isinstance(horizons, str): raise ValueError("estimate: use either horizons or shooting, not both.")
+        fractions = ()
     wts = _weights(weights, obs)
     learn = isinstance(weights, str) and weights == "learn"
     with _blame_model(work, "estimate"): bc, mode = rhs_traits(work, spec, theta0, _model_dim(work) or obs.n_obs)
@@ -669,20 +690,37 @@ def estimate(model: nn.Module, # the ODE model; its fitted parameters are writte
     u = res.pack(theta0.to(dev)[free][None], y0s[None] if fit_ic else None)
     if starts is not None: u = _start_points(starts, u, res, lo, hi, seed)
     with small_work_threads(rhs_work(work, len(res.prob.pieces)*res.n*(res.Pu + 1)*u.shape[0], res.n), dev), _blame_model(work, "estimate"):
-        # schedule: growing horizons, or multiple shooting then single shooting, or one fit
-        if horizons is not None:
-            for frac in sorted(float(f) for f in horizons):
-                if not 0 < frac < 1: raise ValueError(f"estimate needs horizons as fractions in (0, 1), got {frac}; the full horizon is fitted last anyway.")
-                u = _run_lm(build(_until_fraction(obs, frac), 1, res.prob.w), u, opts)[0].theta
-        elif shooting > 1:
+        # schedule: multiple shooting then single shooting; or growing horizons, then all the data; or ('auto') one fit, and
+        # growing horizons from the same start when that fit misses the data's shape
+        def staged(u):
+            for frac in fractions:
+                part = _until_fraction(obs, frac)
+                if sum(len(t) for t in part.times) == sum(len(t) for t in obs.times): break  # nothing left out: fit it all
+                st = _run_lm(build(part, 1, res.prob.w), u, opts, stage=True)[0]
+                keep = torch.tensor([s != FAILED for s in st.status], device=u.device)[:, None]
+                u = torch.where(keep, st.theta, u)  # a start whose short fit failed goes on from where it was
+            return u
+        if shooting > 1:
             out = _run_lm(res, u, opts)[0]
             res1 = build(obs, 1, wts)
             first = [k for k, p in enumerate(res.prob.pieces) if k == 0 or res.prob.pieces[k - 1][4] < 0]  # each trajectory's first piece
             th, _, y0p, _ = res.unpack(out.theta[int(out.cost.argmin())][None])
             u = res1.pack(th[:, free], y0p[:, first])
             res = res1
+        elif fractions and horizons != "auto": u = staged(u)
         out, r, J, summary = _run_lm(res, u, opts)
         iters, rounds = out.iterations, 0
+        if fractions and horizons == "auto" and _missed(out, r, res):
+            traced = [opts["loss_trace"], *trace.values()]  # per iteration; the attempt that is kept keeps its entries
+            n = len(traced[0])
+            again, r2, J2, summary2 = _run_lm(res, staged(u), opts)
+            iters += again.iterations
+            if float(again.cost.min()) < float(out.cost.min())*(1 - 1e-6):
+                opts["note"] = f"; reached by a refit over growing horizons, after the plain fit ended at loss {float(out.cost.min()):.4g}"
+                for v in traced: del v[n - out.iterations:n]
+                out, r, J, summary = again, r2, J2, summary2
+            else:
+                for v in traced: del v[n:]
         while learn and rounds < 20:  # noise scales by maximum likelihood: reweight by the residual variance of each column, refit
             rounds += 1
             new = _learned_weights(res, r[0])

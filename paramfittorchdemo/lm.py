@@ -13,8 +13,9 @@ import torch
 
 # %% auto #0
 __all__ = ['STATUSES', 'RUNNING', 'CONVERGED', 'STALLED', 'MAX_ITER', 'MAX_TIME', 'FAILED', 'ABANDONED', 'STOPPED', 'TESTS',
-           'LAM_START', 'LAM_MIN', 'LAM_MAX', 'FitWarning', 'lm_step', 'LMResult', 'lm', 'distinct_starts', 'lm_phases',
-           'state_bound', 'fit_phases', 'gauss_newton_covariance', 'describe_null']
+           'LAM_START', 'LAM_MIN', 'LAM_MAX', 'AUTO_HORIZONS', 'STAGE_XTOL', 'STRUCTURED', 'FitWarning', 'lm_step',
+           'LMResult', 'lm', 'distinct_starts', 'lm_phases', 'state_bound', 'fit_phases', 'horizon_fractions',
+           'horizon_lengths', 'residual_autocorrelation', 'gauss_newton_covariance', 'describe_null']
 
 # %% ../nbs/08_lm.ipynb #d771d81a
 STATUSES = ("running", "converged", "stalled", "max_iter", "max_time", "solver_failed", "abandoned", "stopped")
@@ -121,7 +122,7 @@ def lm(residuals, # residuals(theta (k, P)) -> r (k, m), J (k, m, P), ok (k,) bo
     late = deadline is not None and time.perf_counter() > deadline  # a solve cut short by the deadline fails: the time ran out
     status = torch.where(ok, RUNNING, MAX_TIME if late else FAILED).to(dev)
     test = torch.zeros(K, dtype=torch.long, device=dev)
-    lam, nu = torch.full((K,), LAM_START, dtype=dt, device=dev), torch.full((K,), 2.0, dtype=dt, device=dev)
+    lam = torch.full((K,), LAM_START, dtype=dt, device=dev)
     accepted, rejected, failed = (torch.zeros(K, dtype=torch.long, device=dev) for _ in range(3))
     adapting = torch.zeros(K, dtype=torch.bool, device=dev)  # the last trial was rejected: the damping is still growing
     last_failed = torch.zeros(K, dtype=torch.bool, device=dev)
@@ -153,9 +154,7 @@ def lm(residuals, # residuals(theta (k, P)) -> r (k, m), J (k, m, P), ok (k,) bo
         drop = (cost[a] - cost_t)/cost[a].clamp_min(1e-300)
         ib = a[better]
         theta[ib], r[ib], J[ib], cost[ib] = trial[better], rt[better].nan_to_num(), Jt[better].nan_to_num(), cost_t[better]
-        rho = drop/pred.clamp_min(1e-300)  # how well the linear model predicted the drop
-        lam[a] = torch.where(better, (lam[a]*(1 - (2*rho - 1)**3).clamp_min(1/3)).clamp_min(LAM_MIN), lam[a]*nu[a])
-        nu[a] = torch.where(better, 2.0, nu[a]*2)
+        lam[a] = torch.where(better, (lam[a]/3).clamp_min(LAM_MIN), lam[a]*4)  # closer to Gauss-Newton after a success, shorter after a failure
         accepted[a] += better; rejected[a] += ~better; failed[a] += ~ok_t
         adapting[a], last_failed[a] = ~better, ~ok_t
         check(a, ~better | (drop < ftol))
@@ -213,8 +212,16 @@ def lm_phases(residuals, # residuals at the requested accuracy, as for `lm`
     # that step promises a loss drop below 0.1%, which the loose solves' own error can fake (a start near its optimum)
     d, drop = lm_step(first.J[keep], first.r[keep], first.lam[keep])
     conv = torch.tensor([first.status[k] == CONVERGED for k in keep.tolist()], device=theta.device)
-    second = lm(residuals, first.theta[keep] + torch.where((conv & (drop >= 1e-3))[:, None], d, 0.0), max_iter, xtol, ftol,
-                history, on_iter, deadline, failure)
+    step = (conv & (drop >= 1e-3))[:, None]
+    second = lm(residuals, first.theta[keep] + torch.where(step, d, 0.0), max_iter, xtol, ftol, history, on_iter, deadline, failure)
+    lost = [i for i, s in enumerate(second.status) if s == FAILED and bool(step[i])]
+    if lost:  # the handed-over step left the region where the solver succeeds: those starts go on from where the loose phase ended
+        again = lm(residuals, first.theta[keep[lost]], max_iter, xtol, ftol, history, on_iter, deadline, failure)
+        for j, i in enumerate(lost):
+            for f in ("theta", "cost", "r", "J", "lam", "gain", "last_failed", "accepted", "rejected", "failed", "start_cost"):
+                getattr(second, f)[i] = getattr(again, f)[j]
+            second.status[i], second.test[i] = again.status[j], again.test[j]
+        second.iterations = max(second.iterations, again.iterations)
     out = first  # the starts that are not refined keep their loose result
     out.status = [s if s in (FAILED, MAX_TIME) else ABANDONED for s in first.status]
     for i, k in enumerate(keep.tolist()):
@@ -242,6 +249,7 @@ def fit_phases(solve, # solve(theta (k, P), rtol, atol, max_steps) -> r (k, m), 
                max_steps: int, # step budget of a solve
                max_iter: int, xtol: float, ftol: float, # as for `lm`
                history: list | None = None, on_iter = None, deadline: float | None = None, # as for `lm`
+               stage: bool = False, # a stage of a growing-horizon schedule: only loose solves, until the step is below STAGE_XTOL
               ) -> LMResult:
     "The library's fitting policy in one place: a step budget per solve, loose solves first, then the requested accuracy."
     budget = [None]  # 3 times the steps of the costliest successful solve so far, at most max_steps
@@ -251,8 +259,54 @@ def fit_phases(solve, # solve(theta (k, P), rtol, atol, max_steps) -> r (k, m), 
         if bool(out[2].any()): budget[0] = min(max_steps, max(budget[0] or 0, 3*(stats.steps + stats.rejected - n0) + 200))
         return out
     loose = (lambda th: call(th, min(1e-4, 100*rtol), 100*atol)) if adaptive and rtol < 1e-4 else None
+    if stage:  # a short horizon only has to bring the starts near the basin of the whole data's optimum
+        return lm(loose or (lambda th: call(th, rtol, atol)), theta, min(max_iter, 20), max(xtol, STAGE_XTOL), max(ftol, 1e-6),
+                  history, on_iter, deadline, lambda: stats.failure)
     return lm_phases(lambda th: call(th, rtol, atol), loose, theta, max_iter, xtol, ftol, history, on_iter, deadline,
                      lambda: stats.failure)
+
+# %% ../nbs/08_lm.ipynb #ca242e1d
+AUTO_HORIZONS = (0.125, 0.25, 0.5)  # horizons='auto': the first eighth, quarter and half of the data, then all of it
+STAGE_XTOL = 0.05  # a horizon stage ends once the next step changes no parameter by more than 5%
+
+def horizon_fractions(horizons, # 'auto', None (or ()), or fractions of the time span in (0, 1)
+                      caller: str, # for the message
+                     ) -> tuple: # the fractions, increasing
+    "Check a growing-horizon schedule: the leading fractions of each trajectory fitted in turn before the whole of it."
+    if isinstance(horizons, str):
+        if horizons != "auto": raise ValueError(f"{caller} needs horizons as 'auto', None or fractions in (0, 1), got {horizons!r}.")
+        return AUTO_HORIZONS
+    if horizons is None: return ()
+    try: fracs = sorted(float(f) for f in horizons)
+    except (TypeError, ValueError):
+        raise TypeError(f"{caller} needs horizons as 'auto', None or a list of fractions in (0, 1), got {horizons!r}.") from None
+    bad = [f for f in fracs if not 0 < f < 1]
+    if bad: raise ValueError(f"{caller} needs horizons as fractions in (0, 1), got {bad[0]}; the full horizon is fitted last anyway.")
+    return tuple(fracs)
+
+def horizon_lengths(ts: torch.Tensor, # the shared time grid, (time,)
+                    fractions: tuple, # from horizon_fractions
+                   ) -> list: # the number of leading time points of each stage: increasing, at least 2, fewer than len(ts)
+    "The stages of a growing-horizon schedule on one time grid."
+    t0, t1, out = float(ts[0]), float(ts[-1]), []
+    for f in fractions:
+        n = max(2, int((ts <= t0 + f*(t1 - t0)).sum()))
+        if n < len(ts) and (not out or n > out[-1]): out.append(n)
+    return out
+
+# %% ../nbs/08_lm.ipynb #8b0bf237
+STRUCTURED = 0.5  # a fit whose residuals have a lag-1 autocorrelation above this misses the data's shape, not just its noise
+
+def residual_autocorrelation(R: torch.Tensor, # residuals (..., time, quantity); NaN where nothing was observed
+                            ) -> float: # about 0 for noise; near 1 for a systematic misfit (a wrong local minimum)
+    "The mean lag-1 autocorrelation of the residuals along time, over every trajectory and observed quantity."
+    R = R.detach().real
+    seen = torch.isfinite(R)
+    R = torch.where(seen, R - torch.where(seen, R, 0.0).sum(-2, keepdim=True)/seen.sum(-2, keepdim=True).clamp_min(1), 0.0)
+    pairs = seen[..., 1:, :] & seen[..., :-1, :]
+    num, den = (R[..., 1:, :]*R[..., :-1, :]*pairs).sum(-2), R.square().sum(-2)
+    rho = (num/den)[(den > 0) & (pairs.sum(-2) >= 2)]
+    return float(rho.mean()) if rho.numel() else 0.0
 
 # %% ../nbs/08_lm.ipynb #1711d2e2
 def gauss_newton_covariance(J: torch.Tensor, # Jacobian of the residuals at the optimum, (m, P)
@@ -273,22 +327,38 @@ def gauss_newton_covariance(J: torch.Tensor, # Jacobian of the residuals at the 
 
 def describe_null(V: torch.Tensor, # null directions from `gauss_newton_covariance`, (P, n)
                   names: list, # parameter names, (P,)
-                 ) -> tuple: # the parameters involved (a list of names), and one line per direction, in words
-    "Name the parameters the data do not determine: alone (they do not affect the fit) or in a combination."
+                 ) -> tuple: # the parameters involved (a list of names), and the lines that say what is not determined
+    "Name the parameters the data do not determine: those that do not affect the fit, and the groups that enter only in combination."
     P = len(names)
     if V.shape[1] == 0: return [], []
     share = (V*V).sum(1)  # how much of each parameter's axis lies in the null space: 1 alone, 0 determined
     involved = [n for n, s in zip(names, share.tolist()) if s > 1e-6]
     alone = [i for i, s in enumerate(share.tolist()) if s > 1 - 1e-6]
-    lines = [f"{names[i]} does not affect the fit" for i in alone]
+    lines = [f"{', '.join(names[i] for i in alone)} {'does' if len(alone) == 1 else 'do'} not affect the fit"] if alone else []
     E = torch.eye(P, dtype=V.dtype, device=V.device)[:, alone]  # the axes of the parameters that do not matter at all
-    rest = V - E @ (E.T @ V)  # the null directions without them
-    U, s, _ = torch.linalg.svd(rest, full_matrices=False)
-    for v in U[:, s > 0.5].T:  # the remaining directions, each a combination of several parameters
+    U, s, _ = torch.linalg.svd(V - E @ (E.T @ V), full_matrices=False)
+    D = U[:, s > 0.5]  # the remaining null directions, each moving several parameters together
+    link = (D @ D.T).abs() > 1e-6  # parameters that move together along some null direction
+    seen = set()
+    for i in range(P):  # one line per group of parameters linked by the null directions
+        if i in seen or not link[i, i]: continue
+        group, todo = set(), [i]
+        while todo:
+            j = todo.pop()
+            if j in group: continue
+            group.add(j); todo += link[j].nonzero().flatten().tolist()
+        seen |= group
+        idx = sorted(group)
+        k = round(float((D[idx]*D[idx]).sum()))  # how many null directions the group spans
+        who = ", ".join(names[j] for j in idx)
+        if k > 1:
+            lines.append(f"{who} are not determined separately: only {len(idx) - k} combination{'s' if len(idx) - k != 1 else ''} "
+                         f"of these {len(idx)} {'are' if len(idx) - k != 1 else 'is'}")
+            continue
+        v = torch.linalg.svd(D[idx], full_matrices=False)[0][:, 0]  # the group's one null direction
         v = v/v.abs().max()
         v = v*v[v.abs() > 1e-3].sign()[0]  # the first parameter involved moves up
-        on = [(n, float(c)) for n, c in zip(names, v.tolist()) if abs(c) > 1e-3]
-        moves = " ".join(f"{'+' if c > 0 else '-'} {abs(c):.3g} {n}" for n, c in on).lstrip("+ ")
-        lines.append(f"{', '.join(n for n, _ in on)} are not determined separately: the fit does not change along "
-                     f"{moves} (each in units of its own value), so only a combination of them is")
+        moves = " ".join(f"{'+' if c > 0 else '-'} {abs(c):.3g} {names[j]}" for j, c in zip(idx, v.tolist()) if abs(c) > 1e-3).lstrip("+ ")
+        lines.append(f"{who} are not determined separately: the fit does not change along {moves} (each in units of its own value), "
+                     f"so only a combination of them is")
     return involved, lines

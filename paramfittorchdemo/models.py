@@ -51,6 +51,12 @@ def _check_tensor(x, name: str, caller: str):
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{caller} needs {name} as a torch.Tensor, got {type(x).__name__}; "
                         f"convert it with torch.as_tensor({name}, dtype=torch.float32).")
+    if x.is_complex():
+        raise TypeError(f"{caller} needs {name} as a real floating point tensor, got dtype {x.dtype}; states and times are real "
+                        f"numbers: pass {name}.real only if the imaginary parts are zero by construction.")
+    if x.dtype == torch.bool:
+        raise TypeError(f"{caller} needs {name} as a floating point tensor of numbers, got a boolean tensor; if the True/False "
+                        f"values are meant as 1/0, pass {name}.float().")
     if not torch.is_floating_point(x):
         raise TypeError(f"{caller} needs {name} as a floating point tensor, got dtype {x.dtype}; use {name}.float().")
     return x

@@ -268,6 +268,11 @@ def dopri5(f, # right-hand side f(t, y) -> dy/dt
             if first is None: first = hh
             t, y, ya, k1, steps = t_new, y1, y1a, k7, steps + 1
             h = hh*factor
+            if steps % 64 == 0 and j < len(tl) and steps + rejected + (t_end - t)/hh > max_steps:
+                st = _stiffness(hh, ks[5], ks[6], y6, y1)  # held at the stability limit, the steps will not grow: give up now
+                if st > 2.0:
+                    kill(range(G), f"it would need about {(t_end - t)/hh:.2g} more steps, beyond its budget of {max_steps}"
+                         + _stiff_words(t_end - tl[0], hh, st), "steps", True)
         else:
             rejected += 1
             h = hh*factor

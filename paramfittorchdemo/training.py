@@ -32,7 +32,8 @@ from .data import SimODEData
 from .models import (FIXED_STEP_METHODS, _blame_model, _check_budget, _device_of, _model_dim, param_dict, simulate,
                      solver_options)
 from .plotting import plot_time_series
-from .lm import FAILED, FitWarning, fit_phases, state_bound
+from .lm import (CONVERGED, FAILED, MAX_TIME, STRUCTURED, FitWarning, fit_phases, horizon_fractions, horizon_lengths,
+                 residual_autocorrelation, state_bound)
 from .solvers import (NATIVE_METHODS, ParamSpec, SolveStats, SolverError, _Call, _broadcasts, integrate, rhs_traits,
                       rhs_work, small_work_threads, solve_with_jacobian)
 
@@ -57,6 +58,9 @@ class History:
         return f"History(epochs={self.epochs}{last}, {self.seconds:.2f}s, {self.stop_reason or 'not started'})"
 
 # %% ../nbs/03_training.ipynb #f90b0468
+class _Budget(Exception):
+    "Raised inside train's and fit's loops when max_time has run out."
+
 class DivergenceError(FloatingPointError):
     "Training stopped because the loss or the gradients became NaN or infinite; `.history` holds the run so far."
     def __init__(self, message: str, history: History):
@@ -553,11 +557,11 @@ class _FitHooks:
 
     def start(self): _run_hooks(self.cbs, "on_fit_start", self.state)
 
-    def step(self, phase: str, theta: torch.Tensor, optimizer=None):
-        "Report one iteration: `theta` (P,) is where the last loss in the history was evaluated."
+    def step(self, phase: str, theta: torch.Tensor, optimizer=None, loss: float | None = None):
+        "Report one iteration: `theta` (P,) is where `loss` (default: the last loss in the history) was evaluated."
         s, self.theta = self.state, theta.detach().clone()
         self.spec.load(self.model, self.theta)  # callbacks see (and may plot or copy) the current parameters
-        s.epoch, s.loss, s.optimizer, s.extra["phase"] = self.count, s.history[-1], optimizer, phase
+        s.epoch, s.loss, s.optimizer, s.extra["phase"] = self.count, s.history[-1] if loss is None else loss, optimizer, phase
         s.params = dict(zip(self.names, self.theta.tolist())) if self.names else {}  # read right after the loss: no extra wait
         self.count += 1
         if _run_hooks(self.cbs, "on_epoch_end", s): raise _StopFit()
@@ -573,8 +577,39 @@ def _solver_advice(failure: str) -> str:
     if "budget" in failure: return "; raise max_steps= if the solution really needs that many steps"
     return "; start closer to plausible values"
 
-class _Budget(Exception):
-    "Raised inside fit's L-BFGS and Adam loops when max_time has run out."
+def _fit_lm(residuals, # residuals(theta, rtol, atol, max_steps, n): residuals and Jacobians of the first n time points
+            theta: torch.Tensor, # starts, (K, P)
+            ts: torch.Tensor, # the time grid, (time,)
+            shape: tuple, # the data's shape (batch, time, state)
+            adaptive: bool, rtol: float, atol: float, stats: SolveStats, max_steps: int, max_iter: int, xtol: float, ftol: float,
+            horizons, # 'auto', None or fractions: see `fit`
+            report, # report(phase, iteration, theta (K, P), cost (K,)) after every iteration, or None
+            deadline: float | None,
+           ) -> tuple: # the LMResult, the best start's loss per iteration, and a note for the message
+    "fit's Levenberg-Marquardt: over growing horizons, or ('auto') plainly and, when that misses the data's shape, over growing horizons."
+    def attempt(fractions):
+        th, hist = theta, []
+        for n in horizon_lengths(ts, fractions):  # the leading part of the data first
+            phase = f"lm, t <= {float(ts[n - 1]):.4g}"
+            stage = fit_phases(lambda x, rt, at, st, n=n: residuals(x, rt, at, st, n), th, adaptive, rtol, atol, stats, max_steps,
+                               max_iter, xtol, ftol, None, report and (lambda it, x, c, p=phase: report(p, it, x, c)), deadline, stage=True)
+            keep = torch.tensor([s != FAILED for s in stage.status], device=th.device)[:, None]
+            th = torch.where(keep, stage.theta, th)  # a start whose short fit failed goes on from where it was
+        res = fit_phases(residuals, th, adaptive, rtol, atol, stats, max_steps, max_iter, xtol, ftol, hist,
+                         report and (lambda it, x, c: report("lm", it, x, c)), deadline)
+        return res, hist
+    fractions = horizon_fractions(horizons, "fit")
+    if horizons != "auto": return (*attempt(fractions), "")
+    res, hist = attempt(())
+    b = int(res.cost.argmin())
+    if res.status[b] in (FAILED, MAX_TIME): return res, hist, ""
+    rho = residual_autocorrelation(res.r[b].reshape(shape))
+    if res.status[b] == CONVERGED and rho <= STRUCTURED: return res, hist, ""
+    staged, hist2 = attempt(fractions)  # the plain fit missed: the short horizons lead from the start into the right basin
+    b2 = int(staged.cost.argmin())
+    if not staged.cost[b2] < res.cost[b]*(1 - 1e-6): return res, hist, ""
+    why = "did not converge" if res.status[b] != CONVERGED else f"left structured residuals (autocorrelation {rho:.2f})"
+    return staged, hist2, f"; reached by a refit over growing horizons, after the plain fit {why} at loss {float(res.cost[b]):.4g}"
 
 def fit(model: nn.Module, # model whose trainable parameters are fitted (updated in place)
         data: SimODEData, # trajectories on one shared time grid
@@ -596,11 +631,13 @@ def fit(model: nn.Module, # model whose trainable parameters are fitted (updated
         callbacks: Union[Callback, list, None] = None, # Callbacks called at the start, after every iteration and at the end
         max_steps: int = 20_000, # step budget of every ODE solve; a trial solve beyond it fails (and the step is retried shorter)
         max_time: float | None = None, # wall-clock budget in seconds (None: none); the fit stops with status 'max_time'
+        horizons = "auto", # LM: fit the first fractions of the time span in turn, then all of it ('auto': 1/8, 1/4, 1/2; None: no)
        ) -> FitResult:
     "Least-squares fit of `model`'s parameters to all of `data` at once."
     if optimizer not in _OPTIMIZERS: raise ValueError(f"fit: unknown optimizer {optimizer!r}; expected one of {', '.join(_OPTIMIZERS)}.")
     _positive(max_iter, "max_iter", integer=True, caller="fit"); _positive(xtol, "xtol", caller="fit"); _positive(ftol, "ftol", caller="fit")
     _positive(max_steps, "max_steps", integer=True, caller="fit"); _positive(max_time, "max_time", allow_none=True, caller="fit")
+    horizon_fractions(horizons, "fit")
     cbs = _check_callbacks(callbacks, "fit")
     ts, Y, device, dtype = _fit_setup(model, data, method, step_size, rtol, atol, dtype)
     spec = ParamSpec.of(model)
@@ -625,23 +662,20 @@ def fit(model: nn.Module, # model whose trainable parameters are fitted (updated
     show = (lambda it, th, c: print(f"iteration {it}: loss {c.min().item():.6g}")) if verbose else None
 
     first = {}  # rtol -> the first accepted step of the last single-start solve: the next solve starts with it
-    def residuals(theta, rtol=rtol, atol=atol, steps=max_steps):
-        pred, J, alive = solve_with_jacobian(work, spec, theta, y0, ts, method, step_size, rtol, atol, mode, bc, stats=stats,
+    def residuals(theta, rtol=rtol, atol=atol, steps=max_steps, n=len(ts)):  # n: fit the first n time points
+        pred, J, alive = solve_with_jacobian(work, spec, theta, y0, ts[:n], method, step_size, rtol, atol, mode, bc, stats=stats,
                                              bound=bound, max_steps=steps, first_step=first.get(rtol), deadline=deadline)
         if theta.shape[0] == 1 and method == "dopri5" and stats.first_step: first[rtol] = stats.first_step
         k = theta.shape[0]
-        return (pred - Y).reshape(k, -1), J.reshape(k, P, -1).transpose(1, 2), alive
+        return (pred - Y[:, :n]).reshape(k, -1), J.reshape(k, P, -1).transpose(1, 2), alive
 
     if optimizer == "lm" and mode == "autograd":
         raise ValueError(f"fit: optimizer='lm' needs at most 100 parameters, the model has {P}; use 'adam-lbfgs'.")
     if optimizer == "adam-lbfgs": _positive(adam_steps, "adam_steps", integer=True, caller="fit")
     options = dict(optimizer=optimizer, method=method, rtol=rtol, atol=atol, step_size=step_size, dtype=str(dtype).replace("torch.", ""),
                    max_iter=max_iter, xtol=xtol, ftol=ftol, starts=None if starts is None else len(starts), lr=lr, adam_steps=adam_steps,
-                   max_steps=max_steps, max_time=max_time)
+                   max_steps=max_steps, max_time=max_time, horizons=horizons)
     hooks = _FitHooks(cbs, model, data, spec, history, options) if cbs else None
-    def on_iter(it, th, c):  # Levenberg-Marquardt's report after every iteration
-        if show: show(it, th, c)
-        if hooks: hooks.step("lm", th[c.argmin()])
     compile_seconds, best = None, [float("inf"), theta0.clone()]  # best: the lowest loss seen by Adam / L-BFGS, and where
     def restore():  # whatever ends the fit early, the model keeps the best parameters seen (LM's iterates only ever improve)
         th = (hooks.theta if hooks is not None else None) if optimizer == "lm" else best[1]
@@ -652,16 +686,19 @@ def fit(model: nn.Module, # model whose trainable parameters are fitted (updated
         with small_work_threads(rhs_work(work, len(data)*data.dim*copies, data.dim), device), _blame_model(work, "fit"):
             if optimizer == "lm":
                 theta = (starts.to(device, dtype) if starts is not None else theta0[None]).clone()
-                res = fit_phases(residuals, theta, method not in FIXED_STEP_METHODS, rtol, atol, stats, max_steps, max_iter, xtol,
-                                 ftol, history, on_iter if show or hooks else None, deadline)
+                def report(phase, it, th, c):
+                    if show: print(f"{phase}: ", end=""); show(it, th, c)
+                    if hooks: hooks.step(phase, th[c.argmin()], loss=float(c.min()))
+                res, history[:], note = _fit_lm(residuals, theta, ts, Y.shape, method not in FIXED_STEP_METHODS, rtol, atol, stats,
+                                                max_steps, max_iter, xtol, ftol, horizons, report if show or hooks else None, deadline)
                 if all(s == FAILED for s in res.status):
                     raise DivergenceError(f"fit: the starting parameters of {type(model).__name__} give no solution: "
                                           f"{res.failure or 'it is not finite'}{_solver_advice(res.failure)}.", History(loss=history))
                 b = int(res.cost.argmin())
                 spec.load(model, res.theta[b])
                 loss, status, iters = res.cost[b].item(), res.status_name(b), res.iterations
-                message = res.message(b, xtol, ftol, max_iter, max_time)
-                if res.failure and status != "converged": message += _solver_advice(res.failure)
+                message = res.message(b, xtol, ftol, max_iter, max_time) + note
+                if res.failure and status not in ("converged", "max_time"): message += _solver_advice(res.failure)
                 extra = None
                 if starts is not None:
                     extra = dict(theta=res.theta.cpu(), loss=res.cost.cpu(), converged=torch.tensor(res.success),

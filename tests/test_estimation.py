@@ -128,12 +128,14 @@ def test_partial_observation_with_given_start_for_the_hidden_state(data):
 def test_multiple_shooting_rescues_a_bad_start(data):
     obs, y0 = data
     bad = (2.5, 1.8, 4.0, 1.3)
-    single = estimate(LotkaVolterra(*bad), obs, params=RATES, y0=y0 + 0.1, max_iter=30)
+    single = estimate(LotkaVolterra(*bad), obs, params=RATES, y0=y0 + 0.1, max_iter=30, horizons=None)  # plain single shooting
     multi = estimate(LotkaVolterra(*bad), obs, params=RATES, y0=y0 + 0.1, shooting=4)
     assert multi.ssr < 0.1*single.ssr
     assert all(multi.ci[k][0] < v < multi.ci[k][1] for k, v in TRUTH.items())
     grow = estimate(LotkaVolterra(*bad), obs, params=RATES, y0=y0 + 0.1, horizons=(0.3, 0.6))
     assert grow.ssr == pytest.approx(multi.ssr, rel=1e-6)
+    auto = estimate(LotkaVolterra(*bad), obs, params=RATES, y0=y0 + 0.1)  # the default: a plain fit, then growing horizons when it misses
+    assert auto.ssr == pytest.approx(multi.ssr, rel=1e-6) and "refit over growing horizons" in auto.message
 
 
 def test_several_starts_summary(data):

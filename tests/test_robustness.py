@@ -110,10 +110,10 @@ def test_train_of_a_stiff_model_stops_quickly_and_does_not_suggest_dopri5():
     ts = torch.linspace(0, 3000, 4, **f64)
     data = SimODEData(ts, torch.ones(2, 4, 2, **f64))
     t0 = time.perf_counter()
-    with pytest.raises(DivergenceError) as e:
-        train(VDP(1000.0).double(), data, method="dopri5", max_steps=300, show_every=None)
+    with pytest.raises(DivergenceError) as e:  # the default step budget: dopri5 sees early that the span needs millions of steps
+        train(VDP(1000.0).double(), data, method="dopri5", show_every=None)
     msg = str(e.value)
-    assert "stiff" in msg and "dopri5'" not in msg and "such as 'dopri5'" not in msg and time.perf_counter() - t0 < 60
+    assert "stiff" in msg and "would need about" in msg and "such as 'dopri5'" not in msg and time.perf_counter() - t0 < 30
 
 def test_train_max_time_stops_cleanly():
     data = create_sim_dataset(VDP(0.3), torch.linspace(0, 10, 10), num_samples=10, seed=0)
@@ -122,10 +122,12 @@ def test_train_max_time_stops_cleanly():
 
 def test_fit_and_estimate_max_time():
     truth, data = lv_dataset(6)
-    r = fit(LotkaVolterra(1.6, 1.1, 2.7, 1.2), data, max_time=1e-3)
+    with pytest.warns(FitWarning, match="ended where it started: budget exhausted: reached max_time"):
+        r = fit(LotkaVolterra(1.6, 1.1, 2.7, 1.2), data, max_time=1e-3)
     assert r.status == "max_time" and not r.success and "max_time" in r.message
-    est = estimate(LotkaVolterra(1.6, 1.1, 2.7, 1.2), data, max_time=1e-3)
-    assert est.status == "max_time" and not est.success
+    with pytest.warns(FitWarning, match="ended where it started"):
+        est = estimate(LotkaVolterra(1.6, 1.1, 2.7, 1.2), data, max_time=1e-3)
+    assert est.status == "max_time" and not est.success and est.identifiability == []  # no claims about a fit that never ran
 
 def test_bad_budgets_are_refused():
     truth, data = lv_dataset(6)
@@ -276,3 +278,9 @@ def test_small_work_runs_on_one_thread_and_restores_the_count():
         assert set(seen) == {1} and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(n)
+
+
+@pytest.mark.parametrize("bad,words", [(torch.ones(1, 2, dtype=torch.complex64), "complex64"), (torch.ones(1, 2, dtype=torch.bool), "boolean")])
+def test_simulate_refuses_complex_and_boolean_states(bad, words):
+    with pytest.raises(TypeError, match=f"simulate needs y0 as a .*{words}"):
+        simulate(LotkaVolterra(), bad, torch.linspace(0, 1, 3))
