@@ -73,23 +73,35 @@ def reference_train(model, data, epochs, lr, batch_size, method, step_size, seed
             running_loss += loss.item()
 
 
-def scipy_fit(spec, data, x0, method, diff_step=None):
-    "least_squares over one solve_ivp(LSODA) of all trajectories stacked into one system."
+def _residuals(spec, data, rtol: float, atol: float):
+    "residuals(p): one solve_ivp(LSODA) of all trajectories stacked into one system, minus the data, flattened."
     ts, ys = data.tensors()
     ts, ys = ts.double().numpy(), ys.double().numpy()  # (time,), (batch, time, state)
     B, T, n = ys.shape
     y0 = ys[:, 0, :].T.reshape(-1)  # state-major: x of all trajectories, then y, ...
-    calls = [0]
     def f(t, u, p):
         return np.concatenate(spec["rhs"](p, *u.reshape(n, B)))
     def residuals(p):
-        calls[0] += 1
-        sol = solve_ivp(f, (ts[0], ts[-1]), y0, method="LSODA", t_eval=ts, rtol=RTOL, atol=ATOL, args=(p,))
+        sol = solve_ivp(f, (ts[0], ts[-1]), y0, method="LSODA", t_eval=ts, rtol=rtol, atol=atol, args=(p,))
         if not sol.success or sol.y.shape[1] != T: return np.full(ys.size, 1e6)
         pred = sol.y.reshape(n, B, T).transpose(1, 2, 0)
         return (pred - ys).reshape(-1)
-    r = least_squares(residuals, np.array(x0, dtype=float), method=method, x_scale="jac", diff_step=diff_step)
+    return residuals
+
+
+def scipy_fit(spec, data, x0, method, diff_step=None):
+    "least_squares over one solve_ivp(LSODA) of all trajectories stacked into one system."
+    res, calls = _residuals(spec, data, RTOL, ATOL), [0]
+    def counted(p):
+        calls[0] += 1
+        return res(p)
+    r = least_squares(counted, np.array(x0, dtype=float), method=method, x_scale="jac", diff_step=diff_step)
     return list(r.x), calls[0], float(np.mean(r.fun**2))
+
+
+def common_mse(spec, data, p) -> float:
+    "The mean squared residual at parameters p by one accurate evaluator (LSODA at rtol 1e-10), the same for every method."
+    return float(np.mean(_residuals(spec, data, 1e-10, 1e-12)(np.asarray(p, dtype=float))**2))
 
 
 def timed(fn, repeats):
@@ -136,7 +148,8 @@ def run(quick: bool):
         rows.append((name, "fit (LM, dopri5)", t_fit, None, f"{res.stats.solves} solves, {res.stats.nfe} f-evals",
                      rel_err(p_fit, spec["truth"]), f"{t_fit/best_sp[0]:.2f}x scipy's time, {to_scipy:.1e} from scipy's optimum"))
         checks.append((f"{name}: fit reaches scipy's optimum (rel. change < 1e-3)", to_scipy < 1e-3))
-        checks.append((f"{name}: fit's error <= scipy's (+1e-5)", rel_err(p_fit, spec["truth"]) <= rel_err(best_sp[1], spec["truth"]) + 1e-5))
+        lowest = min(common_mse(spec, data, p) for _, p, _ in sp)  # scipy's variants stop at slightly different points of a flat optimum
+        checks.append((f"{name}: fit's loss <= scipy's lowest (+1e-6, one accurate evaluator)", common_mse(spec, data, p_fit) <= lowest*(1 + 1e-6)))
         if not quick:
             checks.append((f"{name}: fit at most 1.0x scipy's time", t_fit <= best_sp[0]))
             checks.append((f"{name}: train at least 3x faster per epoch", t_ref/t_lib >= 3))

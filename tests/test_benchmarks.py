@@ -23,4 +23,4 @@ def test_quick_benchmark_checks_hold(capsys):
     assert "fit (LM, dopri5)" in out and "reference loop" in out
     failed = [what for what, ok in checks if not ok]
     assert not failed, failed
-    assert len(checks) == 9  # per problem: train == reference loop, fit reaches scipy's optimum, fit's error <= scipy's
+    assert len(checks) == 9  # per problem: train == reference loop, fit reaches scipy's optimum, fit's loss <= scipy's lowest
