@@ -7,7 +7,7 @@ import time
 import torch
 
 from paramfittorchdemo import LotkaVolterra, NeuralDiffEq, VDP, create_sim_dataset, train
-from paramfittorchdemo.training import fit
+from paramfittorchdemo.fitting import fit
 
 
 def timed(fn):

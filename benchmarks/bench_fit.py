@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from torchdiffeq import odeint
 
 from paramfittorchdemo import Lorenz, LotkaVolterra, VDP, create_sim_dataset, train
-from paramfittorchdemo.training import fit
+from paramfittorchdemo.fitting import fit
 
 RTOL, ATOL = 1e-6, 1e-8
 

@@ -57,7 +57,7 @@ from paramfittorchdemo import LotkaVolterra, Lorenz, VDP, create_sim_dataset
 from paramfittorchdemo.data import SimODEData
 from paramfittorchdemo.estimation import estimate
 from paramfittorchdemo.observations import Observations
-from paramfittorchdemo.training import fit
+from paramfittorchdemo.fitting import fit
 
 TOL_10 = 0.10  # success: every parameter within this relative distance of the truth
 TOL_LOWEST = 1e-3  # success: loss within this relative distance of the lowest loss found on the problem

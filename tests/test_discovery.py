@@ -11,7 +11,7 @@ from paramfittorchdemo.data import create_sim_dataset
 from paramfittorchdemo.discovery import PolynomialODE, plot_terms, sindy
 from paramfittorchdemo.models import Lorenz, LotkaVolterra, param_dict, simulate
 from paramfittorchdemo.solvers import ParamSpec, rhs_traits
-from paramfittorchdemo.training import fit
+from paramfittorchdemo.fitting import fit
 
 ALPHA, BETA, GAMMA, DELTA = 1.3, 0.9, 0.8, 1.8
 LV_TERMS = {("x", "x"): ALPHA, ("x", "x y"): -BETA, ("y", "y"): -DELTA, ("y", "x y"): GAMMA}

@@ -5,7 +5,7 @@ Quarto cannot run in every environment, so the docs are checked through the note
 * the tutorials (``nbs/tutorials/``) are committed with their executed outputs: each renders to HTML
   with nbconvert (no execution), every visible cell that should show something does, each figure of the
   notebook is an image in the page, and nothing failed;
-* a module notebook (``nbs/02_plotting.ipynb``, committed without outputs) is executed end to end with a
+* a module notebook (``nbs/06_plotting.ipynb``, committed without outputs) is executed end to end with a
   Jupyter kernel and rendered, which proves the pages render with executed outputs;
 * every tutorial carries a correct "Open In Colab" badge and the hidden Colab install cell, and the
   README links to every tutorial.
@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NBS = ROOT / "nbs"
 TUTORIALS = sorted((NBS / "tutorials").glob("*.ipynb"))
 # the module notebook executed end to end: small and fast (a few seconds), and it draws figures
-EXECUTED_NB = NBS / "02_plotting.ipynb"
+EXECUTED_NB = NBS / "06_plotting.ipynb"
 
 COLAB_BADGE_IMG = "https://colab.research.google.com/assets/colab-badge.svg"
 BADGE_RE = re.compile(r"\[!\[(?P<alt>[^\]]*)\]\((?P<img>[^)\s]+)\)\]\((?P<link>[^)\s]+)\)")

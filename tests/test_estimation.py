@@ -9,7 +9,7 @@ from paramfittorchdemo import LotkaVolterra, VDP, create_sim_dataset, param_dict
 from paramfittorchdemo.lm import FitWarning
 from paramfittorchdemo.estimation import Estimate, Param, estimate
 from paramfittorchdemo.observations import Observations
-from paramfittorchdemo.training import DivergenceError
+from paramfittorchdemo.callbacks import DivergenceError
 
 f64 = dict(dtype=torch.float64)
 TRUTH = dict(alpha=1.5, beta=1.0, delta=3.0, gamma=1.0)

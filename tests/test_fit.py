@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from paramfittorchdemo import DivergenceError, Lorenz, LotkaVolterra, NeuralDiffEq, SimODEData, VDP, create_sim_dataset, param_dict
-from paramfittorchdemo.training import FitResult, fit
+from paramfittorchdemo.fitting import FitResult, fit
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,8 @@ from paramfittorchdemo.lm import FitWarning
 from paramfittorchdemo.models import ModelError
 from paramfittorchdemo.observations import Observations
 from paramfittorchdemo.solvers import SolveStats, SolverError, dopri5, integrate, small_work_threads
-from paramfittorchdemo.training import DivergenceError, load_checkpoint, save_checkpoint
+from paramfittorchdemo.callbacks import DivergenceError
+from paramfittorchdemo.checkpoints import load_checkpoint, save_checkpoint
 
 f64 = dict(dtype=torch.float64)
 NOMINAL = torch.tensor([1.5, 1.0, 3.0, 1.0])
