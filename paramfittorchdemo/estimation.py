@@ -17,8 +17,8 @@ from torch import nn
 from ._checks import ATOL, MAX_STEPS, RTOL, check_number, model_dim
 from .callbacks import DivergenceError, History
 from .data import SimODEData
-from .lm import (CONVERGED, FAILED, MAX_TIME, STRUCTURED, FitWarning, describe_null, failure_advice, fit_phases,
-                 gauss_newton_covariance, horizon_fractions, residual_autocorrelation, state_bound)
+from .lm import (CONVERGED, FAILED, MAX_TIME, STRUCTURED, FitWarning, LMResult, describe_null, failure_advice,
+                 fit_phases, gauss_newton_covariance, horizon_fractions, residual_autocorrelation, state_bound)
 from .models import blame_model, param_dict
 from .observations import Observations
 from .plotting import plot_fit, plot_profile, plot_residuals, plot_traces
@@ -27,6 +27,16 @@ from .solvers import (FIXED_STEP_METHODS, ParamSpec, SolveStats, SolverError, co
 
 # %% auto #0
 __all__ = ['Param', 'Profile', 'Estimate', 'estimate']
+
+# %% ../nbs/12_estimation.ipynb #12b1da4b
+# Defaults and thresholds of `estimate` (tolerances and step budgets: RTOL, ATOL, MAX_STEPS from `_checks`)
+_LM_MAX_ITER, _LM_XTOL, _LM_FTOL = 100, 1e-6, 1e-10  # Levenberg-Marquardt limits, the same as `fit`'s
+_CHI2_95 = 3.841  # the 95% quantile of chi-square with one degree of freedom: where a profile's interval ends
+_TINY = 1e-300  # floor of divisors and of arguments of log
+_FD_STEP = 1e-6  # central differences move each value by this, relative to its size (at least 1)
+_AT_BOUND = 1e-8  # a value whose derivative d(value)/du is below this, relative to its size, is held by its bound
+_REFIT_GAIN = 1e-6  # the 'auto' refit over growing horizons replaces the plain fit when it lowers the loss by this, relatively
+_LEARN_ROUNDS, _LEARN_SETTLED = 20, 1e-3  # learned weights: at most this many refits; settled when none changes by more, relatively
 
 # %% ../nbs/12_estimation.ipynb #ff3b0612
 @dataclass
@@ -57,8 +67,8 @@ def _to_free(theta, lo, hi):
     u = theta.clone()
     z = ((theta - lo)/(hi - lo)).clamp(1e-15, 1 - 1e-15)
     u = torch.where(both, torch.log(z) - torch.log1p(-z), u)
-    u = torch.where(low, torch.log((theta - lo).clamp_min(1e-300)), u)
-    return torch.where(up, torch.log((hi - theta).clamp_min(1e-300)), u)
+    u = torch.where(low, torch.log((theta - lo).clamp_min(_TINY)), u)
+    return torch.where(up, torch.log((hi - theta).clamp_min(_TINY)), u)
 
 def _from_free(u, lo, hi):
     "Values (..., P) and their derivatives d(value)/du from unconstrained coordinates u."
@@ -88,63 +98,97 @@ def _observer(observe, dim: int | None, n_obs: int):
         return (lambda y: y[..., idx]), idx
     raise TypeError(f"estimate needs observe as None, a list of state indices or a function of the state, got {type(observe).__name__}.")
 
+# %% ../nbs/12_estimation.ipynb #b320ec6f
+@dataclass
+class _Piece:
+    "A stretch of one trajectory that is solved from its own initial state: the whole trajectory, or one multiple-shooting segment."
+    traj: int # the trajectory it belongs to (its index in the observations)
+    t0: float # its start time
+    times: torch.Tensor # its times, (time,); a segment runs on to the next segment's first time
+    values: torch.Tensor # the observations at those times, (time, n_obs); NaN where missing, and at that borrowed last time
+    next_piece: int = -1 # index of the trajectory's next piece; -1 for its last
+
+def _cut(obs: Observations, segments: int) -> list:
+    "The pieces of every trajectory, in order: `segments` stretches of about equally many observations each (fewer for a short trajectory)."
+    pieces = []
+    for b, (t, y) in enumerate(zip(obs.times, obs.values)):
+        n = len(t)
+        cuts = sorted({round(i*n/segments) for i in range(segments)} | {n})
+        cuts = [c for c in cuts if c < n] + [n]
+        for s, (a, e) in enumerate(zip(cuts[:-1], cuts[1:])):
+            last = s == len(cuts) - 2
+            times = t[a:e] if last else t[a:e + 1]  # a segment runs on to the next one's first time, for the continuity residual
+            values = y[a:e] if last else torch.cat([y[a:e], torch.full((1, y.shape[1]), float("nan"), dtype=y.dtype)])
+            pieces.append(_Piece(b, float(t[a]), times, values, -1 if last else len(pieces) + 1))
+    return pieces
+
 # %% ../nbs/12_estimation.ipynb #d8009293
 class _Problem:
-    "Everything a fit needs, laid out for batched solves: pseudo-trajectories (trajectories or shooting segments), their union time grid, masks."
-    def __init__(self, model, obs: Observations, observe, loss: str, weights, segments: int, continuity: float, dtype, device):
+    "Everything a fit needs, laid out for batched solves: the pieces (trajectories or shooting segments), their union time grid, masks."
+    def __init__(self, model: nn.Module, # the model that is solved
+                 obs: Observations, # the measurements
+                 *,
+                 observe, # which states the columns measure (see `estimate`)
+                 loss: str, # 'mse' or 'log'
+                 weights: torch.Tensor, # per-column multipliers of the squared residuals, (n_obs,)
+                 segments: int, # pieces per trajectory (multiple shooting when > 1)
+                 continuity: float, # weight of the continuity gaps
+                 dtype, device):
         self.model, self.obs, self.loss = model, obs, loss
         self.dim = model_dim(model)
         self.h, self.direct = _observer(observe, self.dim, obs.n_obs)
         self.autonomous = bool(getattr(model, "autonomous", False))
-        t0s = [float(t[0]) for t in obs.times]
-        if not self.autonomous and (segments > 1 or max(t0s) != min(t0s)):
-            raise ValueError("estimate: a model that does not declare `autonomous = True` needs every trajectory to start at the same time "
-                             "and no shooting segments (its right-hand side may depend on absolute time); set `autonomous = True` on the "
-                             "model class if it ignores t.")
-        pieces = []  # (trajectory, start time, times, values, index of the next piece or -1)
-        for b, (t, y) in enumerate(zip(obs.times, obs.values)):
-            n = len(t)
-            cuts = sorted({round(i*n/segments) for i in range(segments)} | {n})
-            cuts = [c for c in cuts if c < n] + [n]
-            for s, (a, e) in enumerate(zip(cuts[:-1], cuts[1:])):
-                last = s == len(cuts) - 2
-                tt = t[a:e] if last else t[a:e + 1]  # a segment runs on to the next one's first time, for the continuity residual
-                yy = y[a:e] if last else torch.cat([y[a:e], torch.full((1, y.shape[1]), float("nan"), dtype=y.dtype)])
-                pieces.append((b, float(t[a]), tt, yy, -1 if last else len(pieces) + 1))
-        self.pieces = pieces
-        rel = [(tt - t0 if self.autonomous else tt) for _, t0, tt, _, _ in pieces]
-        grid = torch.unique(torch.cat(rel))
-        self.t_start = 0.0 if self.autonomous else t0s[0]
-        if float(grid[0]) > self.t_start: grid = torch.cat([torch.tensor([self.t_start], dtype=grid.dtype), grid])
-        self.grid = grid.to(device, dtype)
-        Tm = max(len(tt) for tt in rel)
-        Bs, n_obs = len(pieces), obs.n_obs
-        gidx = torch.zeros(Bs, Tm, dtype=torch.long)
-        Y = torch.full((Bs, Tm, n_obs), float("nan"), dtype=torch.float64)
-        for i, (r, (_, _, _, yy, _)) in enumerate(zip(rel, pieces)):
-            gidx[i, :len(r)] = torch.searchsorted(grid, r); gidx[i, len(r):] = gidx[i, len(r) - 1]
-            Y[i, :len(r)] = yy
-        self.gidx, self.Y = gidx.to(device), Y.detach().to(device, dtype)
+        self._check_start_times(segments)
+        self.pieces = _cut(obs, segments)
+        self.t_start = 0.0 if self.autonomous else float(obs.times[0][0])
+        rel = [(pc.times - pc.t0 if self.autonomous else pc.times) for pc in self.pieces]  # the times each piece is solved at
+        self.grid, self.gidx, self.Y = self._lay_out(rel, dtype, device)
         self.mask = torch.isfinite(self.Y)
-        if loss == "log":
-            bad = (self.Y[self.mask] <= 0).sum().item()
-            if bad: raise ValueError(f"estimate: loss='log' needs positive observations, found {bad} zero or negative value(s); "
-                                     f"use loss='mse' or remove them (NaN marks a value as missing).")
-            self.Yt = torch.where(self.mask, self.Y, torch.ones_like(self.Y)).log()
-        else: self.Yt = self.Y
-        self.nxt = torch.tensor([p[4] for p in pieces], device=device)
+        self.Yt = self._in_loss_units()
+        self.nxt = torch.tensor([pc.next_piece for pc in self.pieces], device=device)
         self.ends = torch.tensor([len(r) - 1 for r in rel], device=device)  # position of each piece's last time
         self.has_next = self.nxt >= 0
         self.owner = self.mask.nonzero()[:, 0]  # the piece each data residual belongs to
         self.m_data = int(self.mask.sum())
-        # continuity residuals are measured in units of each state's spread in the data (1 where a state is not read directly)
-        scale = torch.ones(self.dim or n_obs, dtype=dtype, device=device)
+        self.cont_w = math.sqrt(continuity)/self._state_spread()
+        self.set_weights(weights)
+
+    def _check_start_times(self, segments: int):
+        "A model that may depend on absolute time is solved from one start time, uncut."
+        t0s = [float(t[0]) for t in self.obs.times]
+        if not self.autonomous and (segments > 1 or max(t0s) != min(t0s)):
+            raise ValueError("estimate: a model that does not declare `autonomous = True` needs every trajectory to start at the same time "
+                             "and no shooting segments (its right-hand side may depend on absolute time); set `autonomous = True` on the "
+                             "model class if it ignores t.")
+
+    def _lay_out(self, rel: list, dtype, device) -> tuple:
+        "The union grid of the pieces' times rel (from the start time on), each piece's positions in it (Bs, T) and its observations (Bs, T, n_obs), NaN-padded."
+        grid = torch.unique(torch.cat(rel))
+        if float(grid[0]) > self.t_start: grid = torch.cat([torch.tensor([self.t_start], dtype=grid.dtype), grid])
+        Bs, T = len(rel), max(len(r) for r in rel)
+        gidx = torch.zeros(Bs, T, dtype=torch.long)
+        Y = torch.full((Bs, T, self.obs.n_obs), float("nan"), dtype=torch.float64)
+        for i, (r, pc) in enumerate(zip(rel, self.pieces)):
+            gidx[i, :len(r)] = torch.searchsorted(grid, r); gidx[i, len(r):] = gidx[i, len(r) - 1]
+            Y[i, :len(r)] = pc.values
+        return grid.to(device, dtype), gidx.to(device), Y.detach().to(device, dtype)
+
+    def _in_loss_units(self) -> torch.Tensor:
+        "The observations as the loss compares them: as they are, or their logs (loss='log', which needs them positive)."
+        if self.loss != "log": return self.Y
+        bad = (self.Y[self.mask] <= 0).sum().item()
+        if bad: raise ValueError(f"estimate: loss='log' needs positive observations, found {bad} zero or negative value(s); "
+                                 f"use loss='mse' or remove them (NaN marks a value as missing).")
+        return torch.where(self.mask, self.Y, torch.ones_like(self.Y)).log()
+
+    def _state_spread(self) -> torch.Tensor:
+        "Each state's spread in the data (its standard deviation), the unit of its continuity gaps; 1 where a state is not read directly."
+        scale = torch.ones(self.dim or self.obs.n_obs, dtype=self.Y.dtype, device=self.Y.device)
         if self.direct is not None:
             for c, i in enumerate(self.direct):
                 v = self.Y[..., c][self.mask[..., c]]
                 if v.numel() > 1 and v.std() > 0: scale[i] = v.std()
-        self.cont_w = math.sqrt(continuity)/scale
-        self.set_weights(weights)
+        return scale
 
     def set_weights(self, w):
         "Per-column multipliers of the squared residuals, (n_obs,)."
@@ -154,20 +198,38 @@ class _Problem:
     @property
     def n_cont(self) -> int: return int(self.has_next.sum())*(self.dim or self.Y.shape[-1])
 
+    @property
+    def firsts(self) -> list:
+        "Index of each trajectory's first piece."
+        return [k for k, pc in enumerate(self.pieces) if k == 0 or self.pieces[k - 1].next_piece < 0]
+
 # %% ../nbs/12_estimation.ipynb #a34903fa
+@dataclass(eq=False)
 class _Residuals:
     "Residuals and their Jacobian in unconstrained coordinates u = (free model parameters, initial states), from one batched complex-step solve."
-    def __init__(self, prob: _Problem, work: nn.Module, spec: ParamSpec, theta_full: torch.Tensor, free: list, lo, hi,
-                 fit_ic: bool, ic_fixed, ic_positive: bool, method: str, step_size, mode: str, bc: bool, stats: SolveStats):
-        self.prob, self.work, self.spec, self.theta_full, self.free = prob, work, spec, theta_full, free
-        self.lo, self.hi, self.fit_ic, self.ic_fixed, self.ic_positive = lo, hi, fit_ic, ic_fixed, ic_positive
-        self.method, self.step_size, self.mode, self.stats = method, step_size, mode, stats
-        self.run = population_rhs(work, spec, bc)
-        self.n = prob.dim or prob.Y.shape[-1]
-        self.Bs = len(prob.pieces)
-        self.Pf = len(free)
-        self.Pu = self.Pf + (self.Bs*self.n if fit_ic else 0)
-        self.deadline = None  # time.perf_counter() value at which solves stop (estimate's max_time)
+    prob: _Problem # the data, laid out for batched solves
+    work: nn.Module # the model that is solved (a float64 copy)
+    spec: ParamSpec # how its parameters form one vector
+    theta_full: torch.Tensor # every parameter's value, (P_all,): the fixed ones are kept, the free ones come from u
+    free: list # indices of the free parameters in that vector
+    lo: torch.Tensor # their lower bounds, (Pf,)
+    hi: torch.Tensor # their upper bounds, (Pf,)
+    method: str # solver
+    step_size: float | None # grid step of a fixed-step solver
+    mode: str # derivatives: 'complex' (complex step) or 'central' (central differences)
+    bc: bool # whether the model evaluates a population of parameter vectors in one call (see `population_rhs`)
+    stats: SolveStats # the solves add their work and failures to these
+    fit_ic: bool = True # the pieces' initial states are fitted (the tail of u)
+    ic_fixed: torch.Tensor | None = None # else they are held at these, (Bs, n)
+    ic_positive: bool = False # fitted initial states on a log scale
+    deadline: float | None = None # time.perf_counter() value at which solves stop (estimate's max_time)
+
+    def __post_init__(self):
+        self.run = population_rhs(self.work, self.spec, self.bc)
+        self.n = self.prob.dim or self.prob.Y.shape[-1]
+        self.Bs = len(self.prob.pieces)
+        self.Pf = len(self.free)
+        self.Pu = self.Pf + (self.Bs*self.n if self.fit_ic else 0)
 
     def unpack(self, u):
         "Model parameter vectors (K, P_all), initial states (K, Bs, n) and their derivatives with respect to u."
@@ -184,7 +246,7 @@ class _Residuals:
     def pack(self, theta_free, y0):
         "u from free parameter values (K, Pf) and initial states (K, Bs, n)."
         u = [_to_free(theta_free, self.lo, self.hi)]
-        if self.fit_ic: u.append((y0.clamp_min(1e-300).log() if self.ic_positive else y0).reshape(y0.shape[0], -1))
+        if self.fit_ic: u.append((y0.clamp_min(_TINY).log() if self.ic_positive else y0).reshape(y0.shape[0], -1))
         return torch.cat(u, 1)
 
     def solve(self, theta, y0, ts, rtol, atol, bound=None, max_steps=MAX_STEPS, groups=None, own_steps=True):
@@ -232,12 +294,12 @@ class _Residuals:
                 R = R.reshape(K, C, *R.shape[1:])
                 return R[:, 0].real, R.imag/eps
             return th.reshape(K*C, -1), yc.reshape(K*C, *y0.shape[1:]), derivs
-        sp = 1e-6*theta[:, self.free].abs().clamp_min(1.0)  # (K, Pf)
+        sp = _FD_STEP*theta[:, self.free].abs().clamp_min(1.0)  # (K, Pf)
         th, yk = theta[:, None, :].repeat(1, 2*C + 1, 1), y0[:, None].repeat(1, 2*C + 1, 1, 1)
         th[:, 1:self.Pf + 1] += sp[:, :, None]*eye_p; th[:, C + 1:C + 1 + self.Pf] -= sp[:, :, None]*eye_p
         steps = [sp]
         if self.fit_ic:
-            sy = 1e-6*y0.abs().amax(1).clamp_min(1.0)  # (K, n)
+            sy = _FD_STEP*y0.abs().amax(1).clamp_min(1.0)  # (K, n)
             yk[:, self.Pf + 1:C + 1] += (sy[:, :, None]*E)[:, :, None, :]; yk[:, C + 1 + self.Pf:] -= (sy[:, :, None]*E)[:, :, None, :]
             steps.append(sy)
         h = torch.cat(steps, 1)  # (K, C)
@@ -302,7 +364,7 @@ class Profile:
     delta: torch.Tensor # increase of the residual sum of squares over its minimum, in units of the noise variance, (n,); inf where a refit failed
     estimate: float # the point estimate
     interval: tuple # (lo, hi) where delta crosses the chi-square(1) 95% level 3.841; None where the grid does not reach it
-    threshold: float = 3.841
+    threshold: float = _CHI2_95
 
     def plot(self, ax=None):
         "The profile with its threshold, the estimate and the interval: (fig, ax)."
@@ -318,6 +380,19 @@ def _crossing(x, d, level, side):
             if not math.isfinite(float(d[j])): return float(x[j])
             return float(x[i] + (level - d[i])*(x[j] - x[i])/(d[j] - d[i]))
     return None
+
+def _held_fit(res: _Residuals, s: _Settings, j: int, val: torch.Tensor, start: torch.Tensor, bound) -> tuple:
+    "The residual sum of squares with fitting coordinate j held at val (inf if the refit fails), and where the other coordinates went (1, Pu - 1), refitted from start."
+    def sub(v, rt, at, steps):
+        full = torch.cat([v[:, :j], val.expand(v.shape[0], 1), v[:, j:]], 1)
+        r, J, alive = res(full, rt, at, bound=bound, max_steps=steps)
+        return r, torch.cat([J[..., :j], J[..., j + 1:]], -1), alive
+    if res.Pu == 1:
+        r, _, _ = res(val.reshape(1, 1), s.rtol, s.atol, need_jac=False, bound=bound, max_steps=s.max_steps)
+        return float(r.square().sum()), start
+    out = fit_phases(sub, start.clone(), s.adaptive, s.rtol, s.atol, res.stats, s.max_steps, s.max_iter, s.xtol, s.ftol)
+    if out.status[0] == FAILED: return math.inf, start
+    return float(out.cost[0])*(res.prob.m_data + res.prob.n_cont), out.theta
 
 # %% ../nbs/12_estimation.ipynb #c6d09052
 @dataclass
@@ -349,29 +424,258 @@ class Estimate:
     not_identifiable: list = field(default_factory=list) # fitted quantities the data do not determine (their standard errors are inf)
     identifiability: list = field(default_factory=list) # what the data do not determine, in words
     at_bound: list = field(default_factory=list) # fitted quantities held at a bound (no error bar; the others' are conditional on them)
-    _res: object = None
-    _u: torch.Tensor | None = None
-    _cov_u: torch.Tensor | None = None
-    _opts: dict | None = None
+
+    # What predict, residuals and profile work from: not constructor fields; `estimate` attaches them (`_attach`).
+    _res = None # the residuals of the final problem (_Residuals): the data, the model and its solver
+    _u = None # the optimum in fitting coordinates, (n_varys,)
+    _cov_u = None # its covariance, (n_varys, n_varys)
+    _settings = None # how the fit ran (_Settings)
+
+    def _attach(self, res, u: torch.Tensor, cov_u: torch.Tensor, settings) -> Estimate:
+        "Keep the fit's machinery, its optimum in fitting coordinates and their covariance, and its settings."
+        self._res, self._u, self._cov_u, self._settings = res, u, cov_u, settings
+        return self
 
     @property
-    def success(self) -> bool: return self.converged # the fit converged: its stopping rule was met
+    def success(self) -> bool:
+        "The fit converged: its stopping rule was met."
+        return self.converged
     @property
-    def dof(self) -> int: return max(self.n_data - self.n_varys, 1)
+    def dof(self) -> int:
+        "Residual degrees of freedom (at least 1)."
+        return max(self.n_data - self.n_varys, 1)
     @property
-    def redchi(self) -> float: return self.ssr/self.dof
+    def redchi(self) -> float:
+        "Reduced chi-square: `ssr` per degree of freedom."
+        return self.ssr/self.dof
     @property
-    def aic(self) -> float: return self.n_data*math.log(self.ssr/self.n_data) + 2*self.n_varys
+    def aic(self) -> float:
+        "Akaike's information criterion."
+        return self.n_data*math.log(self.ssr/self.n_data) + 2*self.n_varys
     @property
-    def bic(self) -> float: return self.n_data*math.log(self.ssr/self.n_data) + math.log(self.n_data)*self.n_varys
+    def bic(self) -> float:
+        "The Bayesian information criterion."
+        return self.n_data*math.log(self.ssr/self.n_data) + math.log(self.n_data)*self.n_varys
 
     def __repr__(self) -> str:
         ps = ", ".join(f"{k}={self.params[k]:.4g}±{self.stderr[k]:.2g}" for k in self.free[:6]) + (", ..." if len(self.free) > 6 else "")
         return f"Estimate({ps}; ssr={self.ssr:.4g}, {self.n_data} points, {'converged' if self.converged else 'not converged'})"
 
-# %% ../nbs/12_estimation.ipynb #18441ec6
+    def report(self, correl_min: float = 0.1) -> str:
+        "A fit report in the spirit of lmfit's: statistics, each parameter with its error and interval, the notable correlations."
+        return "\n".join([*self._report_statistics(), *self._report_variables(), *self._report_states(),
+                          *self._report_correlations(correl_min), *self._report_starts()])
+
+    def _report_statistics(self) -> list:
+        return ["[[Fit Statistics]]",
+                f"    # solves            = {self.stats.solves}  ({self.stats.nfe} right-hand-side evaluations, {self.iterations} iterations, {self.seconds:.3g} s)",
+                f"    # data points       = {self.n_data}",
+                f"    # variables         = {self.n_varys}  ({len(self.free)} parameters"
+                + (f", {self.initial_conditions.numel()} initial states)" if self.ic_stderr is not None else ")"),
+                f"    chi-square          = {self.ssr:.6g}",
+                f"    reduced chi-square  = {self.redchi:.6g}",
+                f"    Akaike info crit    = {self.aic:.4f}",
+                f"    Bayesian info crit  = {self.bic:.4f}",
+                f"    status              = {self.status}: {self.message}"]
+
+    def _report_variables(self) -> list:
+        out, w = ["[[Variables]]"], max(len(n) for n in self.params)
+        for n, v in self.params.items():
+            if n not in self.stderr: out.append(f"    {n:<{w}}: {v:.6g} (fixed)"); continue
+            s, (lo, hi), (bl, bh) = self.stderr[n], self.ci[n], self.bounds[n]
+            bnd = f", bounds ({bl:g}, {bh:g})" if math.isfinite(bl) or math.isfinite(bh) else ""
+            if n in self.at_bound: out.append(f"    {n:<{w}}: {v:.6g} (held at a bound of ({bl:g}, {bh:g}): no error bar)")
+            elif not math.isfinite(s): out.append(f"    {n:<{w}}: {v:.6g} +/- inf (not identifiable from these data){bnd}")
+            else:
+                rel = f"({100*s/abs(v):.2f}%)" if v != 0 else ""
+                out.append(f"    {n:<{w}}: {v:.6g} +/- {s:.4g} {rel}, 95% CI [{lo:.6g}, {hi:.6g}]{bnd}")
+        if self.identifiability:
+            out.append("[[Not identifiable]] (standard errors are infinite; fix or constrain these, or add data that separate them)")
+            out += [f"    {line}" for line in self.identifiability]
+        return out
+
+    def _report_states(self) -> list:
+        out = []
+        if self.ic_stderr is not None:
+            out.append("[[Initial states]]")
+            for b, (y, s) in enumerate(zip(self.initial_conditions.tolist(), self.ic_stderr.tolist())):
+                out.append(f"    {self._res.prob.obs.ids[b]}: " + ", ".join(f"{a:.6g} +/- {e:.3g}" for a, e in zip(y, s)))
+        learned = self._settings is not None and self._settings.learn
+        return out + ["[[Noise]]  (" + ("learned" if learned else "RMS of the residuals") + ")",
+                      "    " + ", ".join(f"{k}: {v:.4g}" for k, v in self.sigma.items())]
+
+    def _report_correlations(self, correl_min: float) -> list:
+        pairs = [(abs(float(self.correlation[i, j])), i, j) for i in range(len(self.free)) for j in range(i + 1, len(self.free))]
+        pairs = sorted((p for p in pairs if p[0] >= correl_min), reverse=True)
+        return ([f"[[Correlations]] (unreported correlations are < {correl_min})"]
+                + [f"    C({self.free[i]}, {self.free[j]}) = {float(self.correlation[i, j]):+.4f}" for _, i, j in pairs])
+
+    def _report_starts(self) -> list:
+        if not self.starts: return []
+        return ([f"[[Starts]] ({sum(g['count'] for g in self.starts)} starts, {len(self.starts)} distinct end points)"]
+                + [f"    loss {g['loss']:.6g}: {g['count']} start(s){'' if g['converged'] else ' (not converged)'}: "
+                   + ", ".join(f"{k}={v:.4g}" for k, v in g["params"].items()) for g in self.starts])
+
+    def _traj(self, traj) -> int:
+        "The index of trajectory `traj`, given by index or id."
+        ids = self._res.prob.obs.ids
+        if isinstance(traj, str):
+            if traj not in ids: raise ValueError(f"unknown trajectory {traj!r}; the data have {ids}.")
+            return ids.index(traj)
+        if not isinstance(traj, int) or not -len(ids) <= traj < len(ids): raise ValueError(f"trajectory index {traj!r} out of range for {len(ids)} trajectories.")
+        return traj % len(ids)
+
+    def predict(self, traj=0, ts=None, level: float = 0.95, n: int = 200) -> tuple:
+        "The fitted trajectory `traj` (index or id) at times ts (default: n points over its observations), with a pointwise confidence band from the parameters' covariance (delta method): (ts, mean, lower, upper), each (time, n_obs)."
+        res, u, b = self._res, self._u, self._traj(traj)
+        p = res.prob
+        t_obs = p.obs.times[b]
+        ts = torch.linspace(float(t_obs[0]), float(t_obs[-1]), n, dtype=torch.float64) if ts is None else torch.as_tensor(ts, dtype=torch.float64)
+        t0 = float(t_obs[0]) if p.autonomous else p.t_start
+        if ts.ndim != 1 or (ts[1:] <= ts[:-1]).any() or float(ts[0]) < t0:
+            raise ValueError(f"predict needs ts as increasing times from the trajectory's start {t0:g} on.")
+        dev = u.device
+        rel = (ts - t0).to(dev)
+        grid = rel if float(rel[0]) == 0.0 else torch.cat([torch.zeros(1, dtype=rel.dtype, device=dev), rel])
+        theta, dth, y0, dy0 = res.unpack(u[None])
+        th, yc, derivs = res.perturbed(theta, y0[:, b:b + 1])  # copies for the derivatives, this trajectory only
+        ys = res.solve(th, yc, grid, self._settings.rtol, self._settings.atol)[:, 0, -len(rel):]  # (copies, T, n)
+        o = p.h(ys).log() if p.loss == "log" else p.h(ys)
+        mean, D = derivs(o)
+        mean, D = mean[0], D[0].reshape(D.shape[1], -1)  # (T, n_obs), (C, T*n_obs)
+        J = torch.zeros(D.shape[1], res.Pu, dtype=mean.dtype, device=dev)
+        J[:, :res.Pf] = D[:res.Pf].T*dth[0]
+        if res.fit_ic:
+            for i in range(res.n): J[:, res.Pf + b*res.n + i] = D[res.Pf + i]*dy0[0, b, i]
+        sd = ((J @ self._cov_u)*J).sum(1).clamp_min(0).sqrt().reshape(mean.shape)
+        z = _t_quantile((1 + level)/2, self.dof)
+        lo, hi = mean - z*sd, mean + z*sd
+        if p.loss == "log": mean, lo, hi = mean.exp(), lo.exp(), hi.exp()
+        return ts, mean.cpu(), lo.cpu(), hi.cpu()
+
+    def residuals(self, traj=0, log: bool | None = None) -> tuple:
+        "Observed minus fitted values of trajectory `traj` at its observation times, in log units when `log` (default: when the loss is 'log'): (times (time,), residuals (time, n_obs)), NaN where missing."
+        b = self._traj(traj)
+        t, y = self._res.prob.obs.times[b], self._res.prob.obs.values[b]
+        _, mean, _, _ = self.predict(b, ts=t)
+        if self._res.prob.loss == "log" if log is None else log: return t, y.log() - mean.log()
+        return t, y - mean
+
+    def profile(self, name: str, n: int = 17, span: float = 3.0) -> Profile:
+        "Profile likelihood of one fitted parameter: held at n values across +-span standard errors (in its fitting coordinate), the others refitted."
+        if name not in self.free: raise ValueError(f"profile: {name!r} is not a fitted parameter; fitted: {self.free}.")
+        if not (isinstance(n, int) and n >= 3): raise ValueError(f"profile needs n >= 3 grid points, got {n!r}.")
+        res, j, u_hat = self._res, self.free.index(name), self._u
+        se_u = float(self._cov_u[j, j].clamp_min(0).sqrt())
+        if not math.isfinite(se_u) or se_u == 0: raise ValueError(f"profile: the standard error of {name} is {se_u}; it is not identifiable from these data.")
+        grid_u = u_hat[j] + torch.linspace(-span, span, n, dtype=u_hat.dtype, device=u_hat.device)*se_u
+        ssr = torch.full((n,), float("inf"), dtype=u_hat.dtype)
+        bound, rest, mid = state_bound(res.prob.Y), torch.cat([u_hat[:j], u_hat[j + 1:]])[None], n//2
+        with small_work_threads(rhs_work(res.work, len(res.prob.pieces)*res.n*res.Pu, res.n), u_hat.device):
+            for side in (range(mid, n), range(mid - 1, -1, -1)):  # walk outwards from the estimate, each refit starting from the last
+                start = rest
+                for i in side:
+                    ssr[i], start = _held_fit(res, self._settings, j, grid_u[i], start, bound)
+                    if not math.isfinite(ssr[i]): break
+        values = _from_free(grid_u[:, None].cpu(), res.lo[j:j + 1].cpu(), res.hi[j:j + 1].cpu())[0][:, 0]
+        delta = (ssr - min(self.ssr, float(ssr.min())))/(self.ssr/self.dof)
+        return Profile(name, values, delta, self.params[name], (_crossing(values, delta, _CHI2_95, -1), _crossing(values, delta, _CHI2_95, +1)))
+
+    def plot_fit(self, traj=0, ax=None, band: bool = True, logy: bool | None = None):
+        "Observations of trajectory `traj` against the fit, with its 95% band: (fig, ax)."
+        b = self._traj(traj)
+        ts, mean, lo, hi = self.predict(b)
+        obs = self._res.prob.obs
+        return plot_fit(obs.times[b], obs.values[b], ts, mean, lo if band else None, hi if band else None, columns=obs.columns,
+                        ax=ax, title=f"{obs.ids[b]}: fit and 95% band", logy=(self._res.prob.loss == "log") if logy is None else logy)
+
+    def plot_residuals(self, ax=None):
+        "Residuals of every trajectory over time: (fig, ax)."
+        ts, rs = zip(*[self.residuals(b) for b in range(len(self._res.prob.obs))])
+        title = "log(observed) - log(fitted)" if self._res.prob.loss == "log" else "observed - fitted"
+        return plot_residuals(list(ts), list(rs), columns=self._res.prob.obs.columns, ax=ax, title=title)
+
+    def plot_traces(self, ax=None):
+        "How the fitted parameters moved, iteration by iteration: (fig, ax)."
+        return plot_traces(self.trace, loss=self.history, ax=ax)
+
+# %% ../nbs/12_estimation.ipynb #de2928a3
 _LOSSES = ("mse", "log")
 
+@dataclass(frozen=True, eq=False)
+class _Settings:
+    "How `estimate` fits, fixed once its arguments are checked: the model and its parameters, the treatment of the data, the schedule, the solver and the limits."
+    model: nn.Module # the working copy that is solved (float64, no gradients)
+    names: list # every parameter's name
+    spec: ParamSpec # how the parameters form one vector
+    theta0: torch.Tensor # the starting parameter vector, (P_all,)
+    free: list # indices of the fitted parameters
+    lo: torch.Tensor # their lower bounds, on `device`
+    hi: torch.Tensor # their upper bounds, on `device`
+    initial_conditions: object # 'estimate', 'first' or a tensor (batch, state)
+    ic_positive: bool # fitted initial states on a log scale
+    observe: object # which states the columns measure
+    loss: str # 'mse' or 'log'
+    weights: torch.Tensor # starting per-column weights, (n_obs,)
+    learn: bool # learn the weights (one noise scale per column)
+    shooting: int # segments per trajectory
+    continuity: float # weight of the continuity gaps
+    fractions: tuple # growing horizons: the fractions of each trajectory's duration fitted in turn; () for none
+    auto: bool # horizons='auto': growing horizons only when a plain fit misses the data's shape
+    method: str # solver
+    step_size: float | None # grid step of a fixed-step solver
+    mode: str # derivatives: 'complex' or 'central'
+    bc: bool # the model evaluates a population of parameter vectors in one call
+    rtol: float
+    atol: float
+    max_iter: int
+    xtol: float
+    ftol: float
+    max_steps: int
+    max_time: float | None
+    verbose: bool
+    device: torch.device # where the model's parameters live, and the fit runs
+    t_start: float # time.perf_counter() when `estimate` was called
+
+    @property
+    def fit_ic(self) -> bool: return isinstance(self.initial_conditions, str) and self.initial_conditions == "estimate"
+    @property
+    def deadline(self) -> float | None: return None if self.max_time is None else self.t_start + self.max_time
+    @property
+    def adaptive(self) -> bool: return self.method not in FIXED_STEP_METHODS
+    @property
+    def fitted_names(self) -> list: return [self.names[i] for i in self.free]
+
+@dataclass
+class _Log:
+    "What the fits record as they go: solver work, every Levenberg-Marquardt phase's losses, and each traced iteration's loss and values."
+    stats: SolveStats # solves, steps and the last failure
+    history: list # the losses of every phase (as `lm` records them)
+    losses: list # the best start's loss after each traced iteration (the result's `history`)
+    trace: dict # fitted parameter -> its value after each traced iteration
+
+    @classmethod
+    def start(cls, s: _Settings) -> _Log: return cls(SolveStats(), [], [], {n: [] for n in s.fitted_names})
+
+    def record(self, values: list, loss: float):
+        "One traced iteration: the best start's fitted parameter values and loss."
+        for n, v in zip(self.trace, values): self.trace[n].append(v)
+        self.losses.append(loss)
+
+    def forget(self, start: int, stop: int | None = None):
+        "Drop traced iterations start to stop (to the end when None)."
+        for v in (self.losses, *self.trace.values()): del v[start:stop]
+
+def _residuals_for(obs: Observations, segments: int, weights: torch.Tensor, s: _Settings, log: _Log) -> _Residuals:
+    "The residuals of one problem of the schedule: the data `obs` (all, or a horizon's part) cut into `segments` pieces per trajectory."
+    prob = _Problem(s.model, obs, observe=s.observe, loss=s.loss, weights=weights, segments=segments, continuity=s.continuity,
+                    dtype=torch.float64, device=s.device)
+    return _Residuals(prob=prob, work=s.model, spec=s.spec, theta_full=s.theta0.to(s.device), free=s.free, lo=s.lo, hi=s.hi,
+                      method=s.method, step_size=s.step_size, mode=s.mode, bc=s.bc, stats=log.stats, fit_ic=s.fit_ic,
+                      ic_fixed=None if s.fit_ic else _fixed_ic(s.initial_conditions, prob, obs), ic_positive=s.ic_positive,
+                      deadline=s.deadline)
+
+# %% ../nbs/12_estimation.ipynb #18441ec6
 def _param_setup(work, names, params):
     "Free parameter indices, their bounds (lo, hi) and the full starting vector, from the user's `params`."
     spec = ParamSpec.of(work)
@@ -406,15 +710,15 @@ def _ic_guess(res: _Residuals, prob: _Problem, theta, y0, rtol, atol):
                          f"(a state is not observed, or missing, at the first time); give starting values with y0=(batch, state) or ({n},).")
     out = torch.empty(len(prob.pieces), n, dtype=theta.dtype, device=theta.device)
     for b in range(B):
-        idx = [k for k, p in enumerate(prob.pieces) if p[0] == b]
+        idx = [k for k, pc in enumerate(prob.pieces) if pc.traj == b]
         out[idx[0]] = first[b]
         if len(idx) > 1:  # later segments start where the model, run from the first guess, is; observed states replace it
-            ts = torch.tensor([prob.pieces[k][1] for k in idx], dtype=theta.dtype, device=theta.device)
+            ts = torch.tensor([prob.pieces[k].t0 for k in idx], dtype=theta.dtype, device=theta.device)
             ys = res.solve(theta[None], first[b][None, None], ts - ts[0], rtol, atol)[0, 0]  # (segments, n)
             for j, k in enumerate(idx[1:], 1):
                 guess = ys[j] if torch.isfinite(ys[j]).all() else first[b]
                 if prob.direct is not None:
-                    obs0 = prob.pieces[k][3][0]
+                    obs0 = prob.pieces[k].values[0]
                     for c, i in enumerate(prob.direct):
                         if torch.isfinite(obs0[c]): guess[i] = obs0[c]
                 out[k] = guess
@@ -479,158 +783,236 @@ def _start_points(starts, u0, res: _Residuals, lo, hi, seed: int) -> torch.Tenso
     else: raise ValueError(f"estimate needs starts as a positive integer or a tensor (K, {Pf}), got {starts!r}.")
     return torch.cat([u, u0[:, Pf:].expand(u.shape[0], -1)], 1)
 
-def _learned_weights(res: _Residuals, r: torch.Tensor) -> torch.Tensor:
-    "Maximum-likelihood weights 1/sigma^2 per column, from the weighted residuals r (m,) of the current fit."
+def _column_sums(res: _Residuals, r: torch.Tensor) -> tuple:
+    "Per column: the sum of squares of the unweighted data residuals in r (m,), and how many there are, each (n_obs,)."
     p = res.prob
     col = p.mask.nonzero()[:, 2]
     raw = r[:p.m_data]/p.sqrtw[col]
-    var = torch.zeros(p.Y.shape[-1], dtype=r.dtype, device=r.device).index_add_(0, col, raw.square())
-    cnt = torch.zeros_like(var).index_add_(0, col, torch.ones_like(raw))
-    return (cnt/var.clamp_min(1e-300)).where(cnt > 0, torch.ones_like(var))
+    ss = torch.zeros(p.Y.shape[-1], dtype=r.dtype, device=r.device).index_add_(0, col, raw.square())
+    return ss, torch.zeros_like(ss).index_add_(0, col, torch.ones_like(raw))
+
+def _learned_weights(res: _Residuals, r: torch.Tensor) -> torch.Tensor:
+    "Maximum-likelihood weights 1/sigma^2 per column, from the weighted residuals r (m,) of the current fit."
+    var, cnt = _column_sums(res, r)
+    return (cnt/var.clamp_min(_TINY)).where(cnt > 0, torch.ones_like(var))
+
+def _noise_scales(res: _Residuals, r: torch.Tensor, learn: bool) -> torch.Tensor:
+    "Each column's noise scale (n_obs,): learned (from its weight), or the RMS of its unweighted residuals in r (m,)."
+    ss, cnt = _column_sums(res, r)
+    return (1/res.prob.sqrtw) if learn else (ss/cnt.clamp_min(1)).sqrt()
 
 # %% ../nbs/12_estimation.ipynb #a64fa092
-def _run_lm(res: _Residuals, u: torch.Tensor, o: dict, stage: bool = False):
-    "Levenberg-Marquardt over u from starts (K, Pu), loose solves first: the LMResult, the best start's residuals (1, m) and Jacobian (1, m, Pu), and a summary of the starts. A `stage` of a growing-horizon schedule is not traced, and may fail."
-    stats, bound = o["stats"], state_bound(res.prob.Y)
-    names = list(o["trace"])
+@dataclass
+class _Fit:
+    "A full Levenberg-Marquardt fit over every start: its result, the best start's residuals (1, m) and Jacobian (1, m, Pu), and where the starts ended."
+    lm: LMResult # where each start ended, and why
+    r: torch.Tensor # the best start's residuals, (1, m): final (it was refined at the requested accuracy)
+    J: torch.Tensor # and their Jacobian, (1, m, Pu)
+    starts: list | None = None # several starts: one entry per distinct optimum, best first (`Estimate.starts`)
+
+    @property
+    def best(self) -> int: return int(self.lm.cost.argmin())
+    @property
+    def u(self) -> torch.Tensor: return self.lm.theta[self.best][None] # the best start's end point, (1, Pu)
+    @property
+    def loss(self) -> float: return float(self.lm.cost[self.best])
+
+def _lm(res: _Residuals, u: torch.Tensor, s: _Settings, log: _Log, stage: bool = False) -> LMResult:
+    "Levenberg-Marquardt over u from starts (K, Pu), loose solves first. A full fit traces its iterations into the log; a `stage` of a growing-horizon schedule is not traced, and may fail."
+    bound = state_bound(res.prob.Y)
     def on_iter(it, theta, cost):
         b = int(cost.argmin())
         if stage:
-            if o["verbose"]: print(f"horizon stage, iteration {it}: loss {float(cost[b]):.6g}")
+            if s.verbose: print(f"horizon stage, iteration {it}: loss {float(cost[b]):.6g}")
             return
         vals, _ = _from_free(theta[b, :res.Pf], res.lo, res.hi)
-        for n, v in zip(names, vals.tolist()): o["trace"][n].append(v)
-        o["loss_trace"].append(float(cost[b]))
-        if o["verbose"]: print(f"iteration {len(o['history']) - 1}: loss {float(cost[b]):.6g}")
-    out = fit_phases(lambda v, rt, at, steps: res(v, rt, at, bound=bound, max_steps=steps), u.clone(),
-                     o["method"] not in FIXED_STEP_METHODS, o["rtol"], o["atol"], stats, o["max_steps"], o["max_iter"], o["xtol"],
-                     o["ftol"], None if stage else o["history"], on_iter, res.deadline, stage=stage)
-    if stage: return out, None, None, None
-    if all(s == FAILED for s in out.status):
-        raise DivergenceError(f"estimate: the starting values give no solution of {type(o['user_model']).__name__}: "
-                              f"{out.failure or 'it is not finite'}{failure_advice(out.failure)}.", History(loss=o["history"]))
-    summary = _summarize(out, res) if u.shape[0] > 1 else None
-    b = int(out.cost.argmin())  # the best start was refined at the requested accuracy: its residuals and Jacobian are final
-    return out, out.r[b:b + 1], out.J[b:b + 1], summary
+        log.record(vals.tolist(), float(cost[b]))
+        if s.verbose: print(f"iteration {len(log.history) - 1}: loss {float(cost[b]):.6g}")
+    return fit_phases(lambda v, rt, at, steps: res(v, rt, at, bound=bound, max_steps=steps), u.clone(), s.adaptive, s.rtol, s.atol,
+                      log.stats, s.max_steps, s.max_iter, s.xtol, s.ftol, None if stage else log.history, on_iter, res.deadline, stage=stage)
 
-def _missed(out, r, res: _Residuals) -> bool:
+def _run_lm(res: _Residuals, u: torch.Tensor, s: _Settings, log: _Log) -> _Fit:
+    "A full fit from starts (K, Pu); an error when no start can be solved."
+    out = _lm(res, u, s, log)
+    if all(st == FAILED for st in out.status):
+        raise DivergenceError(f"estimate: the starting values give no solution of {type(s.model).__name__}: "
+                              f"{out.failure or 'it is not finite'}{failure_advice(out.failure)}.", History(loss=log.history))
+    b = int(out.cost.argmin())  # the best start was refined at the requested accuracy: its residuals and Jacobian are final
+    return _Fit(out, out.r[b:b + 1], out.J[b:b + 1], _summarize(out, res, s.fitted_names) if u.shape[0] > 1 else None)
+
+def _missed(fit: _Fit, res: _Residuals) -> bool:
     "Whether the best start of a fit missed: it did not converge, or its residuals are structured (a wrong local minimum)."
-    b = int(out.cost.argmin())
-    if out.status[b] in (FAILED, MAX_TIME): return False  # a refit would not help
-    if out.status[b] != CONVERGED: return True
+    b = fit.best
+    if fit.lm.status[b] in (FAILED, MAX_TIME): return False  # a refit would not help
+    if fit.lm.status[b] != CONVERGED: return True
     p = res.prob
-    R = torch.full(p.Y.shape, math.nan, dtype=r.dtype, device=r.device)
-    R[p.mask] = r[0, :p.m_data]
+    R = torch.full(p.Y.shape, math.nan, dtype=fit.r.dtype, device=fit.r.device)
+    R[p.mask] = fit.r[0, :p.m_data]
     return residual_autocorrelation(R) > STRUCTURED
 
-def _summarize(out, res: _Residuals) -> list:
-    "Where the starts ended: one entry per distinct optimum (loss, count, converged, parameter values), best first."
+def _summarize(out: LMResult, res: _Residuals, names: list) -> list:
+    "Where the starts ended: one entry per distinct optimum (loss, count, converged, values of the fitted parameters `names`), best first."
     u, cost, conv = out.theta, out.cost, out.success
     vals, _ = _from_free(u[:, :res.Pf], res.lo, res.hi)
-    order = torch.argsort(cost).tolist()
     groups = []
-    for k in order:
+    for k in torch.argsort(cost).tolist():
         c = float(cost[k])
         if not math.isfinite(c): groups.append(dict(loss=c, count=1, converged=False, params=vals[k])); continue
         for g in groups:
-            if abs(g["loss"] - c) <= 1e-6*abs(g["loss"]) + 1e-300 and ((vals[k] - g["params"]).abs() <= 1e-3*g["params"].abs() + 1e-12).all():
+            if abs(g["loss"] - c) <= 1e-6*abs(g["loss"]) + _TINY and ((vals[k] - g["params"]).abs() <= 1e-3*g["params"].abs() + 1e-12).all():
                 g["count"] += 1; break
         else: groups.append(dict(loss=c, count=1, converged=bool(conv[k]), params=vals[k]))
-    return groups
+    return [{**g, "params": dict(zip(names, g["params"].tolist()))} for g in groups]
+
+# %% ../nbs/12_estimation.ipynb #e6a66a53
+@dataclass
+class _Outcome:
+    "Where the schedule of fits ended: the residuals of the final problem, its last fit, the iterations that count, and a note for the message."
+    res: _Residuals
+    fit: _Fit
+    iterations: int # of the final problem's fits (shooting and horizon stages are not counted)
+    note: str = "" # appended to the fit's message
+
+def _after_shooting(res: _Residuals, u: torch.Tensor, s: _Settings, log: _Log, obs: Observations) -> tuple:
+    "Multiple shooting over the segments, then the single-shooting problem: its residuals and its start (1, Pu), the shooting optimum."
+    shot = _run_lm(res, u, s, log)
+    single = _residuals_for(obs, 1, s.weights, s, log)
+    th, _, y0, _ = res.unpack(shot.u)
+    return single, single.pack(th[:, s.free], y0[:, res.prob.firsts])
+
+def _grow(u: torch.Tensor, s: _Settings, log: _Log, obs: Observations) -> torch.Tensor:
+    "Growing horizons: fit each trajectory's first fraction of its duration, fraction after fraction, each stage from where the last ended; the starts (K, Pu) for all the data."
+    for frac in s.fractions:
+        part = _until_fraction(obs, frac)
+        if sum(len(t) for t in part.times) == sum(len(t) for t in obs.times): break  # nothing left out: fit it all
+        stage = _lm(_residuals_for(part, 1, s.weights, s, log), u, s, log, stage=True)
+        keep = torch.tensor([st != FAILED for st in stage.status], device=u.device)[:, None]
+        u = torch.where(keep, stage.theta, u)  # a start whose short fit failed goes on from where it was
+    return u
+
+def _refit_over_horizons(done: _Outcome, u: torch.Tensor, s: _Settings, log: _Log, obs: Observations) -> _Outcome:
+    "The plain fit from starts u missed: refit over growing horizons from the same starts, and keep whichever ends lower (and its traced iterations)."
+    n = len(log.losses)  # the plain fit's traced iterations end here
+    again = _run_lm(done.res, _grow(u, s, log, obs), s, log)
+    iterations = done.iterations + again.lm.iterations
+    if again.loss < done.fit.loss*(1 - _REFIT_GAIN):
+        log.forget(n - done.fit.lm.iterations, n)
+        note = f"; reached by a refit over growing horizons, after the plain fit ended at loss {done.fit.loss:.4g}"
+        return _Outcome(done.res, again, iterations, note)
+    log.forget(n)
+    return _Outcome(done.res, done.fit, iterations, done.note)
+
+def _learn_noise(done: _Outcome, s: _Settings, log: _Log) -> _Outcome:
+    "Noise scales by maximum likelihood: reweight each column by the inverse of its residual variance and refit, until the weights settle."
+    res, fit, iterations = done.res, done.fit, done.iterations
+    for _ in range(_LEARN_ROUNDS):
+        new = _learned_weights(res, fit.r[0])
+        change = max(abs(a/b - 1) for a, b in zip(new.tolist(), res.prob.sqrtw.square().tolist()))
+        res.prob.set_weights(new)
+        fit = _run_lm(res, fit.u, s, log)
+        iterations += fit.lm.iterations
+        if change < _LEARN_SETTLED: break
+    return _Outcome(res, fit, iterations, done.note)
+
+def _schedule(res: _Residuals, u: torch.Tensor, s: _Settings, log: _Log, obs: Observations) -> _Outcome:
+    "Run the schedule of fits from the first problem `res` and its starts u (K, Pu)."
+    if s.shooting > 1: res, u = _after_shooting(res, u, s, log, obs)
+    elif s.fractions and not s.auto: u = _grow(u, s, log, obs)
+    fit = _run_lm(res, u, s, log)
+    done = _Outcome(res, fit, fit.lm.iterations)
+    if s.fractions and s.auto and _missed(fit, res): done = _refit_over_horizons(done, u, s, log, obs)
+    return _learn_noise(done, s, log) if s.learn else done
 
 # %% ../nbs/12_estimation.ipynb #586015cc
-def _finish(res: _Residuals, out, iters, r, J, summary, o, names, t_start, learn) -> Estimate:
-    "Write the fitted parameters into the model and compute standard errors, intervals and correlations at the optimum."
-    p, free, Pf = res.prob, o["free"], res.Pf
-    o["learn"] = learn
-    b = int(out.cost.argmin())
-    u = out.theta[b:b + 1]
-    theta, dth, y0, dy0 = res.unpack(u)
-    o["spec"].load(o["model"], theta[0])
-    o["spec"].load(o.pop("user_model"), theta[0])
-    r, J = r[0], J[0]
-    ssr, m = float(r.square().sum()), r.shape[0]
-    n_varys = res.Pu
-    dof = max(m - n_varys, 1)
-    s2 = ssr/dof
-    d = torch.cat([dth[0], dy0[0].reshape(-1)]) if res.fit_ic else dth[0]  # d(natural value)/du
-    nat = torch.cat([theta[0, free], y0[0].reshape(-1)]) if res.fit_ic else theta[0, free]
-    span = torch.cat([(res.hi - res.lo).nan_to_num(0.0, posinf=0.0), torch.zeros(len(nat) - Pf, dtype=nat.dtype, device=nat.device)])
-    at_bound = d.abs() <= 1e-8*(nat.abs() + span)  # held by its bound, not by the data: no error bar, and the others' are conditional on it
-    scale = torch.where(nat != 0, nat.abs(), 1.0)/d.abs().clamp_min(1e-300)  # u-coordinates in units of each value's size
-    fnames = [names[i] for i in free]
-    var_names = fnames + ([f"y0[{k}] of {i}" for i in p.obs.ids for k in range(res.n)] if res.fit_ic else [])
-    inside = (~at_bound).nonzero().flatten()
+@dataclass
+class _Uncertainty:
+    "The uncertainty at the optimum: the covariance in fitting coordinates u and in natural units, standard errors, correlations, and what the data leave open."
+    ssr: float # weighted residual sum of squares
+    dof: int # residual degrees of freedom
+    cov_u: torch.Tensor # covariance in fitting coordinates, (n_varys, n_varys)
+    cov: torch.Tensor # in natural units
+    se: torch.Tensor # standard errors, (n_varys,): inf for what the data do not determine
+    corr: torch.Tensor # correlations of the fitted parameters, (Pf, Pf)
+    at_bound: list # the quantities held at a bound
+    not_identifiable: list # the quantities the data do not determine
+    identifiability: list # what the data do not determine, in words
+
+def _held_at_bound(res: _Residuals, d: torch.Tensor, nat: torch.Tensor) -> torch.Tensor:
+    "Which fitted quantities (natural values nat) a bound holds rather than the data: d(value)/du vanishes there. They get no error bar, and the others' are conditional on them."
+    span = torch.cat([(res.hi - res.lo).nan_to_num(0.0, posinf=0.0), torch.zeros(len(nat) - res.Pf, dtype=nat.dtype, device=nat.device)])
+    return d.abs() <= _AT_BOUND*(nat.abs() + span)
+
+def _inverse(res: _Residuals, J: torch.Tensor, d: torch.Tensor, nat: torch.Tensor, inside: torch.Tensor, solved: bool) -> tuple:
+    "The inverse of the Gauss-Newton matrix J'J in u over the quantities `inside` (NaN elsewhere), on the directions the data determine, and the directions they do not."
+    scale = torch.where(nat != 0, nat.abs(), 1.0)/d.abs().clamp_min(_TINY)  # u-coordinates in units of each value's size
     inv = torch.full((len(nat), len(nat)), math.nan, dtype=J.dtype, device=J.device)
-    if math.isfinite(float(out.cost[b])):
+    if solved:
         inv_in, null = gauss_newton_covariance(J[:, inside], scale[inside], rtol=1e-9 if res.mode == "complex" else 1e-7)
     else:  # the fit never reached a point it could solve (a budget ran out first): no uncertainty to speak of
         inv_in, null = torch.full((len(inside), len(inside)), math.nan, dtype=J.dtype, device=J.device), J.new_zeros(len(inside), 0)
     inv[inside[:, None], inside[None, :]] = inv_in
-    involved, why = describe_null(null, [var_names[i] for i in inside.tolist()])
-    cov_u = s2*inv
+    return inv, null
+
+def _uncertainty(res: _Residuals, fit: _Fit, names: list) -> _Uncertainty:
+    "Standard errors, correlations and covariances of the fitted quantities at the optimum (fitted parameters `names`, then initial states)."
+    theta, dth, y0, dy0 = res.unpack(fit.u)
+    r, J = fit.r[0], fit.J[0]
+    ssr, dof = float(r.square().sum()), max(r.shape[0] - res.Pu, 1)
+    d = torch.cat([dth[0], dy0[0].reshape(-1)]) if res.fit_ic else dth[0]  # d(natural value)/du
+    nat = torch.cat([theta[0, res.free], y0[0].reshape(-1)]) if res.fit_ic else theta[0, res.free]
+    names = names + ([f"y0[{k}] of {i}" for i in res.prob.obs.ids for k in range(res.n)] if res.fit_ic else [])
+    held = _held_at_bound(res, d, nat)
+    inside = (~held).nonzero().flatten()
+    inv, null = _inverse(res, J, d, nat, inside, math.isfinite(fit.loss))
+    involved, why = describe_null(null, [names[i] for i in inside.tolist()])
+    cov_u = ssr/dof*inv
     cov = cov_u*d[:, None]*d[None, :]
-    se = cov.diagonal().clamp_min(0).sqrt()
-    lost = torch.tensor([n in involved for n in var_names], device=se.device)
-    se = torch.where(lost, math.inf, se)  # what the data do not determine has no finite error bar
-    fse = se[:Pf]
-    corr = cov[:Pf, :Pf]/(fse[:, None]*fse[None, :]).clamp_min(1e-300)
+    lost = torch.tensor([n in involved for n in names], device=cov.device)
+    se = torch.where(lost, math.inf, cov.diagonal().clamp_min(0).sqrt())  # what the data do not determine has no finite error bar
+    fse, Pf = se[:res.Pf], res.Pf
+    corr = cov[:Pf, :Pf]/(fse[:, None]*fse[None, :]).clamp_min(_TINY)
     corr = torch.where(lost[:Pf, None] | lost[None, :Pf], math.nan, corr)
-    tq = _t_quantile(0.975, dof)
-    vals = theta[0].tolist()
-    params = dict(zip(names, vals))
-    stderr = dict(zip(fnames, fse.tolist()))
-    ci = {n: (params[n] - tq*s, params[n] + tq*s) for n, s in stderr.items()}
-    # noise scale per column: learned, or the RMS of the (unweighted) residuals
-    col = p.mask.nonzero()[:, 2]
-    raw = r[:p.m_data]/p.sqrtw[col]
-    ss = torch.zeros(p.Y.shape[-1], dtype=r.dtype, device=r.device).index_add_(0, col, raw.square())
-    cnt = torch.zeros_like(ss).index_add_(0, col, torch.ones_like(raw))
-    sig = (1/p.sqrtw) if learn else (ss/cnt.clamp_min(1)).sqrt()
-    starts = None
-    if summary is not None:
-        starts = [dict(loss=g["loss"], count=g["count"], converged=g["converged"], params=dict(zip(fnames, g["params"].tolist()))) for g in summary]
+    return _Uncertainty(ssr, dof, cov_u, cov, se, corr, [names[i] for i in held.nonzero().flatten().tolist()], involved, why)
+
+def _stop(out: LMResult, b: int, s: _Settings, note: str) -> tuple:
+    "Why the fit stopped: its status, and its message with advice where a solver failed or the fit stalled."
     status = out.status_name(b)
-    message = out.message(b, o["xtol"], o["ftol"], o["max_iter"], o["max_time"]) + o.get("note", "")
+    message = out.message(b, s.xtol, s.ftol, s.max_iter, s.max_time) + note
     if out.failure and status not in ("converged", "max_time"): message += failure_advice(out.failure)
     if status in ("stalled", "max_iter"): message += "; a poor start or a local minimum: try shooting=, horizons= or starts="
-    if int(out.accepted[b]) == 0 and status != "converged":
-        warnings.warn(f"estimate of {type(o['model']).__name__} ended where it started: {message}", FitWarning, stacklevel=3)
-    if why: warnings.warn("estimate: the data do not determine every parameter: " + "; ".join(why), FitWarning, stacklevel=3)
-    return Estimate(params=params, stderr=stderr, ci=ci, correlation=corr.cpu(), free=fnames, fixed=[n for i, n in enumerate(names) if i not in free],
-                    bounds={n: (float(res.lo[k]), float(res.hi[k])) for k, n in enumerate(fnames)},
-                    initial_conditions=y0[0].cpu(), ic_stderr=se[Pf:].reshape(y0.shape[1:]).cpu() if res.fit_ic else None,
-                    sigma=dict(zip(p.obs.columns, sig.tolist())), ssr=ssr, n_data=p.m_data, n_varys=n_varys, converged=status == "converged",
-                    message=message, iterations=iters, seconds=time.perf_counter() - t_start, stats=o["stats"], history=o["loss_trace"],
-                    trace=o["trace"], starts=starts, covariance=cov.cpu(), status=status, not_identifiable=involved,
-                    identifiability=why, at_bound=[var_names[i] for i in at_bound.nonzero().flatten().tolist()],
-                    _res=res, _u=u[0], _cov_u=cov_u, _opts=o)
+    return status, message
 
-# %% ../nbs/12_estimation.ipynb #3318e110
-def estimate(model: nn.Module, # the ODE model; its fitted parameters are written into it
-             obs, # the measurements: an `Observations` (or a `SimODEData`)
-             params: dict | None = None, # parameter name -> Param (bounds, positivity, start), a number (held fixed) or None (free)
-             initial_conditions="estimate", # 'estimate' (per trajectory), 'first' (the first observation) or a tensor (batch, state)
-             y0: torch.Tensor | None = None, # starting initial states, (state,) or (batch, state), when some are not observed at the start
-             ic_positive: bool = False, # fit the initial states on a log scale (positive populations, concentrations)
-             observe=None, # which states the columns measure: None (all, in order), [state index per column], or a function of the state
-             loss: str = "mse", # 'mse': squared residuals; 'log': squared residuals of log(values), for positive data with multiplicative noise
-             weights="equal", # per-column multipliers of the squared residuals (n_obs,), 'equal', or 'learn' (one noise scale per column)
-             shooting: int = 1, # segments per trajectory: > 1 fits segment states with a continuity penalty first (multiple shooting)
-             continuity: float = 1.0, # weight of the continuity gaps, in units of each state's spread in the data
-             horizons="auto", # growing horizons: fractions of each trajectory's duration fitted in turn ('auto': 1/8, 1/4, 1/2; None: no)
-             starts: int | torch.Tensor | None = None, # several starts: a number (random, around the starting values) or (K, n_free) values
-             seed: int = 0, # for the random starts
-             method: str = "dopri5", # solver
-             rtol: float = RTOL, atol: float = ATOL, # its tolerances
-             step_size: float | None = None, # grid step of a fixed-step solver
-             max_iter: int = 100, xtol: float = 1e-6, ftol: float = 1e-10, # Levenberg-Marquardt limits, as in `fit`
-             verbose: bool = False, # print progress
-             max_steps: int = MAX_STEPS, # step budget of every ODE solve; a trial solve beyond it fails (and the step is retried shorter)
-             max_time: float | None = None, # wall-clock budget in seconds (None: none); the fit stops with status 'max_time'
-            ) -> Estimate:
-    "Fit a model to measurements: bounded and fixed parameters, unknown initial states, weights, multiple shooting and the estimates' uncertainty."
-    t_start = time.perf_counter()
+def _result(done: _Outcome, s: _Settings, log: _Log, model: nn.Module) -> Estimate:
+    "The estimate at the optimum: the fitted values written into the caller's `model`, their uncertainty, the noise scales, and why the fit stopped (with warnings where it went nowhere or the data leave something open)."
+    res, fit, p = done.res, done.fit, done.res.prob
+    theta, _, y0, _ = res.unpack(fit.u)
+    s.spec.load(s.model, theta[0])
+    s.spec.load(model, theta[0])
+    fnames = s.fitted_names
+    unc = _uncertainty(res, fit, fnames)
+    status, message = _stop(fit.lm, fit.best, s, done.note)
+    if int(fit.lm.accepted[fit.best]) == 0 and status != "converged":
+        warnings.warn(f"estimate of {type(s.model).__name__} ended where it started: {message}", FitWarning, stacklevel=3)
+    if unc.identifiability:
+        warnings.warn("estimate: the data do not determine every parameter: " + "; ".join(unc.identifiability), FitWarning, stacklevel=3)
+    params = dict(zip(s.names, theta[0].tolist()))
+    stderr = dict(zip(fnames, unc.se[:res.Pf].tolist()))
+    tq = _t_quantile(0.975, unc.dof)
+    est = Estimate(params=params, stderr=stderr, ci={n: (params[n] - tq*se, params[n] + tq*se) for n, se in stderr.items()},
+                   correlation=unc.corr.cpu(), free=fnames, fixed=[n for i, n in enumerate(s.names) if i not in s.free],
+                   bounds={n: (float(res.lo[k]), float(res.hi[k])) for k, n in enumerate(fnames)},
+                   initial_conditions=y0[0].cpu(), ic_stderr=unc.se[res.Pf:].reshape(y0.shape[1:]).cpu() if res.fit_ic else None,
+                   sigma=dict(zip(p.obs.columns, _noise_scales(res, fit.r[0], s.learn).tolist())), ssr=unc.ssr, n_data=p.m_data,
+                   n_varys=res.Pu, converged=status == "converged", message=message, iterations=done.iterations,
+                   seconds=time.perf_counter() - s.t_start, stats=log.stats, history=log.losses, trace=log.trace, starts=fit.starts,
+                   covariance=unc.cov.cpu(), status=status, not_identifiable=unc.not_identifiable, identifiability=unc.identifiability,
+                   at_bound=unc.at_bound)
+    return est._attach(res, fit.u[0], unc.cov_u, s)
+
+# %% ../nbs/12_estimation.ipynb #c16d00e8
+def _check_arguments(model, obs, *, loss, shooting, continuity, method, step_size, rtol, atol, max_iter, xtol, ftol, max_steps,
+                     max_time) -> Observations:
+    "Refuse what `estimate` cannot use, each with its own message; the measurements as `Observations`."
     if not isinstance(model, nn.Module): raise TypeError(f"estimate needs model as a torch.nn.Module, got {type(model).__name__}.")
     if not isinstance(obs, Observations):
         if isinstance(obs, SimODEData): obs = Observations.from_sim(obs)
@@ -647,243 +1029,79 @@ def estimate(model: nn.Module, # the ODE model; its fitted parameters are writte
     check_number(max_time, "max_time", "estimate", positive=True, allow_none=True)
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError(f"estimate got a {type(model).__name__} with no trainable parameters; wrap what should be fitted in nn.Parameter.")
-    dev = next(p for p in model.parameters() if p.requires_grad).device
+    return obs
+
+def _working_copy(model: nn.Module) -> nn.Module:
+    "A float64 copy of the model to solve, whose parameters require gradients where the model's do (that marks them as parameters for `ParamSpec`)."
     work = copy.deepcopy(model).to(torch.float64)
-    for p in work.parameters(): p.requires_grad_(False)
-    names = list(param_dict(model).keys())
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     for n, p in work.named_parameters(): p.requires_grad_(n in trainable)
-    spec, theta0, free, lo, hi = _param_setup(work, names, params)
-    for p in work.parameters(): p.requires_grad_(False)
-    lo, hi = lo.to(dev), hi.to(dev)
-    fit_ic = isinstance(initial_conditions, str) and initial_conditions == "estimate"
+    return work
+
+def _schedule_fractions(initial_conditions, shooting: int, horizons) -> tuple:
+    "The growing horizons (fractions of each trajectory's duration), or () with multiple shooting, which cuts the trajectories instead; checks initial_conditions."
     if isinstance(initial_conditions, str) and initial_conditions not in ("estimate", "first"):
         raise ValueError(f"estimate: initial_conditions must be 'estimate', 'first' or a tensor (batch, state), got {initial_conditions!r}.")
+    fit_ic = isinstance(initial_conditions, str) and initial_conditions == "estimate"
     if not fit_ic and (shooting > 1): raise ValueError("estimate: multiple shooting fits the segments' initial states; use initial_conditions='estimate'.")
     fractions = horizon_fractions(horizons, "estimate")
-    if shooting > 1:  # multiple shooting cuts the trajectories instead of growing them
-        if horizons is not None and not isinstance(horizons, str): raise ValueError("estimate: use either horizons or shooting, not both.")
-        fractions = ()
+    if shooting == 1: return fractions
+    if horizons is not None and not isinstance(horizons, str): raise ValueError("estimate: use either horizons or shooting, not both.")
+    return ()
+
+def _first_problem(s: _Settings, log: _Log, obs: Observations, y0, starts, seed: int) -> tuple:
+    "The first problem of the schedule (with its shooting segments) and its starting points u (K, Pu): the starting values, and random starts around them."
+    res = _residuals_for(obs, s.shooting, s.weights, s, log)
+    theta0, y0s = s.theta0.to(s.device), None
+    if s.fit_ic:
+        with blame_model(s.model, "estimate"): y0s = _ic_guess(res, res.prob, theta0, y0, s.rtol, s.atol)
+        if s.ic_positive and (y0s <= 0).any():
+            raise ValueError("estimate: ic_positive=True needs positive starting initial states; give positive ones with y0=.")
+    u = res.pack(theta0[s.free][None], y0s[None] if s.fit_ic else None)
+    return res, (u if starts is None else _start_points(starts, u, res, s.lo, s.hi, seed))
+
+# %% ../nbs/12_estimation.ipynb #3318e110
+def estimate(model: nn.Module, # the ODE model; its fitted parameters are written into it
+             obs, # the measurements: an `Observations` (or a `SimODEData`)
+             *,
+             params: dict | None = None, # parameter name -> Param (bounds, positivity, start), a number (held fixed) or None (free)
+             initial_conditions="estimate", # 'estimate' (per trajectory), 'first' (the first observation) or a tensor (batch, state)
+             y0: torch.Tensor | None = None, # starting initial states, (state,) or (batch, state), when some are not observed at the start
+             ic_positive: bool = False, # fit the initial states on a log scale (positive populations, concentrations)
+             observe=None, # which states the columns measure: None (all, in order), [state index per column], or a function of the state
+             loss: str = "mse", # 'mse': squared residuals; 'log': squared residuals of log(values), for positive data with multiplicative noise
+             weights="equal", # per-column multipliers of the squared residuals (n_obs,), 'equal', or 'learn' (one noise scale per column)
+             shooting: int = 1, # segments per trajectory: > 1 fits segment states with a continuity penalty first (multiple shooting)
+             continuity: float = 1.0, # weight of the continuity gaps, in units of each state's spread in the data
+             horizons="auto", # growing horizons: fractions of each trajectory's duration fitted in turn ('auto': 1/8, 1/4, 1/2; None: no)
+             starts: int | torch.Tensor | None = None, # several starts: a number (random, around the starting values) or (K, n_free) values
+             seed: int = 0, # for the random starts
+             method: str = "dopri5", # solver
+             rtol: float = RTOL, atol: float = ATOL, # its tolerances
+             step_size: float | None = None, # grid step of a fixed-step solver
+             max_iter: int = _LM_MAX_ITER, xtol: float = _LM_XTOL, ftol: float = _LM_FTOL, # Levenberg-Marquardt limits, as in `fit`
+             verbose: bool = False, # print progress
+             max_steps: int = MAX_STEPS, # step budget of every ODE solve; a trial solve beyond it fails (and the step is retried shorter)
+             max_time: float | None = None, # wall-clock budget in seconds (None: none); the fit stops with status 'max_time'
+            ) -> Estimate:
+    "Fit a model to measurements: bounded and fixed parameters, unknown initial states, weights, multiple shooting and the estimates' uncertainty."
+    t_start = time.perf_counter()
+    obs = _check_arguments(model, obs, loss=loss, shooting=shooting, continuity=continuity, method=method, step_size=step_size, rtol=rtol,
+                           atol=atol, max_iter=max_iter, xtol=xtol, ftol=ftol, max_steps=max_steps, max_time=max_time)
+    dev = next(p for p in model.parameters() if p.requires_grad).device
+    work, names = _working_copy(model), list(param_dict(model))
+    spec, theta0, free, lo, hi = _param_setup(work, names, params)
+    for p in work.parameters(): p.requires_grad_(False)  # the fits solve the copy without autograd
+    fractions = _schedule_fractions(initial_conditions, shooting, horizons)
     wts = _weights(weights, obs)
-    learn = isinstance(weights, str) and weights == "learn"
     with blame_model(work, "estimate"): bc, mode = rhs_traits(work, spec, theta0, model_dim(work) or obs.n_obs)
-    stats, history, trace = SolveStats(), [], {names[i]: [] for i in free}  # history: every LM phase's losses; trace: per iteration
-    opts = dict(model=work, user_model=model, spec=spec, theta0=theta0, free=free, lo=lo, hi=hi, fit_ic=fit_ic, ic_positive=ic_positive, observe=observe,
-                loss=loss, method=method, step_size=step_size, mode=mode, bc=bc, rtol=rtol, atol=atol, max_iter=max_iter, xtol=xtol,
-                ftol=ftol, continuity=continuity, stats=stats, history=history, trace=trace, loss_trace=[], verbose=verbose, dev=dev,
-                max_steps=max_steps, max_time=max_time)
-    deadline = None if max_time is None else t_start + max_time
-
-    def build(o, segments, w):
-        prob = _Problem(work, o, observe, loss, w, segments, continuity, torch.float64, dev)
-        ic_fixed = None
-        if not fit_ic:
-            ic_fixed = _fixed_ic(initial_conditions, prob, o)
-        r = _Residuals(prob, work, spec, theta0.to(dev), free, lo, hi, fit_ic, ic_fixed, ic_positive, method, step_size, mode, bc, stats)
-        r.deadline = deadline
-        return r
-
-    # starting point
-    res = build(obs, shooting, wts)
-    with blame_model(work, "estimate"): y0s = _ic_guess(res, res.prob, theta0.to(dev), y0, rtol, atol) if fit_ic else None
-    if fit_ic and ic_positive and (y0s <= 0).any():
-        raise ValueError("estimate: ic_positive=True needs positive starting initial states; give positive ones with y0=.")
-    u = res.pack(theta0.to(dev)[free][None], y0s[None] if fit_ic else None)
-    if starts is not None: u = _start_points(starts, u, res, lo, hi, seed)
+    s = _Settings(model=work, names=names, spec=spec, theta0=theta0, free=free, lo=lo.to(dev), hi=hi.to(dev),
+                  initial_conditions=initial_conditions, ic_positive=ic_positive, observe=observe, loss=loss, weights=wts,
+                  learn=isinstance(weights, str) and weights == "learn", shooting=shooting, continuity=continuity, fractions=fractions,
+                  auto=isinstance(horizons, str), method=method, step_size=step_size, mode=mode, bc=bc, rtol=rtol, atol=atol,
+                  max_iter=max_iter, xtol=xtol, ftol=ftol, max_steps=max_steps, max_time=max_time, verbose=verbose, device=dev, t_start=t_start)
+    log = _Log.start(s)
+    res, u = _first_problem(s, log, obs, y0, starts, seed)
     with small_work_threads(rhs_work(work, len(res.prob.pieces)*res.n*(res.Pu + 1)*u.shape[0], res.n), dev), blame_model(work, "estimate"):
-        # schedule: multiple shooting then single shooting; or growing horizons, then all the data; or ('auto') one fit, and
-        # growing horizons from the same start when that fit misses the data's shape
-        def staged(u):
-            for frac in fractions:
-                part = _until_fraction(obs, frac)
-                if sum(len(t) for t in part.times) == sum(len(t) for t in obs.times): break  # nothing left out: fit it all
-                st = _run_lm(build(part, 1, res.prob.w), u, opts, stage=True)[0]
-                keep = torch.tensor([s != FAILED for s in st.status], device=u.device)[:, None]
-                u = torch.where(keep, st.theta, u)  # a start whose short fit failed goes on from where it was
-            return u
-        if shooting > 1:
-            out = _run_lm(res, u, opts)[0]
-            res1 = build(obs, 1, wts)
-            first = [k for k, p in enumerate(res.prob.pieces) if k == 0 or res.prob.pieces[k - 1][4] < 0]  # each trajectory's first piece
-            th, _, y0p, _ = res.unpack(out.theta[int(out.cost.argmin())][None])
-            u = res1.pack(th[:, free], y0p[:, first])
-            res = res1
-        elif fractions and horizons != "auto": u = staged(u)
-        out, r, J, summary = _run_lm(res, u, opts)
-        iters, rounds = out.iterations, 0
-        if fractions and horizons == "auto" and _missed(out, r, res):
-            traced = [opts["loss_trace"], *trace.values()]  # per iteration; the attempt that is kept keeps its entries
-            n = len(traced[0])
-            again, r2, J2, summary2 = _run_lm(res, staged(u), opts)
-            iters += again.iterations
-            if float(again.cost.min()) < float(out.cost.min())*(1 - 1e-6):
-                opts["note"] = f"; reached by a refit over growing horizons, after the plain fit ended at loss {float(out.cost.min()):.4g}"
-                for v in traced: del v[n - out.iterations:n]
-                out, r, J, summary = again, r2, J2, summary2
-            else:
-                for v in traced: del v[n:]
-        while learn and rounds < 20:  # noise scales by maximum likelihood: reweight by the residual variance of each column, refit
-            rounds += 1
-            new = _learned_weights(res, r[0])
-            change = max(abs(a/b - 1) for a, b in zip(new.tolist(), res.prob.sqrtw.square().tolist()))
-            res.prob.set_weights(new)
-            out, r, J, summary = _run_lm(res, out.theta[int(out.cost.argmin())][None], opts)
-            iters += out.iterations
-            if change < 1e-3: break
-    return _finish(res, out, iters, r, J, summary, opts, names, t_start, learn)
-
-# %% ../nbs/12_estimation.ipynb #dcca6cf9
-def _report(self: Estimate, correl_min: float = 0.1) -> str:
-    "A fit report in the spirit of lmfit's: statistics, each parameter with its error and interval, the notable correlations."
-    out = ["[[Fit Statistics]]",
-           f"    # solves            = {self.stats.solves}  ({self.stats.nfe} right-hand-side evaluations, {self.iterations} iterations, {self.seconds:.3g} s)",
-           f"    # data points       = {self.n_data}",
-           f"    # variables         = {self.n_varys}  ({len(self.free)} parameters"
-           + (f", {self.initial_conditions.numel()} initial states)" if self.ic_stderr is not None else ")"),
-           f"    chi-square          = {self.ssr:.6g}",
-           f"    reduced chi-square  = {self.redchi:.6g}",
-           f"    Akaike info crit    = {self.aic:.4f}",
-           f"    Bayesian info crit  = {self.bic:.4f}",
-           f"    status              = {self.status}: {self.message}",
-           "[[Variables]]"]
-    w = max(len(n) for n in self.params)
-    for n, v in self.params.items():
-        if n in self.stderr:
-            s, (lo, hi), (bl, bh) = self.stderr[n], self.ci[n], self.bounds[n]
-            bnd = f", bounds ({bl:g}, {bh:g})" if math.isfinite(bl) or math.isfinite(bh) else ""
-            if n in self.at_bound: out.append(f"    {n:<{w}}: {v:.6g} (held at a bound of ({bl:g}, {bh:g}): no error bar)")
-            elif not math.isfinite(s): out.append(f"    {n:<{w}}: {v:.6g} +/- inf (not identifiable from these data){bnd}")
-            else:
-                rel = f"({100*s/abs(v):.2f}%)" if v != 0 else ""
-                out.append(f"    {n:<{w}}: {v:.6g} +/- {s:.4g} {rel}, 95% CI [{lo:.6g}, {hi:.6g}]{bnd}")
-        else: out.append(f"    {n:<{w}}: {v:.6g} (fixed)")
-    if self.identifiability:
-        out.append("[[Not identifiable]] (standard errors are infinite; fix or constrain these, or add data that separate them)")
-        out += [f"    {line}" for line in self.identifiability]
-    if self.ic_stderr is not None:
-        out.append("[[Initial states]]")
-        for b, (y, s) in enumerate(zip(self.initial_conditions.tolist(), self.ic_stderr.tolist())):
-            out.append(f"    {self._res.prob.obs.ids[b]}: " + ", ".join(f"{a:.6g} +/- {e:.3g}" for a, e in zip(y, s)))
-    out.append("[[Noise]]  (" + ("learned" if self._opts and self._opts.get("learn") else "RMS of the residuals") + ")")
-    out.append("    " + ", ".join(f"{k}: {v:.4g}" for k, v in self.sigma.items()))
-    pairs = [(abs(float(self.correlation[i, j])), i, j) for i in range(len(self.free)) for j in range(i + 1, len(self.free))]
-    pairs = sorted((p for p in pairs if p[0] >= correl_min), reverse=True)
-    out.append(f"[[Correlations]] (unreported correlations are < {correl_min})")
-    for _, i, j in pairs: out.append(f"    C({self.free[i]}, {self.free[j]}) = {float(self.correlation[i, j]):+.4f}")
-    if self.starts:
-        out.append(f"[[Starts]] ({sum(g['count'] for g in self.starts)} starts, {len(self.starts)} distinct end points)")
-        for g in self.starts:
-            out.append(f"    loss {g['loss']:.6g}: {g['count']} start(s){'' if g['converged'] else ' (not converged)'}: "
-                       + ", ".join(f"{k}={v:.4g}" for k, v in g["params"].items()))
-    return "\n".join(out)
-
-Estimate.report = _report
-
-# %% ../nbs/12_estimation.ipynb #37020a6e
-def _traj_index(self: Estimate, traj) -> int:
-    ids = self._res.prob.obs.ids
-    if isinstance(traj, str):
-        if traj not in ids: raise ValueError(f"unknown trajectory {traj!r}; the data have {ids}.")
-        return ids.index(traj)
-    if not isinstance(traj, int) or not -len(ids) <= traj < len(ids): raise ValueError(f"trajectory index {traj!r} out of range for {len(ids)} trajectories.")
-    return traj % len(ids)
-
-def _predict(self: Estimate, traj=0, ts=None, level: float = 0.95, n: int = 200) -> tuple:
-    "The fitted trajectory `traj` (index or id) at times ts (default: n points over its observations), with a pointwise confidence band from the parameters' covariance (delta method): (ts, mean, lower, upper), each (time, n_obs)."
-    res, u, b = self._res, self._u, _traj_index(self, traj)
-    p = res.prob
-    t_obs = p.obs.times[b]
-    ts = torch.linspace(float(t_obs[0]), float(t_obs[-1]), n, dtype=torch.float64) if ts is None else torch.as_tensor(ts, dtype=torch.float64)
-    t0 = float(t_obs[0]) if p.autonomous else p.t_start
-    if ts.ndim != 1 or (ts[1:] <= ts[:-1]).any() or float(ts[0]) < t0:
-        raise ValueError(f"predict needs ts as increasing times from the trajectory's start {t0:g} on.")
-    dev = u.device
-    rel = (ts - t0).to(dev)
-    grid = rel if float(rel[0]) == 0.0 else torch.cat([torch.zeros(1, dtype=rel.dtype, device=dev), rel])
-    theta, dth, y0, dy0 = res.unpack(u[None])
-    n_s = res.n
-    th, yc, derivs = res.perturbed(theta, y0[:, b:b + 1])  # copies for the derivatives, this trajectory only
-    ys = res.solve(th, yc, grid, self._opts["rtol"], self._opts["atol"])[:, 0, -len(rel):]  # (copies, T, n)
-    o = p.h(ys).log() if p.loss == "log" else p.h(ys)
-    mean, D = derivs(o)
-    mean, D = mean[0], D[0].reshape(D.shape[1], -1)  # (T, n_obs), (C, T*n_obs)
-    J = torch.zeros(D.shape[1], res.Pu, dtype=mean.dtype, device=dev)
-    J[:, :res.Pf] = D[:res.Pf].T*dth[0]
-    if res.fit_ic:
-        for i in range(n_s): J[:, res.Pf + b*n_s + i] = D[res.Pf + i]*dy0[0, b, i]
-    sd = ((J @ self._cov_u)*J).sum(1).clamp_min(0).sqrt().reshape(mean.shape)
-    z = _t_quantile((1 + level)/2, self.dof)
-    lo, hi = mean - z*sd, mean + z*sd
-    if p.loss == "log": mean, lo, hi = mean.exp(), lo.exp(), hi.exp()
-    return ts, mean.cpu(), lo.cpu(), hi.cpu()
-
-def _residuals(self: Estimate, traj=0, log: bool | None = None) -> tuple:
-    "Observed minus fitted values of trajectory `traj` at its observation times, in log units when `log` (default: when the loss is 'log'): (times (time,), residuals (time, n_obs)), NaN where missing."
-    b = _traj_index(self, traj)
-    t, y = self._res.prob.obs.times[b], self._res.prob.obs.values[b]
-    _, mean, _, _ = _predict(self, b, ts=t)
-    if self._res.prob.loss == "log" if log is None else log: return t, y.log() - mean.log()
-    return t, y - mean
-
-Estimate.predict, Estimate.residuals = _predict, _residuals
-
-# %% ../nbs/12_estimation.ipynb #50f0cd7b
-def _profile(self: Estimate, name: str, n: int = 17, span: float = 3.0) -> Profile:
-    "Profile likelihood of one fitted parameter: held at n values across +-span standard errors (in its fitting coordinate), the others refitted."
-    if name not in self.free: raise ValueError(f"profile: {name!r} is not a fitted parameter; fitted: {self.free}.")
-    if not (isinstance(n, int) and n >= 3): raise ValueError(f"profile needs n >= 3 grid points, got {n!r}.")
-    res, o, j = self._res, self._opts, self.free.index(name)
-    u_hat = self._u
-    se_u = float(self._cov_u[j, j].clamp_min(0).sqrt())
-    if not math.isfinite(se_u) or se_u == 0: raise ValueError(f"profile: the standard error of {name} is {se_u}; it is not identifiable from these data.")
-    grid_u = u_hat[j] + torch.linspace(-span, span, n, dtype=u_hat.dtype, device=u_hat.device)*se_u
-    ssr = torch.full((n,), float("inf"), dtype=u_hat.dtype)
-    s2 = self.ssr/self.dof
-    bound = state_bound(res.prob.Y)
-    def refit(val, start):
-        "The residual sum of squares with parameter j held at val (inf if the refit fails), and where the others went."
-        def sub(v, rt, at, steps):
-            full = torch.cat([v[:, :j], val.expand(v.shape[0], 1), v[:, j:]], 1)
-            r, J, alive = res(full, rt, at, bound=bound, max_steps=steps)
-            return r, torch.cat([J[..., :j], J[..., j + 1:]], -1), alive
-        if res.Pu == 1:
-            r, _, _ = res(val.reshape(1, 1), o["rtol"], o["atol"], need_jac=False, bound=bound, max_steps=o["max_steps"])
-            return float(r.square().sum()), start
-        out = fit_phases(sub, start.clone(), o["method"] not in FIXED_STEP_METHODS, o["rtol"], o["atol"], o["stats"], o["max_steps"],
-                         o["max_iter"], o["xtol"], o["ftol"])
-        if out.status[0] == FAILED: return math.inf, start
-        return float(out.cost[0])*(res.prob.m_data + res.prob.n_cont), out.theta
-    rest = torch.cat([u_hat[:j], u_hat[j + 1:]])[None]
-    mid = n//2
-    with small_work_threads(rhs_work(res.work, len(res.prob.pieces)*res.n*res.Pu, res.n), u_hat.device):
-        for side in (range(mid, n), range(mid - 1, -1, -1)):  # walk outwards from the estimate, each refit starting from the last
-            start = rest
-            for i in side:
-                ssr[i], start = refit(grid_u[i], start)
-                if not math.isfinite(ssr[i]): break
-    values, _ = _from_free(grid_u[:, None].cpu(), res.lo[j:j + 1].cpu(), res.hi[j:j + 1].cpu())
-    values = values[:, 0]
-    ssr_min = min(self.ssr, float(ssr.min()))
-    delta = (ssr - ssr_min)/s2
-    lo = _crossing(values, delta, 3.841, -1); hi = _crossing(values, delta, 3.841, +1)
-    return Profile(name, values, delta, self.params[name], (lo, hi))
-
-def _plot_fit(self: Estimate, traj=0, ax=None, band: bool = True, logy: bool | None = None):
-    "Observations of trajectory `traj` against the fit, with its 95% band: (fig, ax)."
-    b = _traj_index(self, traj)
-    ts, mean, lo, hi = _predict(self, b)
-    obs = self._res.prob.obs
-    return plot_fit(obs.times[b], obs.values[b], ts, mean, lo if band else None, hi if band else None, columns=obs.columns,
-                    ax=ax, title=f"{obs.ids[b]}: fit and 95% band", logy=(self._res.prob.loss == "log") if logy is None else logy)
-
-def _plot_residuals(self: Estimate, ax=None):
-    "Residuals of every trajectory over time: (fig, ax)."
-    ts, rs = zip(*[_residuals(self, b) for b in range(len(self._res.prob.obs))])
-    title = "log(observed) - log(fitted)" if self._res.prob.loss == "log" else "observed - fitted"
-    return plot_residuals(list(ts), list(rs), columns=self._res.prob.obs.columns, ax=ax, title=title)
-
-def _plot_traces(self: Estimate, ax=None):
-    "How the fitted parameters moved, iteration by iteration: (fig, ax)."
-    return plot_traces(self.trace, loss=self.history, ax=ax)
-
-Estimate.profile, Estimate.plot_fit, Estimate.plot_residuals, Estimate.plot_traces = _profile, _plot_fit, _plot_residuals, _plot_traces
+        done = _schedule(res, u, s, log, obs)
+    return _result(done, s, log, model)
