@@ -80,6 +80,7 @@ class PolynomialODE(nn.Module):
     def __init__(self,
                  dim: int, # state dimension
                  degree: int = 2, # highest total degree of the monomials
+                 *,
                  coefficients=None, # (dim, n_features) initial coefficients; None: zeros
                  mask=None, # (dim, n_features) bool: which terms exist; None: where coefficients != 0 (all if coefficients is None)
                  names=None, # state names for printing; None: x, y, z for up to 3 states, else x0, x1, ...
@@ -266,6 +267,7 @@ def _from_pysindy(coef, powers, dim: int, degree: int, names: tuple, include_bia
 def sindy(states, # (N, dim) tensor/array of states, (batch, N, dim), or a list of (N_b, dim) (several trajectories)
           derivatives=None, # the time derivatives (or any target, such as a learned term) at those states, shaped like `states`; None: estimated with `ts`
           ts=None, # (N,) times, or a list of (N_b,) per trajectory; needed (and only used) when derivatives is None
+          *,
           degree: int = 2, # highest total degree of the polynomial library
           threshold: float = 0.1, # STLSQ: coefficients smaller than this in magnitude are removed
           alpha: float = 0.05, # STLSQ: ridge regularisation of each regression
@@ -314,6 +316,7 @@ def _plot_array(x, name: str, caller: str) -> np.ndarray:
 def plot_terms(t, # times, (time,)
                learned, # the learned term along a trajectory, (time, dim) ((time,) for one state)
                true=None, # the true term at the same times, (time, dim); None: only the learned one
+               *,
                names=None, # state names for the legend; None: x, y, z (x0, x1, ... beyond 3 states)
                ax=None, # axes to draw on; a new figure when None
                title=None, # axes title

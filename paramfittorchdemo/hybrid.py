@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._checks import as_scalar, check_flag, check_number, check_ts, device_of, model_dim
+from ._checks import ATOL, RTOL, as_scalar, check_flag, check_number, check_ts, device_of, model_dim
 from .solvers import integrate, solver_options
 
 # %% auto #0
@@ -64,6 +64,7 @@ class HybridODE(nn.Module):
     def __init__(self,
                  known: nn.Module, # the mechanistic part, called known(t, y) on states (..., dim); declares `dim` (or pass dim=)
                  term: nn.Module | None = None, # the learned part, any module with forward(t, y) -> (..., dim); None builds an MLP
+                 *,
                  hidden: int = 32, # width of the MLP's hidden layers
                  depth: int = 2, # number of hidden layers of the MLP
                  activation=nn.Tanh, # activation class of the MLP, one instance per layer
@@ -160,10 +161,11 @@ class ODEBlock(nn.Module):
     def __init__(self,
                  func: nn.Module, # vector field func(t, y) on states (..., dim)
                  ts: torch.Tensor, # output times, (time,), strictly increasing; ts[0] is the time of the input state
+                 *,
                  method: str = "rk4", # solver: 'rk4' or 'dopri5' natively, any torchdiffeq method otherwise
                  step_size: float | None = None, # grid step of a fixed-step method; None steps from output time to output time
-                 rtol: float = 1e-6, # relative tolerance of an adaptive method
-                 atol: float = 1e-8, # absolute tolerance of an adaptive method
+                 rtol: float = RTOL, # relative tolerance of an adaptive method
+                 atol: float = ATOL, # absolute tolerance of an adaptive method
                  last_only: bool = False, # return only the states at ts[-1], (batch, dim)
                 ):
         super().__init__()

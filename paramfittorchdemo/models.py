@@ -46,11 +46,11 @@ def blame_model(model, # the model being solved or fitted
 def simulate(model: nn.Module, # vector field called as model(t, y)
              y0: torch.Tensor, # initial states, (batch, state); any leading batch shape works
              ts: torch.Tensor, # time points, (time,), strictly increasing; ts[0] is the time of y0
+             *,
              method: str = "dopri5", # torchdiffeq method name
              step_size: float | None = None, # step of a fixed-grid method
              rtol: float | None = None, # relative tolerance of an adaptive method (torchdiffeq's default 1e-7)
              atol: float | None = None, # absolute tolerance of an adaptive method (torchdiffeq's default 1e-9)
-             *,
              max_steps: int = SIM_MAX_STEPS, # step budget of the solve: a SolverError beyond it, instead of a run without end
              max_time: float | None = None, # wall-clock budget in seconds (None: none)
             ) -> torch.Tensor: # trajectories, (batch, time, state), on the model's device
@@ -198,6 +198,7 @@ class FunctionODE(nn.Module):
     def __init__(self,
                  f, # right-hand side f(t, y, **params): y is (..., dim), each parameter a 0-d tensor; returns (..., dim)
                  dim: int, # state dimension
+                 *,
                  autonomous: bool = True, # whether f ignores t (the solvers then skip building time tensors)
                  trainable: bool = True, # False: the parameters are buffers (they move with the module but are not fitted)
                  **params: float, # starting values of the parameters, by name, e.g. alpha=1.3

@@ -124,6 +124,7 @@ class Observations:
     def __init__(self,
                  times, # sequence of 1-d arrays/tensors, one per trajectory, each (time_b,), strictly increasing and finite
                  values, # sequence of 2-d arrays/tensors, one per trajectory, each (time_b, n_obs); NaN marks a missing value
+                 *,
                  ids: Optional[Sequence[str]] = None, # trajectory names, (B,); default "0", "1", ...
                  columns: Optional[Sequence[str]] = None, # names of the observed quantities, (n_obs,); default "y0", "y1", ...
                  source: Optional[str] = None, # where the data came from (a file name), used in error messages and the repr
@@ -164,6 +165,7 @@ class Observations:
     @classmethod
     def from_arrays(cls, ts, # time points, (time,) shared by all trajectories or (B, time)
                     ys, # values, (B, time, n_obs); NaN marks a missing value
+                    *,
                     ids: Optional[Sequence[str]] = None, # trajectory names, (B,)
                     columns: Optional[Sequence[str]] = None, # observed quantity names, (n_obs,)
                    ) -> "Observations":
@@ -172,6 +174,7 @@ class Observations:
 
     @classmethod
     def from_sim(cls, data, # a `SimODEData` (anything with lists `.ts`, each (time,), and `.values`, each (time, state))
+                 *,
                  ids: Optional[Sequence[str]] = None, # trajectory names, (B,)
                  columns: Optional[Sequence[str]] = None, # state names, (state,); default "y0", "y1", ...
                 ) -> "Observations":
@@ -183,6 +186,7 @@ class Observations:
 
     @classmethod
     def from_csv(cls, path: Union[str, os.PathLike], # the CSV file
+                 *,
                  format: str = "long", # "long" (a row per trajectory and time) or "wide" (a row per time)
                  id_col: str = "id", # long format: the column naming the trajectory; if absent, the file is one trajectory
                  time_col: str = "time", # the column of time points
@@ -196,6 +200,7 @@ class Observations:
 
     @classmethod
     def from_dataframe(cls, df, # a pandas DataFrame, or anything with `.columns` and `df[col].tolist()`
+                       *,
                        format: str = "long", # "long" or "wide", as in `from_csv`
                        id_col: str = "id", # long format: the column naming the trajectory, optional
                        time_col: str = "time", # the column of time points
@@ -206,7 +211,8 @@ class Observations:
         "Read measured trajectories from a DataFrame laid out as in `from_csv`."
         return _from_table(cls, _dataframe_table(df, source, "Observations.from_dataframe"), format, id_col, time_col, columns, sep)
 
-    def to_dataframe(self, format: str = "long", # "long" or "wide"
+    def to_dataframe(self, *,
+                     format: str = "long", # "long" or "wide"
                      id_col: str = "id", # long format: name of the id column
                      time_col: str = "time", # name of the time column
                      sep: str = ":", # wide format: separator in "<trajectory><sep><quantity>"
@@ -220,6 +226,7 @@ class Observations:
         return pd.DataFrame(dict(zip(header, cols)))
 
     def to_csv(self, path: Union[str, os.PathLike], # the file to write
+               *,
                format: str = "long", # "long" or "wide"
                id_col: str = "id", # long format: name of the id column
                time_col: str = "time", # name of the time column

@@ -108,6 +108,7 @@ def plot_phase_plane(true_model: torch.nn.Module, # true underlying model for th
 
 # %% ../nbs/06_plotting.ipynb #f9d23138
 def plot_history(history, # a `History` returned by `train`, or a sequence of loss values
+                 *,
                  ax: plt.Axes = None, # axes to draw on; a new figure when None
                  title: str = "Training loss", # axes title
                  **kwargs, # style passed to `ax.plot`
@@ -163,6 +164,7 @@ def plot_fit(t_obs, # observation times, (time,)
              y_fit, # fitted curve, (time_fit, n_obs)
              lower=None, # lower edge of a confidence band, (time_fit, n_obs), or None for no band
              upper=None, # upper edge of the band, (time_fit, n_obs), or None; give both edges or neither
+             *,
              columns=None, # names of the observed quantities, (n_obs,), used in the legend; `y[i]` when None
              band_label: str = "95% band", # legend entry for the band
              ax: plt.Axes = None, # axes to draw on; a new figure when None
@@ -215,6 +217,7 @@ def _rms(r: np.ndarray) -> float:
 # %% ../nbs/06_plotting.ipynb #f0e7d898
 def plot_residuals(t_obs, # observation times, (time,), or a list of per-trajectory (time_b,) arrays (one array: a grid shared by all)
                    residuals, # residuals, (time, n_obs), or a list of per-trajectory (time_b, n_obs) arrays; NaN is skipped
+                   *,
                    columns=None, # names of the observed quantities, (n_obs,); `y[i]` when None
                    ax: plt.Axes = None, # axes to draw on; a new figure when None
                    title: Optional[str] = None, # axes title, or None for none
@@ -243,6 +246,7 @@ def plot_residuals(t_obs, # observation times, (time,), or a list of per-traject
 # %% ../nbs/06_plotting.ipynb #6d3b9dee
 def plot_traces(trace: dict, # parameter name -> sequence of values, one per optimiser iteration, (iterations,) each
                 loss=None, # loss per iteration, (iterations,), drawn on a second y axis (log scale when all positive); None for none
+                *,
                 ax: plt.Axes = None, # axes to draw on; a new figure when None
                 relative: bool = True, # divide each parameter by its final value (raw values when that is 0 or not finite)
                ) -> Tuple[plt.Figure, plt.Axes]: # the figure and the axes of the parameters (the loss axes is its twin)
@@ -287,6 +291,7 @@ def _open_end(e) -> bool:
 def plot_profile(values, # grid of the profiled parameter's values, (n,); need not be sorted
                  loss, # profile statistic at each value, (n,): e.g. 2*(negative log-likelihood - its minimum) or the deviance
                  name: str, # the parameter's name (x label)
+                 *,
                  threshold: Optional[float] = 3.841, # horizontal line, by default the chi-square(1) 95% cut-off; None for none
                  estimate: Optional[float] = None, # vertical line at the point estimate; None for none
                  interval: Optional[tuple] = None, # (lo, hi) to mark, e.g. the profile-likelihood interval; an end that is None (or NaN, inf) is open

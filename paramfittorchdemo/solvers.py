@@ -8,12 +8,15 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from bisect import bisect_right
 from dataclasses import dataclass
 from numbers import Real
 
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
+
+from ._checks import ATOL, MAX_STEPS, RTOL
 
 # %% auto #0
 __all__ = ['FIXED_STEP_METHODS', 'ADAPTIVE_METHODS', 'NATIVE_METHODS', 'SMALL_WORK', 'solver_options', 'rk4', 'SolverError',
@@ -128,10 +131,10 @@ class SolverError(RuntimeError):
         super().__init__(message)
         self.kind, self.t, self.stiff = kind, t, stiff
 
-def _stiffness(hh, k6, k7, y6, y1) -> float:
-    "Hairer's estimate of |lambda| h for the last dopri5 step: ||k7 - k6|| / ||y1 - y6|| times h (about 3.3 at the stability limit)."
-    num, den = torch.linalg.vector_norm((k7 - k6).real).item(), torch.linalg.vector_norm((y1 - y6).real).item()
-    return abs(hh)*num/den if den > 0 and math.isfinite(num) else float("nan")
+def _stiffness(h, ks, y6, y1) -> float:
+    "Hairer's estimate of |lambda| h for a dopri5 step of size h: ||k7 - k6|| / ||y1 - y6|| times h (about 3.3 at the stability limit)."
+    num, den = torch.linalg.vector_norm((ks[6] - ks[5]).real).item(), torch.linalg.vector_norm((y1 - y6).real).item()
+    return abs(h)*num/den if den > 0 and math.isfinite(num) else float("nan")
 
 def _stiff_words(span: float, hh: float, stiffness: float) -> str:
     "What a stiffness estimate means, for a SolverError's message."
@@ -155,7 +158,7 @@ class SolveStats:
 # %% ../nbs/02_solvers.ipynb #766943b3
 _DP_A = ((1/5,), (3/40, 9/40), (44/45, -56/15, 32/9), (19372/6561, -25360/2187, 64448/6561, -212/729),
          (9017/3168, -355/33, 46732/5247, 49/176, -5103/18656))
-_DP_C = (1/5, 3/10, 4/5, 8/9, 1.0)
+_DP_C = (1/5, 3/10, 4/5, 8/9, 1.0)  # the stages' times, as fractions of the step (see `_dp_times`)
 _DP_B = (35/384, 0.0, 500/1113, 125/192, -2187/6784, 11/84)
 _DP_E = (71/57600, 0.0, -71/16695, 71/1920, -17253/339200, 22/525, -1/40)  # 5th minus 4th order weights; the last is for f(t+h, y1)
 _DP_D = (-12715105075/11282082432, 0.0, 87487479700/32700410799, -10690763975/1880347072,
@@ -189,12 +192,111 @@ def _dense_outputs(y0, steps: list, owner: list, ts: torch.Tensor) -> torch.Tens
 def _terms(ws) -> tuple: return tuple((i, w) for i, w in enumerate(ws) if w != 0.0)
 _DP_AT, _DP_BT, _DP_ET, _DP_DT = [_terms(a) for a in _DP_A], _terms(_DP_B), _terms(_DP_E), _terms(_DP_D)  # nonzero weights as (stage, w)
 
-def _combo(y, ks, terms, h):
+def _combo(y, ks, terms, h: float):
     "y + h * sum(w * ks[i]) over `terms` ((i, w) pairs), one fused operation per term; y=None gives h * sum(w * ks[i])."
     (i, w), *rest = terms
     out = ks[i].mul(h*w) if y is None else y.add(ks[i], alpha=h*w)
     for i, w in rest: out.add_(ks[i], alpha=h*w)
     return out
+
+def _combo_groups(y, ks, terms, H):
+    "`_combo` with a step size per group: H a tensor broadcastable against the states, which multiplies the sum once."
+    s = _combo(None, ks, terms, 1.0)
+    return s.mul_(H) if y is None else torch.addcmul(y, H, s)
+
+# %% ../nbs/02_solvers.ipynb #bc37f3d5
+_MIN_FACTOR, _SAFETY, _MAX_FACTOR = 0.2, 0.9, 10.0  # the next step: 0.9 err^(-1/5) times this one, at least 1/5 and at most 10 times
+_TINY = 1e-12  # relative to the end time: a step this short has underflowed, and a gap this short to the end is no gap
+
+def _dp_times(T, t: float, h: float) -> tuple:
+    "The times of stages 2 to 6 of a step of size h from t, t + _DP_C[i]*h (the 7th stage's is the 6th's, t + h)."
+    return T(t + 0.2*h), T(t + 0.3*h), T(t + 0.8*h), T(t + h*8/9), T(t + h)
+
+def _dp_step(rhs, # right-hand side f(t, y)
+             y, k1, # the state and f(t, y) at the start of the step
+             h, # the step size: a number, or a step size per group broadcastable against y
+             times, # the times of stages 2 to 6 (`_dp_times`; one fixed tensor for an autonomous model)
+            ) -> tuple: # ks (the 7 stage derivatives; ks[6] = f(t + h, y1) is the next step's k1), y6 (the 6th stage's state), y1
+    "One Dormand-Prince step: the 5th-order solution y1 and what the error and stiffness estimates and the dense output need."
+    (A2, A3, A4, A5, A6), (t2, t3, t4, t5, t6) = _DP_AT, times
+    c = _combo_groups if isinstance(h, torch.Tensor) else _combo
+    ks = [k1]
+    ks.append(rhs(t2, c(y, ks, A2, h)))
+    ks.append(rhs(t3, c(y, ks, A3, h)))
+    ks.append(rhs(t4, c(y, ks, A4, h)))
+    ks.append(rhs(t5, c(y, ks, A5, h)))
+    y6 = c(y, ks, A6, h)
+    ks.append(rhs(t6, y6))
+    y1 = c(y, ks, _DP_BT, h)
+    ks.append(rhs(t6, y1))
+    return ks, y6, y1
+
+def _error_scale(y, rtol: float, atol: float):
+    "What an error in y is measured against, elementwise: rtol |y| + atol (real parts)."
+    return y.real.abs().mul_(rtol).add_(atol)
+
+def _rms_groups(x, G: int):
+    "RMS over everything but the first (group) axis, (G,); with G = 1 over everything, a 0-d tensor."
+    if G == 1: return torch.linalg.vector_norm(x).div_(math.sqrt(x.numel()))
+    x = x.reshape(G, -1)
+    return torch.linalg.vector_norm(x, dim=1).div_(math.sqrt(x.shape[1]))
+
+def _error_norms(ks, h, scale, G: int):
+    "The step's error estimate (5th- minus 4th-order solution, real part) relative to `scale`, as an RMS per group: (G,), or 0-d for G = 1."
+    err = _combo_groups(None, ks, _DP_ET, h) if isinstance(h, torch.Tensor) else _combo(None, ks, _DP_ET, h)
+    return _rms_groups(err.real/scale if err.is_complex() else err.div_(scale), G)  # complex: the real parts, contiguous
+
+def _step_factor(norm):
+    "How much longer the next step is than this one (retried, or the next): from an error norm, a float, or a tensor of one per group. 10 for no error, 1/5 for a step that blew up (an infinite norm)."
+    if isinstance(norm, torch.Tensor):
+        f = (_SAFETY*norm.clamp_min(1e-300)**-0.2).clamp(_MIN_FACTOR, _MAX_FACTOR)
+        return torch.where(norm == 0, torch.full_like(norm, _MAX_FACTOR), f).nan_to_num(nan=_MIN_FACTOR)
+    return _MAX_FACTOR if norm == 0.0 else min(_MAX_FACTOR, max(_MIN_FACTOR, _SAFETY*norm**-0.2))
+
+def _out_of_budget(tried: int, max_steps: int, deadline: float | None) -> tuple | None:
+    "Why a solve may not try another step, as (kind, words): its step budget or its time is spent; None while it may."
+    if tried >= max_steps: return "steps", f"it used its budget of {max_steps} steps"
+    if deadline is not None and time.perf_counter() > deadline: return "time", "it ran out of time"
+    return None
+
+def _nan_where_dropped(ys, alive: list):
+    "The solution ys (G, ..., time, state) with NaN for the groups that were dropped (alive[g] False)."
+    if all(alive): return ys
+    mask = torch.tensor(alive, device=ys.device).reshape(len(alive), *([1]*(ys.ndim - 1)))
+    return torch.where(mask, ys, torch.full((), float("nan"), dtype=ys.dtype, device=ys.device))
+
+# %% ../nbs/02_solvers.ipynb #465d675c
+_UNDERFLOW = ("the step size underflowed: the solution changes faster than any step can follow (it blows up, meets a singularity "
+              "of the model, or leaves the model's domain)")
+
+class _Groups:
+    "The groups of a solve with shared steps that are still alive; dropping some, and stopping the solve when none is left."
+    def __init__(self, groups: int | None, stats: SolveStats):
+        self.groups, self.stats, self.alive = groups, stats, [True]*(groups or 1)
+
+    def drop(self, bad, t: float, why: str, kind: str, stiff: bool = False):
+        "Drop the groups `bad`; without groups (or when none is left) stop with a SolverError."
+        msg = f"dopri5 stopped at t={t:.6g}: {why}"
+        self.stats.failure = msg
+        if self.groups is None: raise SolverError(msg + ".", kind, t, stiff)
+        for g in bad: self.alive[g] = False
+        if not any(self.alive): raise SolverError(msg + " in every group.", kind, t, stiff)
+
+    def stop(self, t: float, why: str, kind: str, stiff: bool = False):
+        "Stop the whole solve with a SolverError."
+        self.drop(range(len(self.alive)), t, why, kind, stiff)
+
+    def judge(self, norms: list, out: list | None, t: float, underflow: bool) -> float:
+        "Drop the groups whose accurate step left the bound, and the inaccurate ones when the step size underflowed; the largest error norm of the groups left (0 when the inaccurate ones were dropped)."
+        alive = self.alive
+        if out is not None:  # an accurate step that leaves the bound: the solution really grows beyond it
+            left = [g for g, n in enumerate(norms) if alive[g] and out[g] and n <= 1.0]
+            if left: self.drop(left, t, "the solution left its bound", "bound")
+        worst = max((n for g, n in enumerate(norms) if alive[g]), default=0.0)
+        if worst > 1.0 and underflow:
+            self.drop([g for g, n in enumerate(norms) if alive[g] and n > 1.0], t, _UNDERFLOW, "underflow")
+            return 0.0
+        return worst
 
 def _group_norms(x, scale, groups):
     "RMS of x/scale per group (a list of floats): the error measure of the step controller."
@@ -203,14 +305,34 @@ def _group_norms(x, scale, groups):
     v = v.reshape(groups, -1)
     return (torch.linalg.vector_norm(v, dim=1)/math.sqrt(v.shape[1])).tolist()
 
-# %% ../nbs/02_solvers.ipynb #465d675c
+def _first_step(rhs, T, t: float, y, k1, scale, groups: int | None, span: float) -> float:
+    "Hairer, Norsett & Wanner's starting step (II.4), one for all groups; it costs one evaluation of f."
+    d0, d1 = max(_group_norms(y.real, scale, groups)), max(_group_norms(k1.real, scale, groups))
+    h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 or not math.isfinite(d1) else 0.01*d0/d1
+    h0 = min(h0, span)
+    k_h = rhs(T(t + h0), y.add(k1, alpha=h0))
+    d2 = max(_group_norms((k_h - k1).real, scale, groups))/h0
+    h1 = max(1e-6, h0*1e-3) if max(d1, d2) <= 1e-15 or not math.isfinite(d2) else (0.01/max(d1, d2))**0.2
+    return min(100*h0, h1)
+
+def _norms_on_host(norms, y1a, G: int, bound: float | None, rtol: float, atol: float) -> tuple:
+    "The step's error norms as a list (inf for a step that blew up) and, with a bound, whether each group's largest state left it: one host sync."
+    if bound is not None:  # the groups' largest states against the bound, in the same host sync as the norms
+        big = (y1a.reshape(G, -1).amax(1) if G > 1 else y1a.amax()) > rtol*bound + atol
+        norms = torch.stack([norms, big.to(norms.dtype)])
+    vals = norms.tolist()
+    if bound is None: norms, out = (vals if G > 1 else [vals]), None
+    else: norms, out = (vals[0], vals[1]) if G > 1 else ([vals[0]], [vals[1]])
+    return [n if math.isfinite(n) else math.inf for n in norms], out  # a step that blew up is rejected like an inaccurate one
+
 def dopri5(f, # right-hand side f(t, y) -> dy/dt
            y0: torch.Tensor, # initial states, (..., state); (groups, ..., state) with `groups`
            ts: torch.Tensor, # output times, (time,), strictly increasing
-           rtol: float = 1e-6, # relative tolerance
-           atol: float = 1e-8, # absolute tolerance
+           rtol: float = RTOL, # relative tolerance
+           atol: float = ATOL, # absolute tolerance
+           *,
            groups: int | None = None, # control the error of the first axis's groups separately
-           max_steps: int = 20_000, # give up after this many steps (accepted and rejected)
+           max_steps: int = MAX_STEPS, # give up after this many steps (accepted and rejected)
            stats: SolveStats | None = None, # counters to add this solve's work to
            bound: float | None = None, # a group (without `groups`: the solve) whose states grow beyond this is dropped (fails)
            own_steps: bool = True, # with `groups` and an autonomous model: a step size per group
@@ -221,192 +343,130 @@ def dopri5(f, # right-hand side f(t, y) -> dy/dt
     stats = stats if stats is not None else SolveStats()
     if own_steps and groups and groups > 1 and getattr(f, "autonomous", False):
         return _dopri5_grouped(f, y0, ts, rtol, atol, groups, max_steps, stats, bound, deadline)
-    tl, rdt, dev = ts.tolist(), y0.real.dtype, y0.device
-    G = groups or 1
-    T, rhs = _stage_times(f, rdt, dev), _fast_rhs(f)
-    t, y = tl[0], y0
-    k1 = rhs(T(t), y); nfe = 1
-    alive = [True]*G
-    def kill(bad, why, kind, stiff=False):
-        "Drop the groups `bad`; without groups (or when none is left) stop with a SolverError."
-        msg = f"dopri5 stopped at t={t:.6g}: {why}"
-        stats.failure = msg
-        if groups is None: raise SolverError(msg + ".", kind, t, stiff)
-        for g in bad: alive[g] = False
-        if not any(alive): raise SolverError(msg + " in every group.", kind, t, stiff)
-    ya = y.real.abs().mul_(rtol).add_(atol)  # error scale of the current state
-    if first_step is None:  # Hairer, Norsett & Wanner, II.4
-        d0, d1 = max(_group_norms(y.real, ya, groups)), max(_group_norms(k1.real, ya, groups))
-        h0 = 1e-6 if d0 < 1e-5 or d1 < 1e-5 or not math.isfinite(d1) else 0.01*d0/d1
-        h0 = min(h0, tl[-1] - tl[0])
-        k_h = rhs(T(t + h0), y.add(k1, alpha=h0)); nfe += 1
-        d2 = max(_group_norms((k_h - k1).real, ya, groups))/h0
-        h1 = max(1e-6, h0*1e-3) if max(d1, d2) <= 1e-15 or not math.isfinite(d2) else (0.01/max(d1, d2))**0.2
-        h = min(100*h0, h1)
-    else: h = min(first_step, tl[-1] - tl[0])
-    hmin = 1e-12*max(1.0, abs(tl[-1]))
+    tl, rhs, T = ts.tolist(), _fast_rhs(f), _stage_times(f, y0.real.dtype, y0.device)
+    G, t, t_end, y, live = groups or 1, tl[0], tl[-1], y0, _Groups(groups, stats)
+    k1, ya = rhs(T(t), y), _error_scale(y, rtol, atol)  # ya: the error scale of the current state
+    if first_step is None: h, nfe = _first_step(rhs, T, t, y, k1, ya, groups, t_end - t), 2
+    else: h, nfe = min(first_step, t_end - t), 1
+    hmin = _TINY*max(1.0, abs(t_end))
     covering, owner, j, steps, rejected, first = [], [], 1, 0, 0, None  # steps that pass output times, and which covers which
     hh, ks, y6, y1 = h, None, None, None  # the last step tried (for the stiffness estimate when the budget runs out)
-    A2, A3, A4, A5, A6 = _DP_AT
-    t_end, ts_rdt = tl[-1], ts.to(rdt)
     while j < len(tl):
-        if steps + rejected >= max_steps or (deadline is not None and time.perf_counter() > deadline):
-            budget = steps + rejected >= max_steps
-            st = _stiffness(hh, ks[5], ks[6], y6, y1) if steps + rejected else float("nan")
-            why = (f"it used its budget of {max_steps} steps" if budget else "it ran out of time") + f" before t={tl[j]:.6g}"
-            kill(range(G), why + _stiff_words(t_end - tl[0], h, st), "steps" if budget else "time", st > 2.0)
-        hit = t + h >= t_end - 1e-12*abs(t_end)  # only the last output time is stepped onto; the others are interpolated
+        if stop := _out_of_budget(steps + rejected, max_steps, deadline):
+            st = _stiffness(hh, ks, y6, y1) if steps + rejected else float("nan")
+            live.stop(t, f"{stop[1]} before t={tl[j]:.6g}" + _stiff_words(t_end - tl[0], h, st), stop[0], st > 2.0)
+        hit = t + h >= t_end - _TINY*abs(t_end)  # only the last output time is stepped onto; the others are interpolated
         hh = t_end - t if hit else h
-        ks = [k1]
-        ks.append(rhs(T(t + 0.2*hh), _combo(y, ks, A2, hh)))
-        ks.append(rhs(T(t + 0.3*hh), _combo(y, ks, A3, hh)))
-        ks.append(rhs(T(t + 0.8*hh), _combo(y, ks, A4, hh)))
-        ks.append(rhs(T(t + hh*8/9), _combo(y, ks, A5, hh)))
-        t1 = T(t + hh)
-        y6 = _combo(y, ks, A6, hh)
-        ks.append(rhs(t1, y6))
-        y1 = _combo(y, ks, _DP_BT, hh)
-        k7 = rhs(t1, y1); nfe += 6
-        ks.append(k7)
-        y1a = y1.real.abs().mul_(rtol).add_(atol)
-        v = _combo(None, ks, _DP_ET, hh).real.div_(torch.maximum(ya, y1a))  # error relative to its scale
-        if G > 1: v = v.reshape(G, -1)
-        nrm = torch.linalg.vector_norm(v, dim=-1 if G > 1 else None).div_(math.sqrt(v.numel()/G))
-        if bound is not None:  # out of bound: the groups' largest states against the bound, in the same host sync as the norms
-            big = (y1a.reshape(G, -1).amax(1) if G > 1 else y1a.amax()) > rtol*bound + atol
-            nrm = torch.stack([nrm, big.to(nrm.dtype)])
-        vals = nrm.tolist()
-        if bound is None: norms, out = (vals if G > 1 else [vals]), None
-        else: norms, out = (vals[0], vals[1]) if G > 1 else ([vals[0]], [vals[1]])
-        norms = [n if math.isfinite(n) else math.inf for n in norms]  # a step that blew up is rejected like an inaccurate one
-        if out is not None:  # an accurate step that leaves the bound: the solution really grows beyond it
-            left = [g for g in range(G) if alive[g] and out[g] and norms[g] <= 1.0]
-            if left: kill(left, "the solution left its bound", "bound")
-        worst = max((n for g, n in enumerate(norms) if alive[g]), default=0.0)
-        if worst > 1.0 and hh < hmin:
-            bad = [g for g, n in enumerate(norms) if alive[g] and n > 1.0]
-            kill(bad, "the step size underflowed: the solution changes faster than any step can follow (it blows up, "
-                      "meets a singularity of the model, or leaves the model's domain)", "underflow")
-            worst = 0.0
-        factor = 10.0 if worst == 0.0 else min(10.0, max(0.2, 0.9*worst**-0.2))
-        if worst <= 1.0:
-            t_new = t_end if hit else t + hh
-            j1 = j
-            while j1 < len(tl) and tl[j1] <= t_new: j1 += 1
-            if j1 > j:  # output times passed in this step: interpolated together at the end
-                covering.append((t, hh, y, y1, ks)); owner += [len(covering) - 1]*(j1 - j)
-                j = j1
-            if first is None: first = hh
-            t, y, ya, k1, steps = t_new, y1, y1a, k7, steps + 1
-            h = hh*factor
-            if steps % 64 == 0 and j < len(tl) and steps + rejected + (t_end - t)/hh > max_steps:
-                st = _stiffness(hh, ks[5], ks[6], y6, y1)  # held at the stability limit, the steps will not grow: give up now
-                if st > 2.0:
-                    kill(range(G), f"it would need about {(t_end - t)/hh:.2g} more steps, beyond its budget of {max_steps}"
-                         + _stiff_words(t_end - tl[0], hh, st), "steps", True)
-        else:
+        ks, y6, y1 = _dp_step(rhs, y, k1, hh, _dp_times(T, t, hh))
+        y1a, nfe = _error_scale(y1, rtol, atol), nfe + 6
+        norms, out = _norms_on_host(_error_norms(ks, hh, torch.maximum(ya, y1a), G), y1a, G, bound, rtol, atol)
+        worst = live.judge(norms, out, t, hh < hmin)
+        h = hh*_step_factor(worst)
+        if worst > 1.0:
             rejected += 1
-            h = hh*factor
-    stats.solves += 1; stats.nfe += nfe; stats.steps += steps; stats.rejected += rejected; stats.alive = alive
-    stats.first_step = first
-    ys = _dense_outputs(y0, covering, owner, ts_rdt)
-    if not all(alive):
-        mask = torch.tensor(alive, device=dev).reshape(G, *([1]*(ys.ndim - 1)))
-        ys = torch.where(mask, ys, torch.full((), float("nan"), dtype=ys.dtype, device=dev))
-    return ys
+            continue
+        t_new = t_end if hit else t + hh
+        j1 = bisect_right(tl, t_new, j)
+        if j1 > j:  # output times passed in this step: interpolated together at the end
+            covering.append((t, hh, y, y1, ks)); owner += [len(covering) - 1]*(j1 - j)
+            j = j1
+        if first is None: first = hh
+        t, y, ya, k1, steps = t_new, y1, y1a, ks[6], steps + 1
+        if steps % 64 == 0 and j < len(tl) and steps + rejected + (t_end - t)/hh > max_steps:
+            st = _stiffness(hh, ks, y6, y1)  # held at the stability limit, the steps will not grow: give up now
+            if st > 2.0: live.stop(t, f"it would need about {(t_end - t)/hh:.2g} more steps, beyond its budget of {max_steps}"
+                                   + _stiff_words(t_end - tl[0], hh, st), "steps", True)
+    stats.solves += 1; stats.nfe += nfe; stats.steps += steps; stats.rejected += rejected
+    stats.alive, stats.first_step = live.alive, first
+    return _nan_where_dropped(_dense_outputs(y0, covering, owner, ts.to(y0.real.dtype)), live.alive)
 
 # %% ../nbs/02_solvers.ipynb #9b822592
-def _rms_groups(x, G: int):
-    "RMS over everything but the first (group) axis, (G,)."
-    x = x.reshape(G, -1)
-    return torch.linalg.vector_norm(x, dim=1)/math.sqrt(x.shape[1])
+def _first_steps(rhs, T0, y, k1, scale, view: tuple, span: float):
+    "Hairer, Norsett & Wanner's starting step (II.4) for each of the G = view[0] groups, (G,); it costs one evaluation of f."
+    G = view[0]
+    d0, d1 = _rms_groups(y.real/scale, G), _rms_groups(k1.real/scale, G)
+    small = (d0 < 1e-5) | (d1 < 1e-5) | ~torch.isfinite(d1)
+    h0 = torch.where(small, torch.full_like(d0, 1e-6), 0.01*d0/d1.clamp_min(1e-300)).clamp_max(span)
+    d2 = _rms_groups((rhs(T0, y + h0.view(view)*k1) - k1).real/scale, G)/h0
+    dm = torch.maximum(d1, d2).nan_to_num(nan=0.0)
+    return torch.minimum(100*h0, torch.where(dm <= 1e-15, (h0*1e-3).clamp_min(1e-6), (0.01/dm.clamp_min(1e-300))**0.2))
+
+def _dropped(active, norms, underflow, y1, bound: float | None, G: int):
+    "The groups to drop after a step, (G,) bool: of those still stepping, the inaccurate ones whose step size underflowed, and the accurate ones whose states left the bound."
+    dead = active & (norms > 1) & underflow
+    if bound is not None: dead = dead | (active & (norms <= 1) & (y1.real.abs().reshape(G, -1).amax(1) > bound))
+    return dead
+
+def _drop_slow(alive, active, tried, G: int) -> tuple:
+    "Once 3/4 of the groups are done, drop the groups still stepping that tried more than 1.5 times their steps (+ 10): (alive, active)."
+    done = alive & ~active
+    if done.sum() >= 0.75*G:
+        slow = active & (tried > 1.5*tried[done].max() + 10)
+        alive, active = alive & ~slow, active & ~slow
+    return alive, active
+
+def _grouped_outputs(y0, ts, log: list) -> torch.Tensor:
+    "y0 and the states at ts[1:] of each group, (G, ..., time, state), from the log of steps (start, size, end, dense coefficients), each for all G groups: each output time from the accepted step of its group that covers it."
+    G, NT = y0.shape[0], len(ts)
+    starts, sizes, ends, coefs = zip(*log)
+    ends = torch.stack(ends, 1)  # (G, S), non-decreasing: a rejected step repeats the group's last end
+    s_idx = torch.searchsorted(ends.contiguous(), ts[1:].expand(G, NT - 1).contiguous()).clamp_max(len(log) - 1)  # (G, T-1)
+    g_idx = torch.arange(G, device=y0.device)[:, None].expand_as(s_idx)
+    t0s, hs = torch.stack(starts, 1)[g_idx, s_idx], torch.stack(sizes, 1)[g_idx, s_idx]  # (G, T-1)
+    coef = [torch.stack(c, 0)[s_idx, g_idx] for c in zip(*coefs)]  # each (G, T-1, ..., state)
+    th = ((ts[1:] - t0s)/hs).reshape(G, NT - 1, *([1]*(y0.ndim - 1)))
+    return torch.cat([y0.unsqueeze(1), _dense_eval(coef, th)], 1).movedim(1, -2)
+
+def _survivors(alive, stopped: str, stats: SolveStats) -> list:
+    "Which groups a solve with a step size per group kept, as a list; stats.failure says why the others were dropped (`stopped`: the budget did), and a solve that kept none fails."
+    alive = alive.tolist()
+    if not all(alive): stats.failure = stopped or "dopri5 dropped a group: its step size underflowed or its solution left the bound"
+    if not any(alive):
+        raise SolverError("dopri5 stopped: the step size underflowed, the solution left its bound or the step budget ran out "
+                          "in every group.", "underflow")
+    return alive
 
 def _dopri5_grouped(f, y0, ts, rtol: float, atol: float, G: int, max_steps: int, stats: SolveStats, bound: float | None = None,
                     deadline: float | None = None):
     "dopri5 with a separate step size and time for each of the G groups (autonomous right-hand sides only)."
     rhs, dev, rdt = _fast_rhs(f), y0.device, y0.real.dtype
     T0 = torch.zeros((), dtype=rdt, device=dev)  # the model ignores t
-    tl, tsr = ts.tolist(), ts.to(rdt)
-    NT, t_end = len(tl), tl[-1]
-    view = (G,) + (1,)*(y0.ndim - 1)
+    tl, view, times = ts.tolist(), (G,) + (1,)*(y0.ndim - 1), (T0,)*5
+    t_end, hmin = tl[-1], _TINY*max(1.0, abs(tl[-1]))
     t = torch.full((G,), tl[0], dtype=rdt, device=dev)
-    y, k1 = y0, rhs(T0, y0)
-    sc = y.real.abs().mul(rtol).add_(atol)
-    d0, d1 = _rms_groups(y.real/sc, G), _rms_groups(k1.real/sc, G)
-    small = (d0 < 1e-5) | (d1 < 1e-5) | ~torch.isfinite(d1)
-    h0 = torch.where(small, torch.full_like(d0, 1e-6), 0.01*d0/d1.clamp_min(1e-300)).clamp_max(t_end - tl[0])
-    d2 = _rms_groups((rhs(T0, y + h0.view(view)*k1) - k1).real/sc, G)/h0
-    dm = torch.maximum(d1, d2).nan_to_num(nan=0.0)
-    h = torch.minimum(100*h0, torch.where(dm <= 1e-15, (h0*1e-3).clamp_min(1e-6), (0.01/dm.clamp_min(1e-300))**0.2))
-    starts_, sizes_, ends_, coefs_ = [], [], [], []  # per step: start times, sizes, end times (rejected: previous end), coefficients
-    last_end = t.clone()
-    finished = torch.zeros(G, dtype=torch.bool, device=dev)  # reached the last output time
+    y, k1, ya = y0, rhs(T0, y0), _error_scale(y0, rtol, atol)
+    h = _first_steps(rhs, T0, y, k1, ya, view, t_end - tl[0])
+    log, last_end, nfe, steps, stopped = [], t.clone(), 2, 0, ""  # log: every step, for the dense output; stopped: why, if the budget did
     alive = torch.ones(G, dtype=torch.bool, device=dev)
-    active = alive.clone()
-    gidx = torch.arange(G, device=dev)
-    hmin, nfe, steps = 1e-12*max(1.0, abs(t_end)), 2, 0
-    nst = torch.zeros(G, dtype=torch.long, device=dev)  # steps tried per group
-    stopped = ""  # why groups were stopped by the budget, if they were
-    A2, A3, A4, A5, A6 = _DP_AT
-    S = lambda ks, ws: _combo(None, ks, ws, 1.0)
+    active, finished = alive.clone(), torch.zeros(G, dtype=torch.bool, device=dev)  # still stepping; reached the last output time
+    tried = torch.zeros(G, dtype=torch.long, device=dev)  # steps tried per group
     while True:
-        if steps >= max_steps or (deadline is not None and time.perf_counter() > deadline):
+        if stop := _out_of_budget(steps, max_steps, deadline):
             alive = alive & ~active  # the groups still running are dropped, the finished ones kept
-            why = f"it used its budget of {max_steps} steps" if steps >= max_steps else "it ran out of time"
-            stopped = f"dopri5 stopped {int(active.sum())} of {G} groups: {why}"
+            stopped = f"dopri5 stopped {int(active.sum())} of {G} groups: {stop[1]}"
             break
-        hit = t + h >= t_end - 1e-12*abs(t_end)
+        hit = t + h >= t_end - _TINY*abs(t_end)
         hh = torch.where(hit, t_end - t, h)
         H = hh.view(view)
-        k2 = rhs(T0, torch.addcmul(y, H, S((k1,), A2)))
-        k3 = rhs(T0, torch.addcmul(y, H, S((k1, k2), A3)))
-        k4 = rhs(T0, torch.addcmul(y, H, S((k1, k2, k3), A4)))
-        k5 = rhs(T0, torch.addcmul(y, H, S((k1, k2, k3, k4), A5)))
-        k6 = rhs(T0, torch.addcmul(y, H, S((k1, k2, k3, k4, k5), A6)))
-        y1 = torch.addcmul(y, H, S((k1, k2, k3, k4, k5, k6), _DP_BT))
-        k7 = rhs(T0, y1); nfe += 6; steps += 1
-        ks = (k1, k2, k3, k4, k5, k6, k7)
-        err = H*S(ks, _DP_ET)
-        norm = _rms_groups(err.real/torch.maximum(y.real.abs(), y1.real.abs()).mul_(rtol).add_(atol), G)
-        norm = norm.nan_to_num(nan=math.inf)  # a step that blew up is rejected like an inaccurate one, and retried smaller
-        dead = active & (norm > 1) & (hh < hmin)  # the step size underflowed
-        if bound is not None:  # an accurate step beyond the bound: the solution really grows beyond it
-            dead = dead | (active & (norm <= 1) & (y1.real.abs().reshape(G, -1).amax(1) > bound))
-        alive = alive & ~dead
+        ks, _, y1 = _dp_step(rhs, y, k1, H, times)
+        y1a, nfe, steps = _error_scale(y1, rtol, atol), nfe + 6, steps + 1
+        norms = _error_norms(ks, H, torch.maximum(ya, y1a), G).nan_to_num(nan=math.inf)  # a step that blew up is rejected
+        alive = alive & ~_dropped(active, norms, hh < hmin, y1, bound, G)
         active = active & alive
-        acc = active & (norm <= 1)
+        acc = active & (norms <= 1)
         t_new = torch.where(acc, torch.where(hit, torch.full_like(t, t_end), t + hh), t)
-        starts_.append(t); sizes_.append(hh); coefs_.append(_dense_coefficients(y, y1, ks, H))
-        last_end = torch.where(acc, t_new, last_end); ends_.append(last_end)
+        last_end = torch.where(acc, t_new, last_end)
+        log.append((t, hh, last_end, _dense_coefficients(y, y1, ks, H)))
         finished = finished | (acc & (t_new >= t_end))
         av = acc.view(view)
-        y, k1, t = torch.where(av, y1, y), torch.where(av, k7, k1), t_new
-        factor = torch.where(norm == 0, torch.full_like(norm, 10.0), (0.9*norm.clamp_min(1e-300)**-0.2).clamp(0.2, 10.0))
-        h = hh*factor.nan_to_num(nan=0.2)
-        nst = nst + active
-        active = active & ~finished
-        if steps % 5 == 0:  # once 3/4 of the groups are done, a group needing 1.5 times their steps is dropped
-            done = alive & ~active
-            if done.sum() >= 0.75*G:
-                slow = active & (nst > 1.5*nst[done].max() + 10)
-                alive, active = alive & ~slow, active & ~slow
+        y, ya, k1, t = torch.where(av, y1, y), torch.where(av, y1a, ya), torch.where(av, ks[6], k1), t_new
+        h = hh*_step_factor(norms)
+        tried, active = tried + active, active & ~finished
+        if steps % 5 == 0: alive, active = _drop_slow(alive, active, tried, G)
         if not active.any(): break
-    alive_l = alive.tolist()
-    if not all(alive_l): stats.failure = stopped or "dopri5 dropped a group: its step size underflowed or its solution left the bound"
-    if not any(alive_l):
-        raise SolverError("dopri5 stopped: the step size underflowed, the solution left its bound or the step budget ran out "
-                          "in every group.", "underflow")
-    stats.solves += 1; stats.nfe += nfe; stats.steps += steps; stats.alive = alive_l
-    # every output time, in one go: the accepted step that covers it, and the continuous extension there
-    ends = torch.stack(ends_, 1)  # (G, S), non-decreasing
-    s_idx = torch.searchsorted(ends.contiguous(), tsr[1:].expand(G, NT - 1).contiguous()).clamp_max(len(ends_) - 1)  # (G, T-1)
-    g_idx = gidx[:, None].expand_as(s_idx)
-    t0s, hs = torch.stack(starts_, 1)[g_idx, s_idx], torch.stack(sizes_, 1)[g_idx, s_idx]  # (G, T-1)
-    coef = [torch.stack(c, 0)[s_idx, g_idx] for c in zip(*coefs_)]  # each (G, T-1, ..., state)
-    th = ((tsr[1:] - t0s)/hs).reshape(G, NT - 1, *([1]*(y0.ndim - 1)))
-    out = torch.cat([y0.unsqueeze(1), _dense_eval(coef, th)], 1).movedim(1, -2)  # (G, ..., time, state)
-    if not all(alive_l): out = torch.where(alive.view(view + (1,)), out, torch.full((), float("nan"), dtype=out.dtype, device=dev))
-    return out
+    alive = _survivors(alive, stopped, stats)
+    stats.solves += 1; stats.nfe += nfe; stats.steps += steps; stats.alive = alive
+    return _nan_where_dropped(_grouped_outputs(y0, ts.to(rdt), log), alive)
 
 # %% ../nbs/02_solvers.ipynb #9df6abf3
 NATIVE_METHODS = ("rk4", "dopri5")
@@ -499,12 +559,12 @@ def integrate(f, # right-hand side f(t, y)
               ts: torch.Tensor, # output times, (time,)
               method: str = "dopri5", # 'rk4' or 'dopri5' natively; any other torchdiffeq method through torchdiffeq
               step_size: float | None = None, # grid step of a fixed-step method
-              rtol: float = 1e-6, # relative tolerance of an adaptive method
-              atol: float = 1e-8, # absolute tolerance of an adaptive method
+              rtol: float = RTOL, # relative tolerance of an adaptive method
+              atol: float = ATOL, # absolute tolerance of an adaptive method
               groups: int | None = None, # independent error control per group of the first axis (dopri5)
               stats: SolveStats | None = None, # counters to add to
               bound: float | None = None, # with `groups`: drop a group whose states grow beyond this (dopri5)
-              max_steps: int = 20_000, # step budget of a solve: a SolverError (or dropped groups) beyond it
+              max_steps: int = MAX_STEPS, # step budget of a solve: a SolverError (or dropped groups) beyond it
               own_steps: bool = True, # dopri5 with `groups`: a step size per group (autonomous models)
               first_step: float | None = None, # dopri5: the first trial step (None: estimated)
               deadline: float | None = None, # time.perf_counter() value after which an adaptive solve stops with a SolverError
@@ -521,7 +581,7 @@ def integrate(f, # right-hand side f(t, y)
         if stats is not None: stats.solves += 1; stats.nfe += 4*n; stats.steps += n; stats.alive = None
         return rk4(f, y0, ts, step_size)
     if method == "dopri5":
-        return dopri5(f, y0, ts, rtol, atol, groups=groups, max_steps=max_steps, stats=stats, bound=bound, own_steps=own_steps,
+        return dopri5(f, y0, ts, rtol=rtol, atol=atol, groups=groups, max_steps=max_steps, stats=stats, bound=bound, own_steps=own_steps,
                       first_step=first_step, deadline=deadline)
     if stats is not None: stats.solves += 1
     return torchdiffeq_solve(f, y0, ts, method, step_size, rtol, atol, max_steps, deadline)
@@ -642,6 +702,41 @@ def rhs_traits(model: nn.Module, spec: ParamSpec, theta: torch.Tensor, dim: int)
     return bc, jacobian_mode(model, spec, theta, dim, bc)
 
 # %% ../nbs/02_solvers.ipynb #2d8520f3
+def _failure_as_nan(run, stats: SolveStats | None, shape: tuple):
+    "A population runner (see `population_rhs`) for which a population whose every member blew up comes back as NaN, (copies, *shape), like a single dead member; stats.failure and stats.error say why."
+    def guarded(th, fn):
+        try: return run(th, fn)
+        except SolverError as e:
+            if stats is not None: stats.failure, stats.error = str(e).rstrip("."), e
+            return torch.full((th.shape[0], *shape), float("nan"), dtype=th.dtype, device=th.device)
+    return guarded
+
+def _complex_step(solve, theta: torch.Tensor, y0k: torch.Tensor, first_step: float | None) -> tuple:
+    "Predictions (K, batch, time, state) and Jacobians (K, P, batch, time, state) by the complex step, one solve of K*P copies."
+    K, P = theta.shape
+    eps = complex_eps(theta.dtype)
+    cdt = torch.complex128 if theta.dtype == torch.float64 else torch.complex64
+    eye = torch.eye(P, dtype=theta.dtype, device=theta.device)
+    th = (theta[:, None, :] + 1j*eps*eye[None]).reshape(K*P, P)  # copy (k, p) moves theta[k] along e_p
+    yc = y0k[:, None].expand(K, P, *y0k.shape[1:]).reshape(K*P, *y0k.shape[1:]).to(cdt)
+    # one parameter vector: the P copies share their real part, so one error norm controls them all
+    ys = solve(th, yc, groups=K*P if K > 1 else None, own_steps=K > 1, first_step=first_step)
+    ys = ys.reshape(K, P, *ys.shape[1:])
+    return ys[:, 0].real, ys.imag/eps
+
+def _central_differences(solve, theta: torch.Tensor, y0k: torch.Tensor) -> tuple:
+    "Predictions (K, batch, time, state) and Jacobians (K, P, batch, time, state) by central differences, one solve with shared steps."
+    K, P = theta.shape
+    h = 1e-6 if theta.dtype == torch.float64 else 1e-3
+    steps = h*theta.abs().clamp_min(1.0)  # (K, P)
+    eye = torch.eye(P, dtype=theta.dtype, device=theta.device)
+    th = torch.cat([theta[:, None, :], theta[:, None, :] + steps[:, :, None]*eye, theta[:, None, :] - steps[:, :, None]*eye], 1)
+    n = 2*P + 1
+    yk = y0k[:, None].expand(K, n, *y0k.shape[1:]).reshape(K*n, *y0k.shape[1:])
+    ys = solve(th.reshape(K*n, P), yk, groups=K*n, own_steps=False)
+    ys = ys.reshape(K, n, *ys.shape[1:])
+    return ys[:, 0], (ys[:, 1:P + 1] - ys[:, P + 1:])/(2*steps.reshape(K, P, *([1]*(ys.ndim - 2))))
+
 def solve_with_jacobian(model: nn.Module, # the model (its parameters are not changed)
                         spec: ParamSpec, # its trainable parameters
                         theta: torch.Tensor, # K parameter vectors, (K, P)
@@ -649,58 +744,31 @@ def solve_with_jacobian(model: nn.Module, # the model (its parameters are not ch
                         ts: torch.Tensor, # output times, (time,)
                         method: str = "dopri5", # 'dopri5' or 'rk4' (other methods work too, more slowly)
                         step_size: float | None = None, # grid step for rk4
-                        rtol: float = 1e-6, # tolerances for dopri5
-                        atol: float = 1e-8,
+                        rtol: float = RTOL, # tolerances for dopri5
+                        atol: float = ATOL,
                         mode: str = "complex", # 'complex' or 'central'
                         broadcasts: bool = True, # whether the model broadcasts population parameters
                         need_jac: bool = True, # False: predictions only
                         stats: SolveStats | None = None, # counters to add to
                         bound: float | None = None, # drop parameter vectors whose states grow beyond this (dopri5)
-                        max_steps: int = 20_000, # drop parameter vectors that need more steps than this (dopri5)
+                        max_steps: int = MAX_STEPS, # drop parameter vectors that need more steps than this (dopri5)
                         first_step: float | None = None, # dopri5's first trial step for a single parameter vector (None: estimated)
                         deadline: float | None = None, # time.perf_counter() value after which the solve stops (and fails)
                        ) -> tuple: # predictions (K, batch, time, state), Jacobians (K, P, batch, time, state) or None, alive (K,) bool
     "Predictions of K parameter vectors, and their Jacobians, in one batched solve."
     K, P = theta.shape
-    run_pop = population_rhs(model, spec, broadcasts)
-    def run(th, fn):  # a population in which every member blew up comes back as NaN, like a single dead member
-        try: return run_pop(th, fn)
-        except SolverError as e:
-            if stats is not None: stats.failure, stats.error = str(e).rstrip("."), e
-            return torch.full((th.shape[0], *y0.shape[-2:-1], len(ts), y0.shape[-1]), float("nan"),
-                              dtype=th.dtype, device=theta.device)
+    run = _failure_as_nan(population_rhs(model, spec, broadcasts), stats, (*y0.shape[-2:-1], len(ts), y0.shape[-1]))
     y0 = y0.to(theta.dtype)
     y0k = y0.expand(K, *y0.shape) if y0.ndim == 2 else y0  # (K, batch, state)
+    def solve(th, y, **kw):  # the copies th from their states y, in one batched solve: (copies, batch, time, state)
+        with torch.inference_mode():
+            ys = run(th, lambda f: integrate(f, y, ts, method, step_size, rtol, atol, stats=stats, bound=bound, max_steps=max_steps,
+                                             deadline=deadline, **kw))
+        return ys.clone()  # an ordinary tensor again, outside inference mode
     if not need_jac:
-        with torch.inference_mode():
-            ys = run(theta, lambda f: integrate(f, y0k, ts, method, step_size, rtol, atol, groups=K if K > 1 else None, stats=stats,
-                                                bound=bound, max_steps=max_steps, own_steps=K > 1, first_step=first_step, deadline=deadline))
-        ys = ys.clone()
-        alive = torch.isfinite(ys).reshape(K, -1).all(1)
-        return ys, None, alive
-    if mode == "complex":
-        eps = complex_eps(theta.dtype)
-        cdt = torch.complex128 if theta.dtype == torch.float64 else torch.complex64
-        eye = torch.eye(P, dtype=theta.dtype, device=theta.device)
-        th = (theta[:, None, :] + 1j*eps*eye[None]).reshape(K*P, P)  # copy (k, p) moves theta[k] along e_p
-        yc = y0k[:, None].expand(K, P, *y0k.shape[1:]).reshape(K*P, *y0k.shape[1:]).to(cdt)
-        with torch.inference_mode():
-            # one parameter vector: the P copies share their real part, so one error norm controls them all
-            ys = run(th, lambda f: integrate(f, yc, ts, method, step_size, rtol, atol, groups=K*P if K > 1 else None, stats=stats,
-                                             bound=bound, max_steps=max_steps, own_steps=K > 1, first_step=first_step, deadline=deadline))
-        ys = ys.clone().reshape(K, P, *ys.shape[1:])  # clone: an ordinary tensor again, outside inference mode
-        pred, jac = ys[:, 0].real, ys.imag/eps
-    else:
-        h = 1e-6 if theta.dtype == torch.float64 else 1e-3
-        steps = h*theta.abs().clamp_min(1.0)  # (K, P)
-        eye = torch.eye(P, dtype=theta.dtype, device=theta.device)
-        th = torch.cat([theta[:, None, :], theta[:, None, :] + steps[:, :, None]*eye, theta[:, None, :] - steps[:, :, None]*eye], 1)
-        n = 2*P + 1
-        yk = y0k[:, None].expand(K, n, *y0k.shape[1:]).reshape(K*n, *y0k.shape[1:])
-        with torch.inference_mode():
-            ys = run(th.reshape(K*n, P), lambda f: integrate(f, yk, ts, method, step_size, rtol, atol, groups=K*n, stats=stats, bound=bound, max_steps=max_steps, own_steps=False, deadline=deadline))
-        ys = ys.clone().reshape(K, n, *ys.shape[1:])
-        pred = ys[:, 0]
-        jac = (ys[:, 1:P + 1] - ys[:, P + 1:])/(2*steps.reshape(K, P, *([1]*(ys.ndim - 2))))
+        ys = solve(theta, y0k, groups=K if K > 1 else None, own_steps=K > 1, first_step=first_step)
+        return ys, None, torch.isfinite(ys).reshape(K, -1).all(1)
+    if mode == "complex": pred, jac = _complex_step(solve, theta, y0k, first_step)
+    else: pred, jac = _central_differences(solve, theta, y0k)
     alive = torch.isfinite(pred).reshape(K, -1).all(1) & torch.isfinite(jac).reshape(K, -1).all(1)
     return pred, jac, alive

@@ -227,7 +227,7 @@ def test_dataframe_long_round_trip():
 def test_dataframe_wide_round_trip():
     pytest.importorskip("pandas")
     o = ragged_obs()
-    df = o.to_dataframe("wide")
+    df = o.to_dataframe(format="wide")
     assert list(df.columns) == ["time", "A:hare", "A:lynx", "B:hare", "B:lynx", "C:hare", "C:lynx"]
     assert df["time"].tolist() == [0.0, 0.5, 1.0, 2.0, 2.5]
     same(o, Observations.from_dataframe(df, format="wide"))
