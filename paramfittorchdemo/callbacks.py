@@ -24,20 +24,25 @@ from .models import param_dict
 from .plotting import plot_time_series
 
 # %% auto #0
-__all__ = ['History', 'DivergenceError', 'TrainState', 'Callback', 'check_callbacks', 'run_hooks', 'end_hooks', 'PrintLoss',
-           'PlotSnapshots', 'ProgressBar', 'BestParameters', 'EarlyStopping', 'TensorBoardLogger', 'MLflowLogger']
+__all__ = ['MAX_TRACKED', 'History', 'DivergenceError', 'TrainState', 'Callback', 'check_callbacks', 'run_hooks', 'end_hooks',
+           'PrintLoss', 'PlotSnapshots', 'ProgressBar', 'BestParameters', 'EarlyStopping', 'TensorBoardLogger',
+           'MLflowLogger']
 
 # %% ../nbs/07_callbacks.ipynb #ba05691a
+MAX_TRACKED = 64  # the parameter values of models with at most this many scalars are tracked (History.params, TrainState.params)
+
 @dataclass
 class History:
     "What happened during `train`: loss and parameter values per epoch."
     loss: list = field(default_factory=list) # per epoch, the sum of the mini-batch MSE losses (the printed number)
-    params: dict = field(default_factory=dict) # parameter name -> value after each epoch (models with at most 64 scalars)
+    params: dict = field(default_factory=dict) # parameter name -> value after each epoch (models with at most MAX_TRACKED scalars)
     seconds: float = 0.0 # wall time of the loop
     stop_reason: str = "" # "completed", "early stop" (a callback), "interrupted" (Ctrl-C) or "diverged: ..."
 
     @property
-    def epochs(self) -> int: return len(self.loss)
+    def epochs(self) -> int:
+        "The number of epochs run."
+        return len(self.loss)
 
     def __repr__(self) -> str:
         last = f", final loss={self.loss[-1]:.4g}" if self.loss else ""
@@ -58,7 +63,7 @@ class TrainState:
     epoch: int = 0 # 0-based epoch (train) or iteration (fit) that just ended; in on_fit_start the first one to run
     loss: float = math.nan # its loss: the sum of the mini-batch losses (train) or the mean squared error (fit)
     history: Union[History, list] = field(default_factory=list) # train: the History so far; fit: the list of losses
-    params: dict = field(default_factory=dict) # parameter name -> value, named as by param_dict ({} above 64 scalars)
+    params: dict = field(default_factory=dict) # parameter name -> value, named as by param_dict ({} above MAX_TRACKED scalars)
     data: Optional[SimODEData] = None # the data being fitted
     optimizer: Optional[torch.optim.Optimizer] = None # the torch optimiser (None during Levenberg-Marquardt)
     stop: bool = False # set True to stop after this epoch
@@ -67,9 +72,12 @@ class TrainState:
 # %% ../nbs/07_callbacks.ipynb #cf92d119
 class Callback:
     "Hooks called by train and fit; override what you need. Returning True from on_epoch_end asks the loop to stop early."
-    def on_fit_start(self, state: TrainState): pass # before the first epoch (or iteration)
-    def on_epoch_end(self, state: TrainState): pass # train: after every epoch; fit: after every optimiser iteration
-    def on_fit_end(self, state: TrainState): pass # at the end, also after an early stop, a DivergenceError or a KeyboardInterrupt
+    def on_fit_start(self, state: TrainState):
+        "Before the first epoch (or iteration)."
+    def on_epoch_end(self, state: TrainState):
+        "train: after every epoch; fit: after every optimiser iteration. Return True to stop."
+    def on_fit_end(self, state: TrainState):
+        "At the end, also after an early stop, a DivergenceError or a KeyboardInterrupt."
 
 # %% ../nbs/07_callbacks.ipynb #0a2a1ddf
 _HOOKS = ("on_fit_start", "on_epoch_end", "on_fit_end")
@@ -282,7 +290,7 @@ class MLflowLogger(Callback):
         eid = exp.experiment_id if exp is not None else c.create_experiment(name)
         self.run_id = c.create_run(eid, run_name=self.run_name, tags={"caller": state.extra.get("caller", "")}).info.run_id
         init = param_dict(state.model)
-        values = {**state.extra.get("options", {}), **({f"init/{k}": v for k, v in init.items()} if len(init) <= 64 else {})}
+        values = {**state.extra.get("options", {}), **({f"init/{k}": v for k, v in init.items()} if len(init) <= MAX_TRACKED else {})}
         params = [Param(_mlflow_key(k), str(v)) for k, v in values.items()]
         for i in range(0, len(params), 100): c.log_batch(self.run_id, params=params[i:i + 100])
 

@@ -10,6 +10,7 @@ import math
 import time
 import warnings
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Union
 
 import torch
@@ -17,7 +18,7 @@ from torch import nn
 from torch.func import functional_call
 
 from ._checks import ATOL, MAX_STEPS, RTOL, check_model_data, check_number
-from .callbacks import Callback, DivergenceError, History, TrainState, check_callbacks, end_hooks, run_hooks
+from .callbacks import MAX_TRACKED, Callback, DivergenceError, History, TrainState, check_callbacks, end_hooks, run_hooks
 from .data import SimODEData
 from .lm import (CONVERGED, FAILED, MAX_TIME, STRUCTURED, FitWarning, failure_advice, fit_phases, horizon_fractions,
                  horizon_lengths, residual_autocorrelation, state_bound)
@@ -47,7 +48,9 @@ class FitResult:
     status: str = "" # 'converged', 'stalled', 'max_iter', 'max_time', 'stopped' (a callback) or 'abandoned'
 
     @property
-    def success(self) -> bool: return self.converged # the fit converged: its stopping rule was met
+    def success(self) -> bool:
+        "The fit converged: its stopping rule was met."
+        return self.converged
 
     def __repr__(self) -> str:
         ps = ", ".join(f"{k}={v:.6g}" for k, v in list(self.params.items())[:8]) + (", ..." if len(self.params) > 8 else "")
@@ -55,14 +58,46 @@ class FitResult:
                 f"{self.stats.solves} solves, {self.seconds:.3g}s, {self.status}: {self.message.partition(': ')[2] or self.message})")
 
 # %% ../nbs/11_fitting.ipynb #f02c0f37
-def _fit_setup(model, data, method, step_size, rtol, atol, dtype):
-    "Checks, and the stacked data in the working dtype and device."
+_OPTIMIZERS = ("auto", "lm", "lbfgs", "adam-lbfgs")
+_LM_MAX_PARAMS = 100  # Levenberg-Marquardt ('auto' picks it) for at most this many parameters: its Jacobian costs P + 1 solves
+
+def _check_fit_args(optimizer, max_iter, xtol, ftol, max_steps, max_time, horizons, callbacks) -> list: # the callbacks as a list
+    "fit's own options, checked before any work."
+    if optimizer not in _OPTIMIZERS: raise ValueError(f"fit: unknown optimizer {optimizer!r}; expected one of {', '.join(_OPTIMIZERS)}.")
+    check_number(max_iter, "max_iter", "fit", integer=True, positive=True); check_number(xtol, "xtol", "fit", positive=True); check_number(ftol, "ftol", "fit", positive=True)
+    check_number(max_steps, "max_steps", "fit", integer=True, positive=True); check_number(max_time, "max_time", "fit", positive=True, allow_none=True)
+    horizon_fractions(horizons, "fit")
+    return check_callbacks(callbacks, "fit")
+
+def _fit_setup(model, data, method, step_size, rtol, atol, dtype) -> tuple: # ts (time,), Y (batch, time, state), ParamSpec, theta0 (P,)
+    "Checks of the model, the data and the solver; the stacked data in the working dtype on the model's device, and the starting point."
     check_model_data(model, data, "fit", SimODEData)
     solver_options(method, step_size if method in FIXED_STEP_METHODS else None, rtol, atol)
     p = next(p for p in model.parameters() if p.requires_grad)
     dtype = dtype or p.dtype
     ts, Y = data.tensors()
-    return ts.to(p.device, dtype), Y.to(p.device, dtype), p.device, dtype
+    spec = ParamSpec.of(model)
+    theta0 = spec.vector(model).to(dtype)
+    if not torch.isfinite(theta0).all():
+        raise ValueError(f"fit: the model's starting parameters are not all finite ({param_dict(model)}); set finite starting values.")
+    return ts.to(p.device, dtype), Y.to(p.device, dtype), spec, theta0
+
+def _choose_optimizer(optimizer: str, P: int, starts) -> str: # 'lm', 'lbfgs' or 'adam-lbfgs'
+    "Resolve 'auto' by the number of parameters P, and check `starts` (K, P) against the choice."
+    if optimizer == "auto": optimizer = "lm" if P <= _LM_MAX_PARAMS else "adam-lbfgs"
+    if starts is not None:
+        if not isinstance(starts, torch.Tensor) or starts.ndim != 2 or starts.shape[1] != P:
+            raise ValueError(f"fit needs starts as a tensor (K, {P}) of parameter vectors, got "
+                             f"{tuple(starts.shape) if isinstance(starts, torch.Tensor) else type(starts).__name__}.")
+        if optimizer != "lm": raise ValueError("fit runs several starts only with optimizer='lm'.")
+        if not torch.isfinite(starts).all(): raise ValueError("fit found NaN or inf in starts.")
+    return optimizer
+
+def _check_path(optimizer: str, mode: str, P: int, adam_steps: int):
+    "What the chosen path needs: derivatives by the solver for Levenberg-Marquardt, a positive number of Adam steps."
+    if optimizer == "lm" and mode == "autograd":
+        raise ValueError(f"fit: optimizer='lm' needs at most {_LM_MAX_PARAMS} parameters, the model has {P}; use 'adam-lbfgs'.")
+    if optimizer == "adam-lbfgs": check_number(adam_steps, "adam_steps", "fit", integer=True, positive=True)
 
 # %% ../nbs/11_fitting.ipynb #08db4899
 class _StopFit(Exception):
@@ -72,11 +107,14 @@ class _FitHooks:
     "fit's side of the callbacks: one TrainState, updated after every iteration; the model holds the current parameters."
     def __init__(self, callbacks: list, model: nn.Module, data: SimODEData, spec: ParamSpec, history: list, options: dict):
         self.cbs, self.model, self.spec, self.theta, self.count = callbacks, model, spec, None, 0
-        names = list(param_dict(model)) if spec.size <= 64 else []
-        self.names = names if len(names) == spec.size else [f"theta[{i}]" for i in range(spec.size)] if spec.size <= 64 else []
+        tracked = spec.size <= MAX_TRACKED
+        names = list(param_dict(model)) if tracked else []
+        self.names = names if len(names) == spec.size else [f"theta[{i}]" for i in range(spec.size)] if tracked else []
         self.state = TrainState(model, history=history, data=data, extra=dict(caller="fit", options=options, total=None, phase=""))
 
-    def start(self): run_hooks(self.cbs, "on_fit_start", self.state)
+    def start(self):
+        "Call every on_fit_start."
+        run_hooks(self.cbs, "on_fit_start", self.state)
 
     def step(self, phase: str, theta: torch.Tensor, optimizer=None, loss: float | None = None):
         "Report one iteration: `theta` (P,) is where `loss` (default: the last loss in the history) was evaluated."
@@ -88,47 +126,256 @@ class _FitHooks:
         if run_hooks(self.cbs, "on_epoch_end", s): raise _StopFit()
 
 # %% ../nbs/11_fitting.ipynb #244cb535
-_OPTIMIZERS = ("auto", "lm", "lbfgs", "adam-lbfgs")
+@dataclass
+class _Outcome:
+    "How one of fit's paths ended: what FitResult needs beyond the run's counters."
+    loss: float # the loss at the parameters written into the model
+    status: str # as FitResult.status
+    iterations: int # optimiser iterations
+    message: str # as FitResult.message
+    moved: bool # the parameters left their starting point
+    jacobian: str # as FitResult.jacobian
+    starts: dict | None = None # as FitResult.starts
+    compile_seconds: float | None = None # as FitResult.compile_seconds
 
-class _Budget(Exception):
-    "Raised inside fit's L-BFGS and Adam loops when max_time has run out."
+def _print_loss(iteration: int, cost: torch.Tensor): print(f"iteration {iteration}: loss {cost.min().item():.6g}") # verbose=True
 
-def _fit_lm(residuals, # residuals(theta, rtol, atol, max_steps, n): residuals and Jacobians of the first n time points
-            theta: torch.Tensor, # starts, (K, P)
-            ts: torch.Tensor, # the time grid, (time,)
-            shape: tuple, # the data's shape (batch, time, state)
-            adaptive: bool, rtol: float, atol: float, stats: SolveStats, max_steps: int, max_iter: int, xtol: float, ftol: float,
-            horizons, # 'auto', None or fractions: see `fit`
-            report, # report(phase, iteration, theta (K, P), cost (K,)) after every iteration, or None
-            deadline: float | None,
-           ) -> tuple: # the LMResult, the best start's loss per iteration, and a note for the message
+class _FitRun:
+    "One call of `fit`: the working copy of the model, the data, the residuals, the counters, the hooks and the best point seen."
+    def __init__(self, model: nn.Module, data: SimODEData, spec: ParamSpec, theta0: torch.Tensor, ts: torch.Tensor, Y: torch.Tensor,
+                 method: str, step_size, rtol: float, atol: float, max_steps: int, max_time: float | None, verbose: bool):
+        self.model, self.data, self.spec, self.theta0, self.ts, self.Y, self.y0 = model, data, spec, theta0, ts, Y, Y[:, 0]
+        self.method, self.step_size, self.rtol, self.atol, self.max_steps = method, step_size, rtol, atol, max_steps
+        self.adaptive, self.max_time, self.verbose, self.hooks = method not in FIXED_STEP_METHODS, max_time, verbose, None
+        self.work = copy.deepcopy(model).to(theta0.dtype)  # the fit runs on a copy in its own dtype, without gradients
+        for p in self.work.parameters(): p.requires_grad_(False)
+        self.stats, self.history, self.t_start = SolveStats(), [], time.perf_counter()
+        self.deadline = None if max_time is None else self.t_start + max_time
+        with blame_model(self.work, "fit"):
+            self.bc, self.mode = (rhs_traits(self.work, spec, theta0, data.dim) if spec.size <= _LM_MAX_PARAMS
+                                  else (broadcasts(self.work, spec, theta0, data.dim), "autograd"))
+        self.bound = state_bound(Y)
+        self.first = {}  # rtol -> the first accepted step of the last single-start solve: the next solve starts with it
+        self.best_loss, self.best_theta = math.inf, theta0.clone()  # the lowest loss Adam and L-BFGS have seen, and where
+
+    def residuals(self, theta: torch.Tensor, # parameter vectors, (k, P)
+                  rtol: float, atol: float, steps: int, # the solver's tolerances and step budget
+                  n: int | None = None, # fit the first n time points (None: all)
+                 ) -> tuple: # residuals (k, m), their Jacobians (k, m, P), and whether each solve succeeded (k,)
+        "The residuals of every trajectory and their Jacobians, for k parameter vectors at once: one batched solve."
+        pred, J, alive = solve_with_jacobian(self.work, self.spec, theta, self.y0, self.ts[:n], self.method, self.step_size, rtol, atol,
+                                             self.mode, self.bc, stats=self.stats, bound=self.bound, max_steps=steps,
+                                             first_step=self.first.get(rtol), deadline=self.deadline)
+        if theta.shape[0] == 1 and self.method == "dopri5" and self.stats.first_step: self.first[rtol] = self.stats.first_step
+        k = theta.shape[0]
+        return (pred - self.Y[:, :n]).reshape(k, -1), J.reshape(k, self.spec.size, -1).transpose(1, 2), alive
+
+    def report(self, phase: str, iteration: int, theta: torch.Tensor, cost: torch.Tensor):
+        "After a Levenberg-Marquardt iteration of starts theta (K, P) with losses cost (K,): print (verbose), and tell the callbacks."
+        if self.verbose: print(f"{phase}: ", end=""); _print_loss(iteration, cost)
+        if self.hooks: self.hooks.step(phase, theta[cost.argmin()], loss=float(cost.min()))
+
+    def threads(self, optimizer: str, starts):
+        "A context that runs the solves on as few threads as their work warrants."
+        copies = (self.spec.size + 1)*(1 if starts is None else len(starts)) if optimizer == "lm" or self.mode == "complex" else 1
+        return small_work_threads(rhs_work(self.work, len(self.data)*self.data.dim*copies, self.data.dim), self.Y.device)
+
+    def jacobian(self, optimizer: str) -> str:
+        "How derivatives are computed: by the solver ('complex' or 'central') for LM and the complex step, else 'autograd'."
+        return self.mode if optimizer == "lm" or self.mode == "complex" else "autograd"
+
+    def restore(self, optimizer: str):
+        "Whatever ends the fit early, the model keeps the best parameters seen (LM's iterates only ever improve)."
+        theta = (self.hooks.theta if self.hooks is not None else None) if optimizer == "lm" else self.best_theta
+        if theta is not None: self.spec.load(self.model, theta)
+
+    def stopped(self, optimizer: str) -> _Outcome:
+        "A callback asked to stop: the best parameters seen, and the loss there."
+        self.restore(optimizer)
+        loss = self.hooks.state.loss if optimizer == "lm" else self.best_loss
+        return _Outcome(loss, "stopped", self.hooks.count, "early stop: a callback asked to stop", True, self.jacobian(optimizer))
+
+    def failed(self, optimizer: str, e: BaseException):
+        "Ctrl-C, a failing model or callback, a blow-up: the best parameters seen, and the callbacks told."
+        self.restore(optimizer)
+        if self.hooks:
+            why = ("interrupted" if isinstance(e, KeyboardInterrupt) else f"diverged: {e}" if isinstance(e, DivergenceError)
+                   else f"failed: {type(e).__name__}: {e}")
+            end_hooks(self.hooks.cbs, self.hooks.state, why)
+
+    def result(self, optimizer: str, out: _Outcome) -> FitResult:
+        "The FitResult, with the model's (fitted) parameters."
+        return FitResult(params=param_dict(self.model), loss=out.loss, converged=out.status == "converged", message=out.message,
+                         iterations=out.iterations, seconds=time.perf_counter() - self.t_start, stats=self.stats, history=self.history,
+                         optimizer=optimizer, jacobian=out.jacobian, starts=out.starts, compile_seconds=out.compile_seconds,
+                         status=out.status)
+
+# %% ../nbs/11_fitting.ipynb #ae245d08
+def _lm_attempt(run: _FitRun, theta: torch.Tensor, fractions: tuple, max_iter: int, xtol: float, ftol: float, report,
+               ) -> tuple: # the LMResult, and the best start's loss per iteration
+    "Levenberg-Marquardt from starts theta (K, P): over the leading `fractions` of the time span in turn (short, loose stages), then all of it."
+    hist = []
+    for n in horizon_lengths(run.ts, fractions):  # the leading part of the data first
+        phase = f"lm, t <= {float(run.ts[n - 1]):.4g}"
+        stage = fit_phases(partial(run.residuals, n=n), theta, run.adaptive, run.rtol, run.atol, run.stats, run.max_steps, max_iter,
+                           xtol, ftol, None, report and partial(report, phase), run.deadline, stage=True)
+        keep = torch.tensor([s != FAILED for s in stage.status], device=theta.device)[:, None]
+        theta = torch.where(keep, stage.theta, theta)  # a start whose short fit failed goes on from where it was
+    res = fit_phases(run.residuals, theta, run.adaptive, run.rtol, run.atol, run.stats, run.max_steps, max_iter, xtol, ftol, hist,
+                     report and partial(report, "lm"), run.deadline)
+    return res, hist
+
+def _lm_with_horizons(run: _FitRun, theta: torch.Tensor, max_iter: int, xtol: float, ftol: float,
+                      horizons, # 'auto', None or fractions: see `fit`
+                      report, # report(phase, iteration, theta (K, P), cost (K,)) after every iteration, or None
+                     ) -> tuple: # the LMResult, the best start's loss per iteration, and a note for the message
     "fit's Levenberg-Marquardt: over growing horizons, or ('auto') plainly and, when that misses the data's shape, over growing horizons."
-    def attempt(fractions):
-        th, hist = theta, []
-        for n in horizon_lengths(ts, fractions):  # the leading part of the data first
-            phase = f"lm, t <= {float(ts[n - 1]):.4g}"
-            stage = fit_phases(lambda x, rt, at, st, n=n: residuals(x, rt, at, st, n), th, adaptive, rtol, atol, stats, max_steps,
-                               max_iter, xtol, ftol, None, report and (lambda it, x, c, p=phase: report(p, it, x, c)), deadline, stage=True)
-            keep = torch.tensor([s != FAILED for s in stage.status], device=th.device)[:, None]
-            th = torch.where(keep, stage.theta, th)  # a start whose short fit failed goes on from where it was
-        res = fit_phases(residuals, th, adaptive, rtol, atol, stats, max_steps, max_iter, xtol, ftol, hist,
-                         report and (lambda it, x, c: report("lm", it, x, c)), deadline)
-        return res, hist
     fractions = horizon_fractions(horizons, "fit")
-    if horizons != "auto": return (*attempt(fractions), "")
-    res, hist = attempt(())
+    if horizons != "auto": return (*_lm_attempt(run, theta, fractions, max_iter, xtol, ftol, report), "")
+    res, hist = _lm_attempt(run, theta, (), max_iter, xtol, ftol, report)
     b = int(res.cost.argmin())
     if res.status[b] in (FAILED, MAX_TIME): return res, hist, ""
-    rho = residual_autocorrelation(res.r[b].reshape(shape))
+    rho = residual_autocorrelation(res.r[b].reshape(run.Y.shape))
     if res.status[b] == CONVERGED and rho <= STRUCTURED: return res, hist, ""
-    staged, hist2 = attempt(fractions)  # the plain fit missed: the short horizons lead from the start into the right basin
+    staged, hist2 = _lm_attempt(run, theta, fractions, max_iter, xtol, ftol, report)  # the short horizons lead into the right basin
     b2 = int(staged.cost.argmin())
     if not staged.cost[b2] < res.cost[b]*(1 - 1e-6): return res, hist, ""
     why = "did not converge" if res.status[b] != CONVERGED else f"left structured residuals (autocorrelation {rho:.2f})"
     return staged, hist2, f"; reached by a refit over growing horizons, after the plain fit {why} at loss {float(res.cost[b]):.4g}"
 
+def _fit_lm(run: _FitRun, starts, max_iter: int, xtol: float, ftol: float, horizons) -> _Outcome:
+    "fit's Levenberg-Marquardt path: every start at once; the best one is written into the model."
+    theta = (starts.to(run.Y.device, run.theta0.dtype) if starts is not None else run.theta0[None]).clone()
+    report = run.report if run.verbose or run.hooks else None
+    res, run.history[:], note = _lm_with_horizons(run, theta, max_iter, xtol, ftol, horizons, report)
+    if all(s == FAILED for s in res.status):
+        raise DivergenceError(f"fit: the starting parameters of {type(run.model).__name__} give no solution: "
+                              f"{res.failure or 'it is not finite'}{failure_advice(res.failure)}.", History(loss=run.history))
+    b = int(res.cost.argmin())
+    run.spec.load(run.model, res.theta[b])
+    status = res.status_name(b)
+    message = res.message(b, xtol, ftol, max_iter, run.max_time) + note
+    if res.failure and status not in ("converged", "max_time"): message += failure_advice(res.failure)
+    extra = None
+    if starts is not None:
+        extra = dict(theta=res.theta.cpu(), loss=res.cost.cpu(), converged=torch.tensor(res.success),
+                     status=[res.status_name(k) for k in range(len(res.status))])
+    return _Outcome(res.cost[b].item(), status, res.iterations, message, int(res.accepted[b]) > 0, run.mode, extra)
+
+# %% ../nbs/11_fitting.ipynb #80555cb1
+class _Budget(Exception):
+    "Raised inside fit's L-BFGS and Adam loops when max_time has run out."
+
+class _GradientPath:
+    "fit's gradient path: Adam steps ('adam-lbfgs'), then L-BFGS; `run.best_loss` and `run.best_theta` keep the lowest loss seen and where."
+    def __init__(self, run: _FitRun, compile: bool):
+        self.run, self.blown, self.compile_seconds = run, 0, None  # blown: evaluations whose loss was not finite
+        self.x = run.theta0.clone().requires_grad_(True)
+        self.compiled = None  # the parameters are inputs of the compiled function, so swapping them needs no recompilation
+        if compile: self.compiled = torch.compile(lambda p, t, y: functional_call(run.work, p, (t, y)), dynamic=True)
+
+    def predict(self) -> torch.Tensor: # the solution at x, (batch, time, state), differentiable with respect to x
+        "Solve with the parameters x: inputs of the compiled right-hand side, or swapped into the working copy once per solve."
+        r, spec = self.run, self.run.spec
+        p = {n: v.reshape(s) for n, v, s in zip(spec.names, self.x.split(spec.sizes), spec.shapes)}
+        if self.compiled is not None:
+            return integrate(lambda t, y: self.compiled(p, t, y), r.y0, r.ts, r.method, r.step_size, r.rtol, r.atol, stats=r.stats,
+                             deadline=r.deadline)
+        return with_parameters(r.work, p, lambda f: integrate(f, r.y0, r.ts, r.method, r.step_size, r.rtol, r.atol, stats=r.stats,
+                                                              deadline=r.deadline))
+
+    def loss_and_grad(self) -> torch.Tensor:
+        "The mean squared error at x, and its gradient in x.grad: by the complex step, or by backpropagation through the solver."
+        r, x = self.run, self.x
+        if r.mode == "complex":
+            res, J, _ = r.residuals(x.detach()[None], r.rtol, r.atol, r.max_steps)
+            loss = res.square().mean()
+            x.grad = (J[0].T @ res[0])*(2/res.shape[1])
+            return loss
+        loss = torch.nn.functional.mse_loss(self.predict(), r.Y)
+        x.grad, = torch.autograd.grad(loss, x)
+        return loss
+
+    def objective(self) -> torch.Tensor:
+        "The loss at x, with x.grad set; the lowest one is kept. A blown-up trial point counts as a very high loss without slope."
+        r, x = self.run, self.x
+        if r.deadline is not None and time.perf_counter() > r.deadline: raise _Budget()
+        try: loss = self.loss_and_grad()
+        except SolverError as e:
+            r.stats.failure, loss = str(e).rstrip("."), torch.tensor(math.nan, dtype=x.dtype, device=x.device)
+        lv = loss.item()
+        if math.isfinite(lv) and bool(torch.isfinite(x.grad).all()):
+            if lv < r.best_loss: r.best_loss, r.best_theta = lv, x.detach().clone()
+            return loss.detach()
+        if not math.isfinite(r.best_loss):
+            raise DivergenceError(f"fit: the starting parameters of {type(r.work).__name__} give a loss that is not finite"
+                                  f"{': ' + r.stats.failure if r.stats.failure else ''}{failure_advice(r.stats.failure)}.",
+                                  History(loss=r.history))
+        self.blown += 1  # so that the line search backs off
+        x.grad = torch.zeros_like(x)
+        return torch.tensor(10*abs(r.history[0]) + 1.0, dtype=x.dtype, device=x.device)
+
+    def adam(self, lr: float, steps: int, verbose: bool):
+        "Full-batch Adam steps; then x goes to the best point they saw."
+        r, t_c = self.run, time.perf_counter()
+        opt = torch.optim.Adam([self.x], lr=lr)
+        for i in range(steps):
+            opt.zero_grad(); l = self.objective()
+            if i == 0 and self.compiled is not None: self.compile_seconds = time.perf_counter() - t_c
+            r.history.append(l.item())
+            if self.blown: raise DivergenceError(f"fit stopped: the loss became NaN or infinite at Adam step {i} (the solution blew "
+                                                 f"up); the model keeps the best parameters seen (loss {r.best_loss:.4g}); try a smaller lr",
+                                                 History(loss=r.history))
+            if r.hooks: r.hooks.step("adam", self.x, opt)
+            opt.step()
+            if verbose and i % 50 == 0: print(f"adam step {i}: loss {r.history[-1]:.6g}")
+        self.x.data.copy_(r.best_theta)  # L-BFGS goes on from the best point Adam saw
+
+    def lbfgs(self, max_iter: int, ftol: float, verbose: bool) -> int: # the iterations L-BFGS ran
+        "L-BFGS with a strong Wolfe line search, until the loss changes by less than ftol or the gradient vanishes."
+        r = self.run
+        opt = torch.optim.LBFGS([self.x], lr=1, max_iter=max_iter, tolerance_grad=1e-12, tolerance_change=ftol,
+                                history_size=20, line_search_fn="strong_wolfe")
+        n0 = len(r.history)
+        def closure():
+            l = self.objective(); r.history.append(l.item())
+            if verbose: _print_loss(len(r.history) - n0, l)
+            if r.hooks: r.hooks.step("lbfgs", self.x, opt)
+            return l
+        opt.step(closure)
+        return opt.state[opt._params[0]].get("n_iter", 0)
+
+    def fit(self, optimizer: str, max_iter: int, ftol: float, lr: float, adam_steps: int, verbose: bool) -> _Outcome:
+        "Run the path, write the best parameters seen into the model, and say how it ended."
+        r, status = self.run, "converged"
+        try:
+            if optimizer == "adam-lbfgs": self.adam(lr, adam_steps, verbose)
+            iters = self.lbfgs(max_iter, ftol, verbose)
+            if iters >= max_iter: status = "max_iter"
+        except _Budget:
+            status, iters = "max_time", len(r.history)
+        moved = r.best_loss < r.history[0]
+        status, message = self.message(status, iters, max_iter, ftol, moved)
+        r.spec.load(r.model, r.best_theta)
+        return _Outcome(r.best_loss, status, iters, message, moved, r.jacobian(optimizer), None, self.compile_seconds)
+
+    def message(self, status: str, iters: int, max_iter: int, ftol: float, moved: bool) -> tuple: # the status and the message
+        "Why the path stopped, in words; a path that met only blown-up trial points and never moved has stalled."
+        stats = self.run.stats
+        message = {"converged": f"converged: L-BFGS stopped after {iters} iterations, the loss changing by less than ftol={ftol:g} "
+                                f"or the gradient vanishing",
+                   "max_iter": f"budget exhausted: reached max_iter={max_iter} L-BFGS iterations before converging",
+                   "max_time": f"budget exhausted: reached max_time={self.run.max_time} s before converging"}[status]
+        if self.blown:
+            if not moved and status == "converged": status, message = "stalled", "stalled: L-BFGS found no lower loss"
+            message += (f"; {self.blown} evaluations gave a loss that is not finite (the solution blew up"
+                        f"{': ' + stats.failure if stats.failure else ''}) and counted as very high losses")
+        return status, message
+
+# %% ../nbs/11_fitting.ipynb #3091381d
 def fit(model: nn.Module, # model whose trainable parameters are fitted (updated in place)
         data: SimODEData, # trajectories on one shared time grid
+        *,
         optimizer: str = "auto", # 'lm', 'lbfgs', 'adam-lbfgs'; 'auto': 'lm' up to 100 parameters, else 'adam-lbfgs'
         method: str = "dopri5", # solver: 'dopri5' or 'rk4' natively, any torchdiffeq method otherwise
         rtol: float = RTOL, # relative tolerance of an adaptive solver
@@ -143,181 +390,32 @@ def fit(model: nn.Module, # model whose trainable parameters are fitted (updated
         adam_steps: int = 300, # full-batch Adam steps before L-BFGS ('adam-lbfgs')
         compile: bool = False, # torch.compile the right-hand side (autograd path only); the compile time is reported
         verbose: bool = False, # print the loss every iteration
-        *,
         callbacks: Union[Callback, list, None] = None, # Callbacks called at the start, after every iteration and at the end
         max_steps: int = MAX_STEPS, # step budget of every ODE solve; a trial solve beyond it fails (and the step is retried shorter)
         max_time: float | None = None, # wall-clock budget in seconds (None: none); the fit stops with status 'max_time'
         horizons = "auto", # LM: fit the first fractions of the time span in turn, then all of it ('auto': 1/8, 1/4, 1/2; None: no)
        ) -> FitResult:
     "Least-squares fit of `model`'s parameters to all of `data` at once."
-    if optimizer not in _OPTIMIZERS: raise ValueError(f"fit: unknown optimizer {optimizer!r}; expected one of {', '.join(_OPTIMIZERS)}.")
-    check_number(max_iter, "max_iter", "fit", integer=True, positive=True); check_number(xtol, "xtol", "fit", positive=True); check_number(ftol, "ftol", "fit", positive=True)
-    check_number(max_steps, "max_steps", "fit", integer=True, positive=True); check_number(max_time, "max_time", "fit", positive=True, allow_none=True)
-    horizon_fractions(horizons, "fit")
-    cbs = check_callbacks(callbacks, "fit")
-    ts, Y, device, dtype = _fit_setup(model, data, method, step_size, rtol, atol, dtype)
-    spec = ParamSpec.of(model)
-    theta0 = spec.vector(model).to(dtype)
-    if not torch.isfinite(theta0).all():
-        raise ValueError(f"fit: the model's starting parameters are not all finite ({param_dict(model)}); set finite starting values.")
-    if optimizer == "auto": optimizer = "lm" if spec.size <= 100 else "adam-lbfgs"
-    if starts is not None:
-        if not isinstance(starts, torch.Tensor) or starts.ndim != 2 or starts.shape[1] != spec.size:
-            raise ValueError(f"fit needs starts as a tensor (K, {spec.size}) of parameter vectors, got "
-                             f"{tuple(starts.shape) if isinstance(starts, torch.Tensor) else type(starts).__name__}.")
-        if optimizer != "lm": raise ValueError("fit runs several starts only with optimizer='lm'.")
-        if not torch.isfinite(starts).all(): raise ValueError("fit found NaN or inf in starts.")
-    work = copy.deepcopy(model).to(dtype)
-    for p in work.parameters(): p.requires_grad_(False)
-    stats, history, y0, t_start = SolveStats(), [], Y[:, 0], time.perf_counter()
-    deadline = None if max_time is None else t_start + max_time
-    with blame_model(work, "fit"):
-        bc, mode = rhs_traits(work, spec, theta0, data.dim) if spec.size <= 100 else (broadcasts(work, spec, theta0, data.dim), "autograd")
-    P = spec.size
-    bound = state_bound(Y)
-    show = (lambda it, th, c: print(f"iteration {it}: loss {c.min().item():.6g}")) if verbose else None
-
-    first = {}  # rtol -> the first accepted step of the last single-start solve: the next solve starts with it
-    def residuals(theta, rtol=rtol, atol=atol, steps=max_steps, n=len(ts)):  # n: fit the first n time points
-        pred, J, alive = solve_with_jacobian(work, spec, theta, y0, ts[:n], method, step_size, rtol, atol, mode, bc, stats=stats,
-                                             bound=bound, max_steps=steps, first_step=first.get(rtol), deadline=deadline)
-        if theta.shape[0] == 1 and method == "dopri5" and stats.first_step: first[rtol] = stats.first_step
-        k = theta.shape[0]
-        return (pred - Y[:, :n]).reshape(k, -1), J.reshape(k, P, -1).transpose(1, 2), alive
-
-    if optimizer == "lm" and mode == "autograd":
-        raise ValueError(f"fit: optimizer='lm' needs at most 100 parameters, the model has {P}; use 'adam-lbfgs'.")
-    if optimizer == "adam-lbfgs": check_number(adam_steps, "adam_steps", "fit", integer=True, positive=True)
-    options = dict(optimizer=optimizer, method=method, rtol=rtol, atol=atol, step_size=step_size, dtype=str(dtype).replace("torch.", ""),
+    cbs = _check_fit_args(optimizer, max_iter, xtol, ftol, max_steps, max_time, horizons, callbacks)
+    ts, Y, spec, theta0 = _fit_setup(model, data, method, step_size, rtol, atol, dtype)
+    optimizer = _choose_optimizer(optimizer, spec.size, starts)
+    run = _FitRun(model, data, spec, theta0, ts, Y, method, step_size, rtol, atol, max_steps, max_time, verbose)
+    _check_path(optimizer, run.mode, spec.size, adam_steps)
+    options = dict(optimizer=optimizer, method=method, rtol=rtol, atol=atol, step_size=step_size, dtype=str(theta0.dtype).replace("torch.", ""),
                    max_iter=max_iter, xtol=xtol, ftol=ftol, starts=None if starts is None else len(starts), lr=lr, adam_steps=adam_steps,
                    max_steps=max_steps, max_time=max_time, horizons=horizons)
-    hooks = _FitHooks(cbs, model, data, spec, history, options) if cbs else None
-    compile_seconds, best = None, [float("inf"), theta0.clone()]  # best: the lowest loss seen by Adam / L-BFGS, and where
-    def restore():  # whatever ends the fit early, the model keeps the best parameters seen (LM's iterates only ever improve)
-        th = (hooks.theta if hooks is not None else None) if optimizer == "lm" else best[1]
-        if th is not None: spec.load(model, th)
-    if hooks: hooks.start()
+    run.hooks = _FitHooks(cbs, model, data, spec, run.history, options) if cbs else None
+    if run.hooks: run.hooks.start()
     try:
-        copies = (P + 1)*(1 if starts is None else len(starts)) if optimizer == "lm" or mode == "complex" else 1
-        with small_work_threads(rhs_work(work, len(data)*data.dim*copies, data.dim), device), blame_model(work, "fit"):
-            if optimizer == "lm":
-                theta = (starts.to(device, dtype) if starts is not None else theta0[None]).clone()
-                def report(phase, it, th, c):
-                    if show: print(f"{phase}: ", end=""); show(it, th, c)
-                    if hooks: hooks.step(phase, th[c.argmin()], loss=float(c.min()))
-                res, history[:], note = _fit_lm(residuals, theta, ts, Y.shape, method not in FIXED_STEP_METHODS, rtol, atol, stats,
-                                                max_steps, max_iter, xtol, ftol, horizons, report if show or hooks else None, deadline)
-                if all(s == FAILED for s in res.status):
-                    raise DivergenceError(f"fit: the starting parameters of {type(model).__name__} give no solution: "
-                                          f"{res.failure or 'it is not finite'}{failure_advice(res.failure)}.", History(loss=history))
-                b = int(res.cost.argmin())
-                spec.load(model, res.theta[b])
-                loss, status, iters = res.cost[b].item(), res.status_name(b), res.iterations
-                message = res.message(b, xtol, ftol, max_iter, max_time) + note
-                if res.failure and status not in ("converged", "max_time"): message += failure_advice(res.failure)
-                extra = None
-                if starts is not None:
-                    extra = dict(theta=res.theta.cpu(), loss=res.cost.cpu(), converged=torch.tensor(res.success),
-                                 status=[res.status_name(k) for k in range(len(res.status))])
-                moved, jac = int(res.accepted[b]) > 0, mode
-            else:
-                status, message, iters, moved, jac, compile_seconds = _fit_lbfgs(
-                    work, spec, theta0, residuals, mode, y0, ts, Y, method, step_size, rtol, atol, stats, optimizer, max_iter, ftol,
-                    lr, adam_steps, compile, verbose, show, hooks, history, best, deadline, max_time)
-                spec.load(model, best[1])
-                loss, extra = best[0], None
-    except _StopFit:  # a callback asked to stop: the model gets the best parameters seen
-        restore()
-        loss = hooks.state.loss if optimizer == "lm" else best[0]
-        status, iters, message, extra, moved = "stopped", hooks.count, "early stop: a callback asked to stop", None, True
-        jac = mode if optimizer == "lm" or mode == "complex" else "autograd"
-    except BaseException as e:  # Ctrl-C, a failing model or callback, a blow-up: the best parameters seen, and the callbacks told
-        restore()
-        if hooks:
-            why = ("interrupted" if isinstance(e, KeyboardInterrupt) else f"diverged: {e}" if isinstance(e, DivergenceError)
-                   else f"failed: {type(e).__name__}: {e}")
-            end_hooks(hooks.cbs, hooks.state, why)
+        with run.threads(optimizer, starts), blame_model(run.work, "fit"):
+            if optimizer == "lm": out = _fit_lm(run, starts, max_iter, xtol, ftol, horizons)
+            else: out = _GradientPath(run, compile).fit(optimizer, max_iter, ftol, lr, adam_steps, verbose)
+    except _StopFit:  # a callback asked to stop
+        out = run.stopped(optimizer)
+    except BaseException as e:
+        run.failed(optimizer, e)
         raise
-    if not moved and status != "converged":
-        warnings.warn(f"fit of {type(model).__name__} ended where it started: {message}", FitWarning, stacklevel=2)
-    if hooks: end_hooks(hooks.cbs, hooks.state, "early stop" if status == "stopped" else "completed")
-    return FitResult(params=param_dict(model), loss=loss, converged=status == "converged", message=message, iterations=iters,
-                     seconds=time.perf_counter() - t_start, stats=stats, history=history, optimizer=optimizer,
-                     jacobian=jac, starts=extra, compile_seconds=compile_seconds, status=status)
-
-def _fit_lbfgs(work, spec, theta0, residuals, mode, y0, ts, Y, method, step_size, rtol, atol, stats, optimizer, max_iter, ftol,
-               lr, adam_steps, compile, verbose, show, hooks, history, best, deadline, max_time) -> tuple:
-    "fit's gradient path: Adam steps ('adam-lbfgs'), then L-BFGS; `best` keeps [loss, theta] of the lowest loss seen. Returns (status, message, iterations, moved, jacobian, compile seconds)."
-    x = theta0.clone().requires_grad_(True)
-    as_dict = lambda: {n: v.reshape(s) for n, v, s in zip(spec.names, x.split(spec.sizes), spec.shapes)}
-    if compile:  # the parameters are inputs of the compiled function, so swapping them needs no recompilation
-        compiled = torch.compile(lambda p, t, y: functional_call(work, p, (t, y)), dynamic=True)
-        def predict():
-            p = as_dict()
-            return integrate(lambda t, y: compiled(p, t, y), y0, ts, method, step_size, rtol, atol, stats=stats, deadline=deadline)
-    else:  # swap the parameters in once per solve
-        def predict():
-            return with_parameters(work, as_dict(), lambda f: integrate(f, y0, ts, method, step_size, rtol, atol, stats=stats,
-                                                                        deadline=deadline))
-    blown = [0]  # evaluations whose loss was not finite
-    def objective():
-        if deadline is not None and time.perf_counter() > deadline: raise _Budget()
-        try:
-            if mode == "complex":
-                r, J, _ = residuals(x.detach()[None])
-                loss = r.square().mean()
-                x.grad = (J[0].T @ r[0])*(2/r.shape[1])
-            else:
-                loss = torch.nn.functional.mse_loss(predict(), Y)
-                x.grad, = torch.autograd.grad(loss, x)
-        except SolverError as e:
-            stats.failure, loss = str(e).rstrip("."), torch.tensor(math.nan, dtype=x.dtype, device=x.device)
-        lv = loss.item()
-        if math.isfinite(lv) and bool(torch.isfinite(x.grad).all()):
-            if lv < best[0]: best[0], best[1] = lv, x.detach().clone()
-            return loss.detach()
-        if not math.isfinite(best[0]):
-            raise DivergenceError(f"fit: the starting parameters of {type(work).__name__} give a loss that is not finite"
-                                  f"{': ' + stats.failure if stats.failure else ''}{failure_advice(stats.failure)}.", History(loss=history))
-        blown[0] += 1  # a blown-up trial point: a very high loss without slope, so that the line search backs off
-        x.grad = torch.zeros_like(x)
-        return torch.tensor(10*abs(history[0]) + 1.0, dtype=x.dtype, device=x.device)
-    t_c, compile_seconds, status = time.perf_counter(), None, "converged"
-    try:
-        if optimizer == "adam-lbfgs":
-            opt = torch.optim.Adam([x], lr=lr)
-            for i in range(adam_steps):
-                opt.zero_grad(); l = objective()
-                if i == 0 and compile: compile_seconds = time.perf_counter() - t_c
-                history.append(l.item())
-                if blown[0]: raise DivergenceError(f"fit stopped: the loss became NaN or infinite at Adam step {i} (the solution blew "
-                                                   f"up); the model keeps the best parameters seen (loss {best[0]:.4g}); try a smaller lr",
-                                                   History(loss=history))
-                if hooks: hooks.step("adam", x, opt)
-                opt.step()
-                if verbose and i % 50 == 0: print(f"adam step {i}: loss {history[-1]:.6g}")
-            x.data.copy_(best[1])  # L-BFGS goes on from the best point Adam saw
-        lbfgs = torch.optim.LBFGS([x], lr=1, max_iter=max_iter, tolerance_grad=1e-12, tolerance_change=ftol,
-                                  history_size=20, line_search_fn="strong_wolfe")
-        n0 = len(history)
-        def closure():
-            l = objective(); history.append(l.item())
-            if show: show(len(history) - n0, None, l)
-            if hooks: hooks.step("lbfgs", x, lbfgs)
-            return l
-        lbfgs.step(closure)
-        iters = lbfgs.state[lbfgs._params[0]].get("n_iter", 0)
-        if iters >= max_iter: status = "max_iter"
-    except _Budget:
-        status, iters = "max_time", len(history)
-    moved = best[0] < history[0]
-    message = {"converged": f"converged: L-BFGS stopped after {iters} iterations, the loss changing by less than ftol={ftol:g} "
-                            f"or the gradient vanishing",
-               "max_iter": f"budget exhausted: reached max_iter={max_iter} L-BFGS iterations before converging",
-               "max_time": f"budget exhausted: reached max_time={max_time} s before converging"}[status]
-    if blown[0]:
-        if not moved and status == "converged": status, message = "stalled", "stalled: L-BFGS found no lower loss"
-        message += (f"; {blown[0]} evaluations gave a loss that is not finite (the solution blew up"
-                    f"{': ' + stats.failure if stats.failure else ''}) and counted as very high losses")
-    return status, message, iters, moved, mode if mode == "complex" else "autograd", compile_seconds
-
+    if not out.moved and out.status != "converged":
+        warnings.warn(f"fit of {type(model).__name__} ended where it started: {out.message}", FitWarning, stacklevel=2)
+    if run.hooks: end_hooks(run.hooks.cbs, run.hooks.state, "early stop" if out.status == "stopped" else "completed")
+    return run.result(optimizer, out)

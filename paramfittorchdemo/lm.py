@@ -8,21 +8,24 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
 # %% auto #0
 __all__ = ['STATUSES', 'RUNNING', 'CONVERGED', 'STALLED', 'MAX_ITER', 'MAX_TIME', 'FAILED', 'ABANDONED', 'STOPPED', 'TESTS',
-           'LAM_START', 'LAM_MIN', 'LAM_MAX', 'AUTO_HORIZONS', 'STAGE_XTOL', 'STRUCTURED', 'FitWarning', 'lm_step',
-           'LMResult', 'lm', 'distinct_starts', 'lm_phases', 'failure_advice', 'state_bound', 'fit_phases',
-           'horizon_fractions', 'horizon_lengths', 'residual_autocorrelation', 'gauss_newton_covariance',
-           'describe_null']
+           'LAM_START', 'LAM_MIN', 'LAM_MAX', 'NOISE_FACTOR', 'LOOSE_MAX_ITER', 'LOOSE_FTOL', 'LOOSE_RTOL',
+           'LOOSE_FACTOR', 'AUTO_HORIZONS', 'STAGE_XTOL', 'STRUCTURED', 'FitWarning', 'lm_step', 'LMResult', 'lm',
+           'distinct_starts', 'lm_phases', 'failure_advice', 'state_bound', 'fit_phases', 'horizon_fractions',
+           'horizon_lengths', 'residual_autocorrelation', 'gauss_newton_covariance', 'describe_null']
 
 # %% ../nbs/10_lm.ipynb #d771d81a
 STATUSES = ("running", "converged", "stalled", "max_iter", "max_time", "solver_failed", "abandoned", "stopped")
 RUNNING, CONVERGED, STALLED, MAX_ITER, MAX_TIME, FAILED, ABANDONED, STOPPED = range(len(STATUSES))
 TESTS = ("", "xtol", "ftol", "noise")  # the convergence test that fired
 LAM_START, LAM_MIN, LAM_MAX = 1e-3, 1e-12, 1e16  # damping: first value, floor, and the ceiling at which a start has stalled
+NOISE_FACTOR = 100  # the noise test: a promised relative drop below NOISE_FACTOR*ftol that the last trial did not deliver
+_TINY = 1e-300  # the floor of a loss or a scale that divides: never a division by zero
 
 class FitWarning(UserWarning):
     "A fit ended without converging where it started: nothing was fitted."
@@ -36,11 +39,11 @@ def lm_step(J: torch.Tensor, # Jacobians of the residuals, (k, m, P)
     A = J.transpose(1, 2) @ J  # (k, P, P)
     g = (J.transpose(1, 2) @ r[..., None])[..., 0]  # (k, P)
     diag = A.diagonal(dim1=1, dim2=2)
-    D = diag.clamp_min(1e-12*diag.amax(1, keepdim=True).clamp_min(1e-300))  # a parameter without influence gets a tiny scale
+    D = diag.clamp_min(1e-12*diag.amax(1, keepdim=True).clamp_min(_TINY))  # a parameter without influence gets a tiny scale
     d = -torch.linalg.solve(A + torch.diag_embed(lam[:, None]*D), g)
     r_lin = r + (J @ d[..., None])[..., 0]  # the residuals the linearised model predicts after the step
     cost = r.square().sum(1)
-    return d.nan_to_num(0.0), ((cost - r_lin.square().sum(1))/cost.clamp_min(1e-300)).nan_to_num(0.0)
+    return d.nan_to_num(0.0), ((cost - r_lin.square().sum(1))/cost.clamp_min(_TINY)).nan_to_num(0.0)
 
 # %% ../nbs/10_lm.ipynb #3e6b2512
 def _rel(d, theta, xtol: float):
@@ -67,9 +70,13 @@ class LMResult:
     failure: str = "" # the last solver failure, in words
 
     @property
-    def success(self) -> list: return [s == CONVERGED for s in self.status]
+    def success(self) -> list:
+        "Per start, whether it converged."
+        return [s == CONVERGED for s in self.status]
 
-    def status_name(self, k: int) -> str: return STATUSES[self.status[k]]
+    def status_name(self, k: int) -> str:
+        "The status of start k, in words: one of STATUSES."
+        return STATUSES[self.status[k]]
 
     def message(self, k: int, # the start
                 xtol: float, ftol: float, max_iter: int, max_time: float | None = None, # the limits the fit ran with
@@ -80,7 +87,7 @@ class LMResult:
         if s == CONVERGED:
             head = "converged: " + {1: f"the next Gauss-Newton step changes no parameter by more than xtol={xtol:g} (relative)",
                                     2: f"the linearised model promises a relative loss drop below ftol={ftol:g}",
-                                    3: f"the last step promised a relative loss drop below {100*ftol:g} and did not deliver it, "
+                                    3: f"the last step promised a relative loss drop below {NOISE_FACTOR*ftol:g} and did not deliver it, "
                                        f"so the solver's own error hides any further gain"}[self.test[k]]
         elif s == STALLED and bool(self.last_failed[k]):
             head = (f"stalled at the edge of where the solver succeeds: every trial step beyond this point failed, down to "
@@ -101,6 +108,68 @@ class LMResult:
         if acc == 0 and s not in (CONVERGED, FAILED): out += "; the fit ended where it started"
         return out
 
+# %% ../nbs/10_lm.ipynb #441fe570
+class _Starts:
+    "The K starts inside `lm`: where each one is, its residuals, Jacobian, loss, damping, counts and status."
+    def __init__(self, residuals, theta: torch.Tensor, deadline: float | None):
+        K, dev, dt = theta.shape[0], theta.device, theta.dtype
+        self.theta, self.inf = theta.clone(), torch.tensor(math.inf, dtype=dt, device=dev)
+        r, J, ok = residuals(self.theta)
+        self.cost = torch.where(ok, r.nan_to_num().square().mean(1), self.inf)
+        self.r, self.J = r.nan_to_num(), J.nan_to_num()
+        late = deadline is not None and time.perf_counter() > deadline  # a solve cut short by the deadline fails: the time ran out
+        self.status = torch.where(ok, RUNNING, MAX_TIME if late else FAILED).to(dev)
+        self.test = torch.zeros(K, dtype=torch.long, device=dev)
+        self.lam = torch.full((K,), LAM_START, dtype=dt, device=dev)
+        self.accepted, self.rejected, self.failed = (torch.zeros(K, dtype=torch.long, device=dev) for _ in range(3))
+        self.adapting = torch.zeros(K, dtype=torch.bool, device=dev)  # the last trial was rejected: the damping is still growing
+        self.last_failed = torch.zeros(K, dtype=torch.bool, device=dev)
+        self.gain, self.start_cost = torch.zeros(K, dtype=dt, device=dev), self.cost.clone()
+
+    def running(self) -> torch.Tensor: return (self.status == RUNNING).nonzero().flatten() # indices of the running starts
+
+    def check(self, idx: torch.Tensor, noisy: torch.Tensor, xtol: float, ftol: float):
+        "Convergence tests at the current points of starts idx; `noisy` marks those whose last trial did not lower the loss by ftol."
+        d, p = lm_step(self.J[idx], self.r[idx], torch.full((len(idx),), LAM_MIN, dtype=self.theta.dtype, device=self.theta.device))
+        self.gain[idx] = p
+        t = torch.where(_rel(d, self.theta[idx], xtol) < xtol, 1,
+                        torch.where(p < ftol, 2, torch.where(noisy & (p < NOISE_FACTOR*ftol), 3, 0)))
+        self.test[idx] = t
+        self.status[idx] = torch.where(t > 0, CONVERGED, self.status[idx])
+
+    def step(self, residuals, a: torch.Tensor, xtol: float, ftol: float):
+        "One iteration of the running starts `a`: their damped steps, tried in one call of `residuals`, each accepted or rejected."
+        d, _ = lm_step(self.J[a], self.r[a], self.lam[a])
+        trial = self.theta[a] + d
+        rt, Jt, ok_t = residuals(trial)
+        cost_t = torch.where(ok_t, rt.nan_to_num().square().mean(1), self.inf)
+        better = ok_t & (cost_t < self.cost[a])
+        drop = (self.cost[a] - cost_t)/self.cost[a].clamp_min(_TINY)
+        ib = a[better]
+        self.theta[ib], self.r[ib], self.J[ib], self.cost[ib] = trial[better], rt[better].nan_to_num(), Jt[better].nan_to_num(), cost_t[better]
+        lam = self.lam[a]
+        self.lam[a] = torch.where(better, (lam/3).clamp_min(LAM_MIN), lam*4)  # closer to Gauss-Newton after a success, shorter after a failure
+        self.accepted[a] += better; self.rejected[a] += ~better; self.failed[a] += ~ok_t
+        self.adapting[a], self.last_failed[a] = ~better, ~ok_t
+        self.check(a, ~better | (drop < ftol), xtol, ftol)
+        self.status[a] = torch.where((self.status[a] == RUNNING) & (self.lam[a] > LAM_MAX), STALLED, self.status[a])
+
+    def abandon_crawlers(self, ref_cost: torch.Tensor):
+        "Among several starts: stop those that crawl far above the loss a converged start reached (never one still adapting its damping)."
+        status, cost, conv = self.status, self.cost, self.status == CONVERGED
+        if not conv.any(): return
+        best = cost[conv].min()
+        run = (status == RUNNING) & ~self.adapting
+        progress = (ref_cost - cost)/cost.clamp_min(_TINY)  # over the last 3 iterations
+        slow = run & (cost > 1.1*best) & (progress < 3e-3)
+        if (status != RUNNING).sum() >= 0.75*len(status): slow |= run & (cost > 2*best) & (progress < 1.0)
+        status[slow] = ABANDONED
+
+    def result(self, iterations: int, failure: str) -> LMResult:
+        "The starts as they are now, as an LMResult."
+        return LMResult(self.theta, self.cost, self.status.tolist(), self.test.tolist(), iterations, self.accepted, self.rejected,
+                        self.failed, self.lam, self.start_cost, self.r, self.J, self.gain, self.last_failed, failure)
+
 # %% ../nbs/10_lm.ipynb #87886bc8
 def lm(residuals, # residuals(theta (k, P)) -> r (k, m), J (k, m, P), ok (k,) bool: False where the solve failed
        theta: torch.Tensor, # starts, (K, P)
@@ -113,73 +182,26 @@ def lm(residuals, # residuals(theta (k, P)) -> r (k, m), J (k, m, P), ok (k,) bo
        failure = None, # a function returning the last solver failure in words, for the messages
       ) -> LMResult:
     "Levenberg-Marquardt for K starts at once, each with its own damping and status."
-    K, P = theta.shape
-    dev, dt = theta.device, theta.dtype
-    theta, history = theta.clone(), history if history is not None else []
-    inf = torch.tensor(math.inf, dtype=dt, device=dev)
-    r, J, ok = residuals(theta)
-    cost = torch.where(ok, r.nan_to_num().square().mean(1), inf)
-    r, J = r.nan_to_num(), J.nan_to_num()
-    late = deadline is not None and time.perf_counter() > deadline  # a solve cut short by the deadline fails: the time ran out
-    status = torch.where(ok, RUNNING, MAX_TIME if late else FAILED).to(dev)
-    test = torch.zeros(K, dtype=torch.long, device=dev)
-    lam = torch.full((K,), LAM_START, dtype=dt, device=dev)
-    accepted, rejected, failed = (torch.zeros(K, dtype=torch.long, device=dev) for _ in range(3))
-    adapting = torch.zeros(K, dtype=torch.bool, device=dev)  # the last trial was rejected: the damping is still growing
-    last_failed = torch.zeros(K, dtype=torch.bool, device=dev)
-    gain, start_cost = torch.zeros(K, dtype=dt, device=dev), cost.clone()
-    history.append(float(cost.min()))
-
-    def check(idx, noisy):
-        "Convergence tests at the current points of starts idx; `noisy` marks those whose last trial did not lower the loss by ftol."
-        d, p = lm_step(J[idx], r[idx], torch.full((len(idx),), LAM_MIN, dtype=dt, device=dev))
-        gain[idx] = p
-        t = torch.where(_rel(d, theta[idx], xtol) < xtol, 1, torch.where(p < ftol, 2, torch.where(noisy & (p < 100*ftol), 3, 0)))
-        test[idx] = t
-        status[idx] = torch.where(t > 0, CONVERGED, status[idx])
-
-    a = (status == RUNNING).nonzero().flatten()
-    if len(a): check(a, torch.zeros(len(a), dtype=torch.bool, device=dev))
-    ref_cost, it = cost.clone(), 0
+    s, history = _Starts(residuals, theta, deadline), history if history is not None else []
+    history.append(float(s.cost.min()))
+    a = s.running()
+    if len(a): s.check(a, torch.zeros(len(a), dtype=torch.bool, device=a.device), xtol, ftol)
+    ref_cost, it = s.cost.clone(), 0  # the losses 3 iterations ago, against which crawling starts are judged
     while True:
-        a = (status == RUNNING).nonzero().flatten()
+        a = s.running()
         if len(a) == 0: break
-        if it == max_iter: status[a] = MAX_ITER; break
-        if deadline is not None and time.perf_counter() > deadline: status[a] = MAX_TIME; break
+        if it == max_iter: s.status[a] = MAX_ITER; break
+        if deadline is not None and time.perf_counter() > deadline: s.status[a] = MAX_TIME; break
         it += 1
-        d, pred = lm_step(J[a], r[a], lam[a])
-        trial = theta[a] + d
-        rt, Jt, ok_t = residuals(trial)
-        cost_t = torch.where(ok_t, rt.nan_to_num().square().mean(1), inf)
-        better = ok_t & (cost_t < cost[a])
-        drop = (cost[a] - cost_t)/cost[a].clamp_min(1e-300)
-        ib = a[better]
-        theta[ib], r[ib], J[ib], cost[ib] = trial[better], rt[better].nan_to_num(), Jt[better].nan_to_num(), cost_t[better]
-        lam[a] = torch.where(better, (lam[a]/3).clamp_min(LAM_MIN), lam[a]*4)  # closer to Gauss-Newton after a success, shorter after a failure
-        accepted[a] += better; rejected[a] += ~better; failed[a] += ~ok_t
-        adapting[a], last_failed[a] = ~better, ~ok_t
-        check(a, ~better | (drop < ftol))
-        status[a] = torch.where((status[a] == RUNNING) & (lam[a] > LAM_MAX), STALLED, status[a])
-        if K > 1 and it % 3 == 0:
-            _abandon_crawlers(status, cost, ref_cost, adapting)
-            ref_cost = cost.clone()
-        history.append(float(cost.min()))
-        if on_iter is not None and on_iter(it, theta, cost):
-            status[status == RUNNING] = STOPPED
+        s.step(residuals, a, xtol, ftol)
+        if len(s.status) > 1 and it % 3 == 0:
+            s.abandon_crawlers(ref_cost)
+            ref_cost = s.cost.clone()
+        history.append(float(s.cost.min()))
+        if on_iter is not None and on_iter(it, s.theta, s.cost):
+            s.status[s.status == RUNNING] = STOPPED
             break
-    return LMResult(theta, cost, status.tolist(), test.tolist(), it, accepted, rejected, failed, lam, start_cost, r, J, gain,
-                    last_failed, failure() if failure is not None else "")
-
-def _abandon_crawlers(status, cost, ref_cost, adapting):
-    "Among several starts: stop those that crawl far above the loss a converged start reached (never one still adapting its damping)."
-    conv = status == CONVERGED
-    if not conv.any(): return
-    best = cost[conv].min()
-    run = (status == RUNNING) & ~adapting
-    progress = (ref_cost - cost)/cost.clamp_min(1e-300)  # over the last 3 iterations
-    slow = run & (cost > 1.1*best) & (progress < 3e-3)
-    if (status != RUNNING).sum() >= 0.75*len(status): slow |= run & (cost > 2*best) & (progress < 1.0)
-    status[slow] = ABANDONED
+    return s.result(it, failure() if failure is not None else "")
 
 # %% ../nbs/10_lm.ipynb #27a6b03f
 def distinct_starts(theta: torch.Tensor, # end points, (K, P)
@@ -196,16 +218,20 @@ def distinct_starts(theta: torch.Tensor, # end points, (K, P)
     return torch.tensor(reps, dtype=torch.long, device=theta.device), same
 
 # %% ../nbs/10_lm.ipynb #c1653442
+LOOSE_MAX_ITER = 20  # iterations of the loose phase, and of each stage of a growing-horizon schedule
+LOOSE_FTOL = 1e-6  # ... which stop once a step promises a relative loss drop below this (or ftol, if larger)
+
 def lm_phases(residuals, # residuals at the requested accuracy, as for `lm`
               loose, # the same from loose solves, or None for a single phase
               theta: torch.Tensor, # starts, (K, P)
-              max_iter: int, xtol: float, ftol: float, # as for `lm`; the loose phase runs at most 20 iterations of its own
+              max_iter: int, xtol: float, ftol: float, # as for `lm`; the loose phase runs at most LOOSE_MAX_ITER iterations of its own
               history: list | None = None, on_iter = None, deadline: float | None = None, failure = None, # as for `lm`
              ) -> LMResult:
     "Levenberg-Marquardt in two phases: loose solves while far from the optimum, then the requested accuracy from where they stopped."
     if loose is None: return lm(residuals, theta, max_iter, xtol, ftol, history, on_iter, deadline, failure)
     K = theta.shape[0]
-    first = lm(loose, theta, min(max_iter, 20), max(xtol, 0.1 if K == 1 else 1e-3), max(ftol, 1e-6), history, on_iter, deadline, failure)
+    first = lm(loose, theta, min(max_iter, LOOSE_MAX_ITER), max(xtol, 0.1 if K == 1 else 1e-3), max(ftol, LOOSE_FTOL), history, on_iter,
+               deadline, failure)
     if STOPPED in first.status or all(s == MAX_TIME for s in first.status): return first
     keep, same = distinct_starts(first.theta, first.cost)
     if len(keep) == 0: keep = torch.arange(K, device=theta.device)  # nothing finite: the tight solves try every start
@@ -250,9 +276,24 @@ def state_bound(values: torch.Tensor, # the observations, any shape; NaN marks m
     values = values.detach()
     return 1e6*(1.0 + float(values[torch.isfinite(values)].abs().max()))
 
+LOOSE_RTOL, LOOSE_FACTOR = 1e-4, 100  # loose solves: LOOSE_FACTOR times looser, at most LOOSE_RTOL, when rtol is below LOOSE_RTOL
+
+class _Budgeted:
+    "A solve with a step budget: 3 times the steps of the costliest successful solve so far, at most max_steps."
+    def __init__(self, solve, stats, max_steps: int): self.solve, self.stats, self.max_steps, self.budget = solve, stats, max_steps, None
+
+    def __call__(self, theta: torch.Tensor, rtol: float, atol: float) -> tuple: # r (k, m), J (k, m, P), ok (k,)
+        n0 = self.stats.steps + self.stats.rejected
+        out = self.solve(theta, rtol, atol, self.budget or self.max_steps)
+        if bool(out[2].any()):
+            self.budget = min(self.max_steps, max(self.budget or 0, 3*(self.stats.steps + self.stats.rejected - n0) + 200))
+        return out
+
+    def failure(self) -> str: return self.stats.failure # the last solver failure, in words
+
 def fit_phases(solve, # solve(theta (k, P), rtol, atol, max_steps) -> r (k, m), J (k, m, P), ok (k,)
                theta: torch.Tensor, # starts, (K, P)
-               adaptive: bool, # whether the solver is adaptive (then loose solves come first when rtol < 1e-4)
+               adaptive: bool, # whether the solver is adaptive (then loose solves come first when rtol < LOOSE_RTOL)
                rtol: float, atol: float, # the requested accuracy
                stats, # the SolveStats the solves add to (steps, rejected steps, and the last failure)
                max_steps: int, # step budget of a solve
@@ -261,18 +302,13 @@ def fit_phases(solve, # solve(theta (k, P), rtol, atol, max_steps) -> r (k, m), 
                stage: bool = False, # a stage of a growing-horizon schedule: only loose solves, until the step is below STAGE_XTOL
               ) -> LMResult:
     "The library's fitting policy in one place: a step budget per solve, loose solves first, then the requested accuracy."
-    budget = [None]  # 3 times the steps of the costliest successful solve so far, at most max_steps
-    def call(th, rt, at):
-        n0 = stats.steps + stats.rejected
-        out = solve(th, rt, at, budget[0] or max_steps)
-        if bool(out[2].any()): budget[0] = min(max_steps, max(budget[0] or 0, 3*(stats.steps + stats.rejected - n0) + 200))
-        return out
-    loose = (lambda th: call(th, min(1e-4, 100*rtol), 100*atol)) if adaptive and rtol < 1e-4 else None
+    call = _Budgeted(solve, stats, max_steps)
+    tight = partial(call, rtol=rtol, atol=atol)
+    loose = partial(call, rtol=min(LOOSE_RTOL, LOOSE_FACTOR*rtol), atol=LOOSE_FACTOR*atol) if adaptive and rtol < LOOSE_RTOL else None
     if stage:  # a short horizon only has to bring the starts near the basin of the whole data's optimum
-        return lm(loose or (lambda th: call(th, rtol, atol)), theta, min(max_iter, 20), max(xtol, STAGE_XTOL), max(ftol, 1e-6),
-                  history, on_iter, deadline, lambda: stats.failure)
-    return lm_phases(lambda th: call(th, rtol, atol), loose, theta, max_iter, xtol, ftol, history, on_iter, deadline,
-                     lambda: stats.failure)
+        return lm(loose or tight, theta, min(max_iter, LOOSE_MAX_ITER), max(xtol, STAGE_XTOL), max(ftol, LOOSE_FTOL), history, on_iter,
+                  deadline, call.failure)
+    return lm_phases(tight, loose, theta, max_iter, xtol, ftol, history, on_iter, deadline, call.failure)
 
 # %% ../nbs/10_lm.ipynb #ca242e1d
 AUTO_HORIZONS = (0.125, 0.25, 0.5)  # horizons='auto': the first eighth, quarter and half of the data, then all of it
@@ -329,10 +365,12 @@ def gauss_newton_covariance(J: torch.Tensor, # Jacobian of the residuals at the 
     Js = J*scale
     if Js.shape[0] < P: Js = torch.cat([Js, Js.new_zeros(P - Js.shape[0], P)])  # fewer data than unknowns: P singular values anyway
     _, s, Vh = torch.linalg.svd(Js, full_matrices=False)
-    keep = s > rtol*s.max().clamp_min(1e-300)
+    keep = s > rtol*s.max().clamp_min(_TINY)
     V = Vh.T
     inv = (V[:, keep]/s[keep].square()) @ V[:, keep].T
     return inv*scale[:, None]*scale[None, :], V[:, ~keep]
+
+_NEGLIGIBLE = 1e-6  # describe_null: a share of a parameter's axis (or a link between two) below this is none
 
 def describe_null(V: torch.Tensor, # null directions from `gauss_newton_covariance`, (P, n)
                   names: list, # parameter names, (P,)
@@ -341,13 +379,13 @@ def describe_null(V: torch.Tensor, # null directions from `gauss_newton_covarian
     P = len(names)
     if V.shape[1] == 0: return [], []
     share = (V*V).sum(1)  # how much of each parameter's axis lies in the null space: 1 alone, 0 determined
-    involved = [n for n, s in zip(names, share.tolist()) if s > 1e-6]
-    alone = [i for i, s in enumerate(share.tolist()) if s > 1 - 1e-6]
+    involved = [n for n, s in zip(names, share.tolist()) if s > _NEGLIGIBLE]
+    alone = [i for i, s in enumerate(share.tolist()) if s > 1 - _NEGLIGIBLE]
     lines = [f"{', '.join(names[i] for i in alone)} {'does' if len(alone) == 1 else 'do'} not affect the fit"] if alone else []
     E = torch.eye(P, dtype=V.dtype, device=V.device)[:, alone]  # the axes of the parameters that do not matter at all
     U, s, _ = torch.linalg.svd(V - E @ (E.T @ V), full_matrices=False)
     D = U[:, s > 0.5]  # the remaining null directions, each moving several parameters together
-    link = (D @ D.T).abs() > 1e-6  # parameters that move together along some null direction
+    link = (D @ D.T).abs() > _NEGLIGIBLE  # parameters that move together along some null direction
     seen = set()
     for i in range(P):  # one line per group of parameters linked by the null directions
         if i in seen or not link[i, i]: continue

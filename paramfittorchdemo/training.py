@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from ._checks import MAX_STEPS, SIM_ATOL, SIM_RTOL, check_budget, check_model_data, check_number
-from .callbacks import (Callback, DivergenceError, History, PlotSnapshots, PrintLoss, TrainState, check_callbacks, end_hooks,
-                        run_hooks)
+from .callbacks import (MAX_TRACKED, Callback, DivergenceError, History, PlotSnapshots, PrintLoss, TrainState, check_callbacks,
+                        end_hooks, run_hooks)
 from .checkpoints import Checkpointer
 from .data import SimODEData
 from .models import blame_model, param_dict
@@ -24,10 +24,6 @@ from .solvers import (FIXED_STEP_METHODS, NATIVE_METHODS, ParamSpec, SolveStats,
 
 # %% auto #0
 __all__ = ['train']
-
-# %% ../nbs/09_training.ipynb #df2cac97
-class _Budget(Exception):
-    "Raised inside train's loop when max_time has run out."
 
 # %% ../nbs/09_training.ipynb #9f552a82
 def _epoch_order(n: int, # dataset size
@@ -42,6 +38,8 @@ def _epoch_order(n: int, # dataset size
     return order
 
 # %% ../nbs/09_training.ipynb #8b322d2d
+_COMPLEX_STEP_MAX = 64  # gradients by the complex step (one solve of P + 1 copies) for at most this many parameters
+
 class _LossGrad:
     "Computes the MSE of a batch and sets `.grad` on the model's parameters, by complex step or by autograd."
     def __init__(self, model: nn.Module, method: str, solver_kw: dict, dim: int):
@@ -49,7 +47,7 @@ class _LossGrad:
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.spec = ParamSpec.of(model)
         self.mode = "autograd"
-        if method in NATIVE_METHODS and self.spec.size <= 64 and self.params[0].dtype in (torch.float32, torch.float64):  # not half
+        if method in NATIVE_METHODS and self.spec.size <= _COMPLEX_STEP_MAX and self.params[0].dtype in (torch.float32, torch.float64):  # not half
             theta = self.spec.vector(model)
             bc, mode = rhs_traits(model, self.spec, theta, dim)
             if bc and mode == "complex": self.mode = "complex"
@@ -69,6 +67,165 @@ class _LossGrad:
         for p in self.params: p.grad = None
         loss.backward()
         return loss.detach()
+
+# %% ../nbs/09_training.ipynb #aca589ec
+def _check_train_args(model, data, lr, epochs, batch_size, method, step_size, show_every, save_plots_every, max_steps, max_time,
+                      args: tuple, kwargs: dict) -> dict: # the solver's options: step_size, rtol, atol, max_steps
+    "train's arguments, checked before any work."
+    if args: raise TypeError(f"train takes no extra positional arguments, got {args!r}.")
+    unknown = set(kwargs) - {"rtol", "atol"}
+    if unknown: raise TypeError(f"train got unexpected keyword arguments {sorted(unknown)}; it accepts rtol and atol for adaptive solvers.")
+    check_model_data(model, data, "train", SimODEData)
+    check_number(lr, "lr", "train", positive=True); check_number(epochs, "epochs", "train", integer=True, positive=True); check_number(batch_size, "batch_size", "train", integer=True, positive=True)
+    check_budget(max_steps, max_time, "train")
+    check_number(show_every, "show_every", "train", integer=True, positive=True, allow_none=True)
+    check_number(save_plots_every, "save_plots_every", "train", integer=True, positive=True, allow_none=True)
+    fixed = method in FIXED_STEP_METHODS
+    if fixed: check_number(step_size, "step_size", "train", positive=True, allow_none=True)
+    solver_options(method, step_size if fixed else None, kwargs.get("rtol"), kwargs.get("atol"))  # refuses bad choices early
+    return dict(step_size=step_size if fixed else None, rtol=kwargs.get("rtol", SIM_RTOL), atol=kwargs.get("atol", SIM_ATOL),
+                max_steps=max_steps)
+
+def _check_checkpoint_args(checkpoint, checkpoint_every, resume):
+    "train's checkpoint options, checked before any work."
+    if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
+        raise TypeError(f"train needs checkpoint as a file path (str or pathlib.Path) or None, got {type(checkpoint).__name__}.")
+    check_number(checkpoint_every, "checkpoint_every", "train", integer=True, positive=True)
+    if not isinstance(resume, bool): raise TypeError(f"train needs resume as True or False, got {resume!r}.")
+    if resume and checkpoint is None:
+        raise ValueError("train(resume=True) needs the file to resume from: pass checkpoint='run.pt' (it starts afresh if the file does not exist).")
+
+def _train_callbacks(show_every, save_plots_every, plot_dir, model_name, callbacks) -> list:
+    "The callbacks in the order they run: the post's printing (`show_every`) and snapshots (`save_plots_every`), then the caller's."
+    hooks = [PrintLoss(show_every)] if show_every is not None else []
+    if save_plots_every is not None: hooks.append(PlotSnapshots(save_plots_every, plot_dir, model_name))
+    return hooks + check_callbacks(callbacks, "train")
+
+# %% ../nbs/09_training.ipynb #30280d25
+def _diverged(history: History, start: float, what: str, model: nn.Module, advice: str):
+    "Stop training: record why, and raise with the model still at its last finite parameters."
+    history.seconds, history.stop_reason = time.perf_counter() - start, f"diverged: {what}"
+    raise DivergenceError(f"train stopped: {what.rstrip('.')}. The model keeps its last finite parameters ({model!r}). {advice}", history)
+
+def _train_advice(e: SolverError | None, method: str, dtype=None) -> str:
+    "What to try after training stopped: for a stiff problem, a failed adaptive solve, a blow-up, or low-precision arithmetic."
+    if e is not None and e.stiff:
+        return ("The problem is stiff, which holds explicit solvers to tiny steps: fit a shorter time span, rescale the model so "
+                "that its fast mode is not resolved, or fit with a fixed-step method and a step_size below the fast time scale.")
+    if e is not None and e.kind == "steps": return "Raise max_steps if the solution really needs that many steps, or try a smaller lr."
+    if dtype in (torch.float16, torch.bfloat16):
+        return f"{str(dtype).replace('torch.', '')} overflows easily: train the model in float32 (model.float())."
+    if method in FIXED_STEP_METHODS: return "Try a smaller lr, a smaller step_size, or an adaptive method such as 'dopri5'."
+    return "Try a smaller lr."
+
+# %% ../nbs/09_training.ipynb #707b4ab3
+class _Budget(Exception):
+    "Raised inside train's loop when max_time has run out."
+
+class _TrainLoop:
+    "train's loop: the data on the model's device, the optimiser, the mini-batch order, the history, the callbacks and the checkpoints."
+    def __init__(self, model: nn.Module, data: SimODEData, lr: float, batch_size: int, method: str, solver_kw: dict, seed, hooks: list):
+        self.model, self.data, self.batch_size, self.method, self.hooks = model, data, batch_size, method, hooks
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.device, self.dtype = self.params[0].device, self.params[0].dtype
+        ts, Y = data.tensors()
+        self.ts, self.Y = ts.to(self.device, self.dtype), Y.to(self.device, self.dtype)  # (time,), (batch, time, state): moved once
+        self.loss_grad = _LossGrad(model, method, solver_kw, data.dim)
+        self.track = sum(p.numel() for p in self.params) <= MAX_TRACKED
+        self.history = History(params={k: [] for k in param_dict(model)} if self.track else {})
+        self.gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        self.optimizer = torch.optim.Adam(self.params, lr=lr)
+        self.ok = torch.ones((), dtype=torch.bool, device=self.device)  # stays True while every step was finite
+        fixed = method in FIXED_STEP_METHODS
+        self.options = dict(model=type(model).__name__, data=[len(data), len(self.ts), data.dim], lr=lr, batch_size=batch_size,
+                            method=method, step_size=solver_kw["step_size"], rtol=None if fixed else solver_kw["rtol"],
+                            atol=None if fixed else solver_kw["atol"], seed=seed)
+
+    def start_at(self, epochs: int, checkpoint, checkpoint_every: int, resume: bool):
+        "The checkpoints, the epoch to start from (after the checkpoint's, when resuming) and the state the callbacks see."
+        self.ck = Checkpointer(checkpoint, checkpoint_every, self.options) if checkpoint is not None else None
+        self.first = self.ck.resume(self.model, self.optimizer, self.gen, self.history, epochs) if resume else 0
+        self.state = TrainState(self.model, epoch=self.first, history=self.history, data=self.data, optimizer=self.optimizer,
+                                extra=dict(caller="train", options={**self.options, "epochs": epochs}, total=epochs))
+
+    def run(self, epochs: int, max_time: float | None) -> History:
+        "Run the epochs; however the run ends (completed, stopped, out of time, interrupted, failed), record why and tell the callbacks."
+        h = self.history
+        run_hooks(self.hooks, "on_fit_start", self.state)
+        self.start = time.perf_counter() - h.seconds  # a resumed run's clock goes on from the checkpoint's
+        self.loss_grad.deadline = None if max_time is None else time.perf_counter() + max_time
+        copies = self.loss_grad.spec.size + 1 if self.loss_grad.mode == "complex" else 1
+        work = rhs_work(self.model, min(self.batch_size, len(self.data))*self.data.dim*copies, self.data.dim)
+        try:
+            with small_work_threads(work, self.device), blame_model(self.model, "train"):
+                self.run_epochs(epochs)
+        except _Budget:  # max_time ran out: the parameters of the last completed step stay, and the run ends normally
+            h.stop_reason = f"max_time: stopped after {h.epochs} of {epochs} epochs, when max_time={max_time:g} s ran out"
+        except KeyboardInterrupt:  # save what the last finished epoch left, tell the callbacks, and stop as asked
+            h.seconds, h.stop_reason = time.perf_counter() - self.start, "interrupted"
+            if self.ck is not None: self.ck.write()
+            end_hooks(self.hooks, self.state, h.stop_reason)
+            raise
+        except DivergenceError:
+            end_hooks(self.hooks, self.state, h.stop_reason)
+            raise
+        except Exception as e:  # the model, a callback or the data raised: the callbacks hear of it too
+            h.seconds, h.stop_reason = time.perf_counter() - self.start, f"failed: {type(e).__name__}"
+            end_hooks(self.hooks, self.state, h.stop_reason)
+            raise
+        h.seconds, h.stop_reason = time.perf_counter() - self.start, h.stop_reason or "completed"
+        if self.ck is not None: self.ck.write()
+        end_hooks(self.hooks, self.state, h.stop_reason)
+        return h
+
+    def run_epochs(self, epochs: int):
+        "The epochs from `first` on, until the last, a callback's stop or the end of max_time (_Budget)."
+        for epoch in range(self.first, epochs):
+            stop = self.end_epoch(epoch, self.epoch(epoch))
+            if stop:
+                if epoch < epochs - 1: self.history.stop_reason = "early stop"
+                break
+            deadline = self.loss_grad.deadline
+            if deadline is not None and time.perf_counter() > deadline and epoch < epochs - 1: raise _Budget()
+
+    def epoch(self, epoch: int) -> float:
+        "One pass over the data in shuffled mini-batches: the sum of their losses. Stops the run if a step was not finite."
+        running_loss = torch.zeros((), device=self.device, dtype=self.dtype)
+        for idx in _epoch_order(len(self.data), self.gen).split(self.batch_size):
+            running_loss += self.step(self.Y[idx.to(self.device)], epoch)  # (batch, time, state)
+        running_loss, finite = torch.stack([running_loss, self.ok.to(self.dtype)]).tolist()
+        if not finite:
+            _diverged(self.history, self.start, f"the loss, its gradient or the parameters became NaN or infinite during epoch {epoch}",
+                      self.model, _train_advice(None, self.method, self.dtype))
+        return running_loss
+
+    def step(self, states: torch.Tensor, epoch: int) -> torch.Tensor:
+        "One Adam step on a mini-batch (batch, time, state): its loss. A step after the first non-finite one is undone, without a host sync."
+        try:
+            loss = self.loss_grad(states[:, 0, :], self.ts, states)
+        except SolverError as e:  # the solver gave up: blown-up or stiff dynamics, or the time budget
+            if e.kind == "time": raise _Budget() from None
+            _diverged(self.history, self.start, f"the solver failed during epoch {epoch}: {e}", self.model, _train_advice(e, self.method))
+        params = self.params
+        ok = self.ok & torch.isfinite(loss) & torch.stack([torch.isfinite(p.grad).all() for p in params]).all()
+        before = [p.detach().clone() for p in params]
+        self.optimizer.step()
+        self.ok = ok = ok & torch.stack([torch.isfinite(p).all() for p in params]).all()  # a finite step can still overflow (float16)
+        with torch.no_grad():
+            for p, b in zip(params, before): p.copy_(torch.where(ok, p, b))
+        return loss
+
+    def end_epoch(self, epoch: int, loss: float) -> bool:
+        "Record the epoch, call the callbacks and snapshot the checkpoint; True when a callback asked to stop."
+        h, s = self.history, self.state
+        h.loss.append(loss)
+        s.epoch, s.loss, s.params = epoch, loss, param_dict(self.model) if self.track else {}
+        for k, v in s.params.items(): h.params[k].append(v)
+        stop = run_hooks(self.hooks, "on_epoch_end", s)  # prints (show_every), snapshots (save_plots_every), then yours
+        if self.ck is not None:
+            h.seconds = time.perf_counter() - self.start
+            self.ck.snapshot(self.model, self.optimizer, self.gen, epoch + 1, h)
+        return stop
 
 # %% ../nbs/09_training.ipynb #442f7b74
 def train(model: torch.nn.Module, # Model to train
@@ -93,121 +250,10 @@ def train(model: torch.nn.Module, # Model to train
           **kwargs: dict # `rtol` and `atol` for an adaptive `method`
          ) -> History: # loss and parameter values per epoch
     "Fit the parameters of `model` to `data` with mini-batch Adam on the mean squared error."
-    if args: raise TypeError(f"train takes no extra positional arguments, got {args!r}.")
-    unknown = set(kwargs) - {"rtol", "atol"}
-    if unknown: raise TypeError(f"train got unexpected keyword arguments {sorted(unknown)}; it accepts rtol and atol for adaptive solvers.")
-    check_model_data(model, data, "train", SimODEData)
-    check_number(lr, "lr", "train", positive=True); check_number(epochs, "epochs", "train", integer=True, positive=True); check_number(batch_size, "batch_size", "train", integer=True, positive=True)
-    check_budget(max_steps, max_time, "train")
-    check_number(show_every, "show_every", "train", integer=True, positive=True, allow_none=True)
-    check_number(save_plots_every, "save_plots_every", "train", integer=True, positive=True, allow_none=True)
-    fixed = method in FIXED_STEP_METHODS
-    if fixed: check_number(step_size, "step_size", "train", positive=True, allow_none=True)
-    solver_options(method, step_size if fixed else None, kwargs.get("rtol"), kwargs.get("atol"))  # refuses bad choices early
-    solver_kw = dict(step_size=step_size if fixed else None, rtol=kwargs.get("rtol", SIM_RTOL), atol=kwargs.get("atol", SIM_ATOL),
-                     max_steps=max_steps)
+    solver_kw = _check_train_args(model, data, lr, epochs, batch_size, method, step_size, show_every, save_plots_every, max_steps,
+                                  max_time, args, kwargs)
     _check_checkpoint_args(checkpoint, checkpoint_every, resume)
-    hooks = [PrintLoss(show_every)] if show_every is not None else []
-    if save_plots_every is not None: hooks.append(PlotSnapshots(save_plots_every, plot_dir, model_name))
-    hooks += check_callbacks(callbacks, "train")
-
-    params = [p for p in model.parameters() if p.requires_grad]
-    device, dtype = params[0].device, params[0].dtype
-    ts, Y = data.tensors()
-    ts, Y = ts.to(device, dtype), Y.to(device, dtype)  # (time,), (batch, time, state): moved once
-    loss_grad = _LossGrad(model, method, solver_kw, data.dim)
-    track = sum(p.numel() for p in params) <= 64
-    history = History(params={k: [] for k in param_dict(model)} if track else {})
-    gen = torch.Generator().manual_seed(seed) if seed is not None else None
-    optimizer = torch.optim.Adam(params, lr=lr)
-    ok = torch.ones((), dtype=torch.bool, device=device)  # stays True while every step was finite
-    options = dict(model=type(model).__name__, data=[len(data), len(ts), data.dim], lr=lr, batch_size=batch_size, method=method,
-                   step_size=solver_kw["step_size"], rtol=None if fixed else solver_kw["rtol"],
-                   atol=None if fixed else solver_kw["atol"], seed=seed)
-    ck = Checkpointer(checkpoint, checkpoint_every, options) if checkpoint is not None else None
-    first = ck.resume(model, optimizer, gen, history, epochs) if resume else 0
-    state = TrainState(model, epoch=first, history=history, data=data, optimizer=optimizer,
-                       extra=dict(caller="train", options={**options, "epochs": epochs}, total=epochs))
-
-    run_hooks(hooks, "on_fit_start", state)
-    start = time.perf_counter() - history.seconds  # a resumed run's clock goes on from the checkpoint's
-    loss_grad.deadline = None if max_time is None else time.perf_counter() + max_time
-    work = rhs_work(model, min(batch_size, len(data))*data.dim*(loss_grad.spec.size + 1 if loss_grad.mode == "complex" else 1), data.dim)
-    try:
-        with small_work_threads(work, device), blame_model(model, "train"):
-            for epoch in range(first, epochs):
-                running_loss = torch.zeros((), device=device, dtype=dtype)
-                for idx in _epoch_order(len(data), gen).split(batch_size):
-                    states = Y[idx.to(device)]  # (batch, time, state)
-                    try:
-                        loss = loss_grad(states[:, 0, :], ts, states)
-                    except SolverError as e:  # the solver gave up: blown-up or stiff dynamics, or the time budget
-                        if e.kind == "time": raise _Budget() from None
-                        _diverged(history, start, f"the solver failed during epoch {epoch}: {e}", model, _train_advice(e, method))
-                    ok = ok & torch.isfinite(loss) & torch.stack([torch.isfinite(p.grad).all() for p in params]).all()
-                    before = [p.detach().clone() for p in params]
-                    optimizer.step()
-                    ok = ok & torch.stack([torch.isfinite(p).all() for p in params]).all()  # a finite step can still overflow (float16)
-                    with torch.no_grad():  # undo any step taken after the first non-finite one, without a host sync
-                        for p, b in zip(params, before): p.copy_(torch.where(ok, p, b))
-                    running_loss += loss
-                running_loss, finite = torch.stack([running_loss, ok.to(dtype)]).tolist()
-                if not finite:
-                    _diverged(history, start, f"the loss, its gradient or the parameters became NaN or infinite during epoch {epoch}",
-                              model, _train_advice(None, method, dtype))
-                history.loss.append(running_loss)
-                state.epoch, state.loss, state.params = epoch, running_loss, param_dict(model) if track else {}
-                for k, v in state.params.items(): history.params[k].append(v)
-                stop = run_hooks(hooks, "on_epoch_end", state)  # prints (show_every), snapshots (save_plots_every), then yours
-                if ck is not None:
-                    history.seconds = time.perf_counter() - start
-                    ck.snapshot(model, optimizer, gen, epoch + 1, history)
-                if stop:
-                    if epoch < epochs - 1: history.stop_reason = "early stop"
-                    break
-                if loss_grad.deadline is not None and time.perf_counter() > loss_grad.deadline and epoch < epochs - 1:
-                    raise _Budget()
-    except _Budget:  # max_time ran out: the parameters of the last completed step stay, and the run ends normally
-        history.stop_reason = f"max_time: stopped after {history.epochs} of {epochs} epochs, when max_time={max_time:g} s ran out"
-    except KeyboardInterrupt:  # save what the last finished epoch left, tell the callbacks, and stop as asked
-        history.seconds, history.stop_reason = time.perf_counter() - start, "interrupted"
-        if ck is not None: ck.write()
-        end_hooks(hooks, state, history.stop_reason)
-        raise
-    except DivergenceError:
-        end_hooks(hooks, state, history.stop_reason)
-        raise
-    except Exception as e:  # the model, a callback or the data raised: the callbacks hear of it too
-        history.seconds, history.stop_reason = time.perf_counter() - start, f"failed: {type(e).__name__}"
-        end_hooks(hooks, state, history.stop_reason)
-        raise
-    history.seconds, history.stop_reason = time.perf_counter() - start, history.stop_reason or "completed"
-    if ck is not None: ck.write()
-    end_hooks(hooks, state, history.stop_reason)
-    return history
-
-def _check_checkpoint_args(checkpoint, checkpoint_every, resume):
-    "train's checkpoint options, checked before any work."
-    if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
-        raise TypeError(f"train needs checkpoint as a file path (str or pathlib.Path) or None, got {type(checkpoint).__name__}.")
-    check_number(checkpoint_every, "checkpoint_every", "train", integer=True, positive=True)
-    if not isinstance(resume, bool): raise TypeError(f"train needs resume as True or False, got {resume!r}.")
-    if resume and checkpoint is None:
-        raise ValueError("train(resume=True) needs the file to resume from: pass checkpoint='run.pt' (it starts afresh if the file does not exist).")
-
-# %% ../nbs/09_training.ipynb #30280d25
-def _diverged(history: History, start: float, what: str, model: nn.Module, advice: str):
-    "Stop training: record why, and raise with the model still at its last finite parameters."
-    history.seconds, history.stop_reason = time.perf_counter() - start, f"diverged: {what}"
-    raise DivergenceError(f"train stopped: {what.rstrip('.')}. The model keeps its last finite parameters ({model!r}). {advice}", history)
-
-def _train_advice(e: SolverError | None, method: str, dtype=None) -> str:
-    "What to try after training stopped: for a stiff problem, a failed adaptive solve, a blow-up, or low-precision arithmetic."
-    if e is not None and e.stiff:
-        return ("The problem is stiff, which holds explicit solvers to tiny steps: fit a shorter time span, rescale the model so "
-                "that its fast mode is not resolved, or fit with a fixed-step method and a step_size below the fast time scale.")
-    if e is not None and e.kind == "steps": return "Raise max_steps if the solution really needs that many steps, or try a smaller lr."
-    if dtype in (torch.float16, torch.bfloat16):
-        return f"{str(dtype).replace('torch.', '')} overflows easily: train the model in float32 (model.float())."
-    if method in FIXED_STEP_METHODS: return "Try a smaller lr, a smaller step_size, or an adaptive method such as 'dopri5'."
-    return "Try a smaller lr."
+    hooks = _train_callbacks(show_every, save_plots_every, plot_dir, model_name, callbacks)
+    loop = _TrainLoop(model, data, lr, batch_size, method, solver_kw, seed, hooks)
+    loop.start_at(epochs, checkpoint, checkpoint_every, resume)
+    return loop.run(epochs, max_time)
