@@ -69,7 +69,8 @@ def check_state(model, y, caller: str, name: str = "y0", layout: str = "(batch, 
     dim = model_dim(model)
     if dim is not None and y.shape[-1] != dim:
         raise ValueError(f"{type(model).__name__} has a state of dimension {dim}, so {caller} needs {name} of shape "
-                         f"{layout.replace('state', str(dim))}, got {tuple(y.shape)}; check the model and the data describe the same system.")
+                         f"{layout.replace('state', str(dim))}, got {tuple(y.shape)}; "
+                         f"check the model and the data describe the same system.")
     return y
 
 # %% ../nbs/00_checks.ipynb #2c1237ad

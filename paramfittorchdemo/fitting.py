@@ -64,8 +64,10 @@ _LM_MAX_PARAMS = 100  # Levenberg-Marquardt ('auto' picks it) for at most this m
 def _check_fit_args(optimizer, max_iter, xtol, ftol, max_steps, max_time, horizons, callbacks) -> list: # the callbacks as a list
     "fit's own options, checked before any work."
     if optimizer not in _OPTIMIZERS: raise ValueError(f"fit: unknown optimizer {optimizer!r}; expected one of {', '.join(_OPTIMIZERS)}.")
-    check_number(max_iter, "max_iter", "fit", integer=True, positive=True); check_number(xtol, "xtol", "fit", positive=True); check_number(ftol, "ftol", "fit", positive=True)
-    check_number(max_steps, "max_steps", "fit", integer=True, positive=True); check_number(max_time, "max_time", "fit", positive=True, allow_none=True)
+    check_number(max_iter, "max_iter", "fit", integer=True, positive=True)
+    check_number(xtol, "xtol", "fit", positive=True); check_number(ftol, "ftol", "fit", positive=True)
+    check_number(max_steps, "max_steps", "fit", integer=True, positive=True)
+    check_number(max_time, "max_time", "fit", positive=True, allow_none=True)
     horizon_fractions(horizons, "fit")
     return check_callbacks(callbacks, "fit")
 
@@ -213,7 +215,8 @@ class _FitRun:
 # %% ../nbs/11_fitting.ipynb #ae245d08
 def _lm_attempt(run: _FitRun, theta: torch.Tensor, fractions: tuple, max_iter: int, xtol: float, ftol: float, report,
                ) -> tuple: # the LMResult, and the best start's loss per iteration
-    "Levenberg-Marquardt from starts theta (K, P): over the leading `fractions` of the time span in turn (short, loose stages), then all of it."
+    """Levenberg-Marquardt from starts theta (K, P): over the leading `fractions` of the time span in turn (short, loose stages), then all
+    of it."""
     hist = []
     for n in horizon_lengths(run.ts, fractions):  # the leading part of the data first
         phase = f"lm, t <= {float(run.ts[n - 1]):.4g}"
@@ -323,9 +326,10 @@ class _GradientPath:
             opt.zero_grad(); l = self.objective()
             if i == 0 and self.compiled is not None: self.compile_seconds = time.perf_counter() - t_c
             r.history.append(l.item())
-            if self.blown: raise DivergenceError(f"fit stopped: the loss became NaN or infinite at Adam step {i} (the solution blew "
-                                                 f"up); the model keeps the best parameters seen (loss {r.best_loss:.4g}); try a smaller lr",
-                                                 History(loss=r.history))
+            if self.blown:
+                raise DivergenceError(f"fit stopped: the loss became NaN or infinite at Adam step {i} (the solution blew "
+                                      f"up); the model keeps the best parameters seen (loss {r.best_loss:.4g}); try a smaller lr",
+                                      History(loss=r.history))
             if r.hooks: r.hooks.step("adam", self.x, opt)
             opt.step()
             if verbose and i % 50 == 0: print(f"adam step {i}: loss {r.history[-1]:.6g}")
@@ -401,8 +405,9 @@ def fit(model: nn.Module, # model whose trainable parameters are fitted (updated
     optimizer = _choose_optimizer(optimizer, spec.size, starts)
     run = _FitRun(model, data, spec, theta0, ts, Y, method, step_size, rtol, atol, max_steps, max_time, verbose)
     _check_path(optimizer, run.mode, spec.size, adam_steps)
-    options = dict(optimizer=optimizer, method=method, rtol=rtol, atol=atol, step_size=step_size, dtype=str(theta0.dtype).replace("torch.", ""),
-                   max_iter=max_iter, xtol=xtol, ftol=ftol, starts=None if starts is None else len(starts), lr=lr, adam_steps=adam_steps,
+    options = dict(optimizer=optimizer, method=method, rtol=rtol, atol=atol, step_size=step_size,
+                   dtype=str(theta0.dtype).replace("torch.", ""), max_iter=max_iter, xtol=xtol, ftol=ftol,
+                   starts=None if starts is None else len(starts), lr=lr, adam_steps=adam_steps,
                    max_steps=max_steps, max_time=max_time, horizons=horizons)
     run.hooks = _FitHooks(cbs, model, data, spec, run.history, options) if cbs else None
     if run.hooks: run.hooks.start()

@@ -163,7 +163,8 @@ class NeuralDiffEq(nn.Module):
                  dim: int = 2, # dimension of the state vector
                 ) -> None:
         super().__init__()
-        self.dim = dim = check_number(dim, "dim", "NeuralDiffEq", integer=True, positive=True, what=" (the length of the state vector)", error=ValueError)
+        self.dim = dim = check_number(dim, "dim", "NeuralDiffEq", integer=True, positive=True, what=" (the length of the state vector)",
+                                      error=ValueError)
         self.ann = nn.Sequential(nn.Linear(dim, 8), nn.LeakyReLU(),
                                  nn.Linear(8, 16), nn.LeakyReLU(),
                                  nn.Linear(16, 32), nn.LeakyReLU(),
@@ -207,7 +208,8 @@ class FunctionODE(nn.Module):
         if not callable(f):
             raise TypeError(f"FunctionODE needs f as a function f(t, y, **params), got {type(f).__name__} {f!r}; "
                             f"e.g. FunctionODE(lambda t, y, k: -k*y, dim=1, k=0.5).")
-        self.dim = check_number(dim, "dim", "FunctionODE", integer=True, positive=True, what=" (the length of the state vector)", strict=True)
+        self.dim = check_number(dim, "dim", "FunctionODE", integer=True, positive=True, what=" (the length of the state vector)",
+                                strict=True)
         self.autonomous = check_flag(autonomous, "autonomous", "FunctionODE")
         trainable = check_flag(trainable, "trainable", "FunctionODE")
         self.f, self.param_names = f, tuple(params)

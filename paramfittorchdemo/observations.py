@@ -146,7 +146,7 @@ class Observations:
         b = _index_of(self, i, "Observations")
         return self.times[b], self.values[b]
 
-    def padded(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]: # ts (B, T), ys (B, T, n_obs), mask (B, T, n_obs), valid (B, T)
+    def padded(self) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]: # ts (B, T), ys and mask (B, T, n_obs), valid (B, T)
         "All trajectories padded to the longest, T time points, with masks of what is real and what is observed."
         return _padded(self)
 
@@ -408,7 +408,8 @@ def _read_csv(path, caller: str, encoding: str = "utf-8", delimiter: str = ",") 
                         f"for a DataFrame use Observations.from_dataframe.")
     codec, name = _text_options(encoding, delimiter, caller), str(path)
     if os.path.isdir(path): raise IsADirectoryError(f"{caller}: {name!r} is a folder, not a CSV file.")
-    lines = io.StringIO(_read_text(path, name, caller, codec, encoding), newline="").readlines()   # split at line breaks only, as open(newline="") would
+    # split at line breaks only, as open(newline="") would
+    lines = io.StringIO(_read_text(path, name, caller, codec, encoding), newline="").readlines()
     skip = 0
     while skip < len(lines) and (not lines[skip].strip() or lines[skip].lstrip().startswith("#")): skip += 1
     if skip == len(lines):

@@ -202,11 +202,13 @@ def plot_fit(t_obs, # observation times, (time,)
 # %% ../nbs/06_plotting.ipynb #7786cbf4
 def _residual_runs(t_obs, residuals, caller: str) -> list:
     "`(t (time_b,), r (time_b, n_obs))` per trajectory, from one trajectory or from lists of them."
-    def several(x): return isinstance(x, (list, tuple)) and len(x) > 0 and all(isinstance(v, (torch.Tensor, np.ndarray)) and v.ndim >= 1 for v in x)
+    def several(x):
+        return isinstance(x, (list, tuple)) and len(x) > 0 and all(isinstance(v, (torch.Tensor, np.ndarray)) and v.ndim >= 1 for v in x)
     if not several(residuals): return [(_as_vector(t_obs, "t_obs", caller), residuals, "residuals")]
     ts = t_obs if several(t_obs) else [t_obs]*len(residuals)  # one time grid shared by all trajectories
     if len(ts) != len(residuals):
-        raise ValueError(f"{caller} got {len(ts)} time grids in t_obs for {len(residuals)} trajectories in residuals; pass one per trajectory.")
+        raise ValueError(f"{caller} got {len(ts)} time grids in t_obs for {len(residuals)} trajectories in residuals; "
+                         "pass one per trajectory.")
     return [(_as_vector(t, f"t_obs[{b}]", caller), r, f"residuals[{b}]") for b, (t, r) in enumerate(zip(ts, residuals))]
 
 def _rms(r: np.ndarray) -> float:
@@ -221,13 +223,15 @@ def plot_residuals(t_obs, # observation times, (time,), or a list of per-traject
                    columns=None, # names of the observed quantities, (n_obs,); `y[i]` when None
                    ax: plt.Axes = None, # axes to draw on; a new figure when None
                    title: Optional[str] = None, # axes title, or None for none
-                   standardized: bool = False, # the residuals are standardized (divided by their standard deviation): label them so and mark ±2
+                   standardized: bool = False, # residuals are standardized (divided by their standard deviation): label them so, mark ±2
                   ) -> Tuple[plt.Figure, plt.Axes]: # the figure and the axes drawn on
-    "Residuals (observed minus fitted, or standardized) over time, one colour per quantity, with a zero line; a legend gives each quantity's RMS."
+    """Residuals (observed minus fitted, or standardized) over time, one colour per quantity, with a zero line; a legend gives each
+    quantity's RMS."""
     c = "plot_residuals"
     runs, n = [], None
     for t, r, name in _residual_runs(t_obs, residuals, c):
-        r = _as_table(r, name, c, (len(t), n), f"t_obs (time = {len(t)})" + ("" if n is None else f" and the n_obs = {n} columns of the first trajectory"))
+        r = _as_table(r, name, c, (len(t), n),
+                      f"t_obs (time = {len(t)})" + ("" if n is None else f" and the n_obs = {n} columns of the first trajectory"))
         n = r.shape[1]; runs.append((t, r))
     t, r = np.concatenate([t for t, _ in runs]), np.concatenate([r for _, r in runs])  # (all times,), (all times, n_obs)
     names = _columns(columns, n, c)
@@ -273,7 +277,8 @@ def plot_traces(trace: dict, # parameter name -> sequence of values, one per opt
     handles, labels = ax.get_legend_handles_labels()
     if loss is not None:
         loss = _as_vector(loss, "loss", c, "iterations")
-        if loss.shape[0] != n: raise ValueError(f"{c} needs loss of shape ({n},), one value per iteration like the traces, got {loss.shape}.")
+        if loss.shape[0] != n:
+            raise ValueError(f"{c} needs loss of shape ({n},), one value per iteration like the traces, got {loss.shape}.")
         lax = ax.twinx()
         handles += lax.plot(it, loss, color="black", ls="--", lw=1, label="loss"); labels.append("loss")
         finite = loss[np.isfinite(loss)]
@@ -294,7 +299,7 @@ def plot_profile(values, # grid of the profiled parameter's values, (n,); need n
                  *,
                  threshold: Optional[float] = 3.841, # horizontal line, by default the chi-square(1) 95% cut-off; None for none
                  estimate: Optional[float] = None, # vertical line at the point estimate; None for none
-                 interval: Optional[tuple] = None, # (lo, hi) to mark, e.g. the profile-likelihood interval; an end that is None (or NaN, inf) is open
+                 interval: Optional[tuple] = None, # (lo, hi) to mark, e.g. the profile-likelihood interval; a None (or NaN, inf) end: open
                  ax: plt.Axes = None, # axes to draw on; a new figure when None
                 ) -> Tuple[plt.Figure, plt.Axes]: # the figure and the axes drawn on
     "A profile likelihood curve with its 95% threshold, the estimate and the interval."

@@ -28,6 +28,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 NBS = ROOT / "nbs"
 TUTORIALS = sorted((NBS / "tutorials").glob("*.ipynb"))
+# the module notebooks: the API pages, committed with their examples' outputs
+MODULE_NBS = sorted(p for p in NBS.glob("[0-9][0-9]_*.ipynb"))
 # the module notebook executed end to end: small and fast (a few seconds), and it draws figures
 EXECUTED_NB = NBS / "06_plotting.ipynb"
 
@@ -177,7 +179,62 @@ def test_tutorial_renders_to_html(nb_path, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# a module notebook: committed without outputs, executed here with a Jupyter kernel, then rendered
+# module notebooks: the API pages, committed with the outputs of their examples
+
+def test_there_are_module_notebooks():
+    assert len(MODULE_NBS) >= 10, f"expected the module notebooks nbs/NN_*.ipynb, found {[p.name for p in MODULE_NBS]}"
+
+
+@pytest.mark.parametrize("nb_path", MODULE_NBS, ids=lambda p: p.stem)
+def test_module_notebook_reads_as_a_page(nb_path):
+    nb = _read(nb_path)
+    assert not _errors(nb), f"{nb_path.name}: error outputs {_errors(nb)}"
+    # the page opens with its title: the first cell after `#| default_exp` (which tests/test_layout.py wants first)
+    first = nb.cells[1] if nb.cells[0].source.strip().startswith("#| default_exp") else nb.cells[0]
+    assert first.cell_type == "markdown" and first.source.startswith("# "), \
+        f"{nb_path.name}: the page does not open with a '# Title' cell (right after #| default_exp)"
+    assert re.search(r"^> \S", first.source, re.M), f"{nb_path.name}: the first cell has no '> summary' line"
+    problems = [p for i, c in _visible_code(nb) for p in _missing_outputs(i, c)]
+    assert not problems, f"{nb_path.name} is not (fully) executed: " + "; ".join(problems)
+    shown = [c for _, c in _visible_code(nb) if "#| export" not in c.source and c.source.strip()]
+    with_output = [c for c in shown if c.get("outputs")]
+    assert len(with_output) >= max(1, len(shown)//3), \
+        f"{nb_path.name}: {len(with_output)} of {len(shown)} visible example cells show an output: execute it before committing"
+    if _draws(nb):
+        assert _n_images(nb) >= 1, f"{nb_path.name} draws figures but has no image output: execute it before committing"
+
+
+def _public_methods(source: str) -> dict:
+    "Public classes defined in exported code, each with its public methods and properties."
+    out = {}
+    for cell in source.split("\n# %% cell\n"):
+        code = "\n".join(l for l in cell.splitlines() if not l.startswith("#|"))
+        try:
+            tree = ast.parse(code)
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                out[node.name] = [f.name for f in node.body if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+                                  and not f.name.startswith("_")]
+    return out
+
+
+@pytest.mark.parametrize("nb_path", MODULE_NBS, ids=lambda p: p.stem)
+def test_module_notebook_shows_the_api(nb_path):
+    "No show_doc is hidden, and every public class with public methods shows at least one of them with a visible show_doc."
+    nb = _read(nb_path)
+    exported = "\n# %% cell\n".join(c.source for c in nb.cells if c.cell_type == "code" and "export" in _directives(c))
+    hidden = [c.source for c in nb.cells if c.cell_type == "code" and _hidden(c) and "show_doc(" in c.source]
+    assert not hidden, f"{nb_path.name}: hidden show_doc cells, which the API page would leave out: {hidden}"
+    visible = "\n".join(c.source for _, c in _visible_code(nb))
+    undocumented = [name for name, methods in _public_methods(exported).items()
+                    if methods and not re.search(rf"show_doc\(\s*{name}\.", visible)]
+    assert not undocumented, f"{nb_path.name}: the methods of {undocumented} have no visible show_doc(Class.method)"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# a module notebook: executed here, executed here with a Jupyter kernel, then rendered
 
 def test_module_notebook_executes_and_renders(tmp_path, monkeypatch):
     pytest.importorskip("nbconvert")

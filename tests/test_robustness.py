@@ -281,7 +281,8 @@ def test_small_work_runs_on_one_thread_and_restores_the_count():
         torch.set_num_threads(n)
 
 
-@pytest.mark.parametrize("bad,words", [(torch.ones(1, 2, dtype=torch.complex64), "complex64"), (torch.ones(1, 2, dtype=torch.bool), "boolean")])
+@pytest.mark.parametrize("bad,words", [(torch.ones(1, 2, dtype=torch.complex64), "complex64"),
+                                       (torch.ones(1, 2, dtype=torch.bool), "boolean")])
 def test_simulate_refuses_complex_and_boolean_states(bad, words):
     with pytest.raises(TypeError, match=f"simulate needs y0 as a .*{words}"):
         simulate(LotkaVolterra(), bad, torch.linspace(0, 1, 3))

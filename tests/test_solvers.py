@@ -5,7 +5,8 @@ import torch
 from torchdiffeq import odeint
 
 from paramfittorchdemo import Lorenz, LotkaVolterra, NeuralDiffEq, VDP, simulate
-from paramfittorchdemo.solvers import ParamSpec, SolveStats, SolverError, broadcasts, dopri5, integrate, jacobian_mode, rhs_traits, rk4, solve_with_jacobian
+from paramfittorchdemo.solvers import (ParamSpec, SolveStats, SolverError, broadcasts, dopri5, integrate, jacobian_mode, rhs_traits, rk4,
+                                       solve_with_jacobian)
 
 f64 = dict(dtype=torch.float64)
 
