@@ -7,7 +7,7 @@ import time
 import torch
 
 from paramfittorchdemo import LotkaVolterra, NeuralDiffEq, VDP, create_sim_dataset, train
-from paramfittorchdemo.training import fit
+from paramfittorchdemo.fitting import fit
 
 
 def timed(fn):
@@ -26,7 +26,8 @@ def main():
     print(f"{'case':<44} {'cpu [s]':>9} {'cuda [s]':>9}")
     for name, fn in [("fit LV, 1 start (LM)", lambda dev: fit(LotkaVolterra(1.6, 1.1, 2.7, 1.2).to(dev), lv)),
                      ("fit LV, 32 starts (LM)", lambda dev: fit(LotkaVolterra().to(dev), lv, starts=starts)),
-                     ("train LV, post recipe, 10 epochs", lambda dev: train(LotkaVolterra(1.6, 1.1, 2.7, 1.2).to(dev), lv, epochs=10, show_every=None, seed=0))]:
+                     ("train LV, post recipe, 10 epochs",
+                      lambda dev: train(LotkaVolterra(1.6, 1.1, 2.7, 1.2).to(dev), lv, epochs=10, show_every=None, seed=0))]:
         tc, rc = timed(lambda: fn("cpu")); tg, rg = timed(lambda: fn("cuda"))
         print(f"{name:<44} {tc:>9.3f} {tg:>9.3f}")
     nd = create_sim_dataset(VDP(0.2), torch.linspace(0, 10, 30), num_samples=10, sigma_noise=0.05, seed=0)

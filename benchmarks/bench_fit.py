@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from torchdiffeq import odeint
 
 from paramfittorchdemo import Lorenz, LotkaVolterra, VDP, create_sim_dataset, train
-from paramfittorchdemo.training import fit
+from paramfittorchdemo.fitting import fit
 
 RTOL, ATOL = 1e-6, 1e-8
 
@@ -129,7 +129,8 @@ def run(quick: bool):
         t_lib, p_lib = timed(lib, reps)
         same = max(abs(a - b) for a, b in zip(p_ref, p_lib))
         rows.append((name, f"reference loop ({epochs} ep)", t_ref, t_ref/epochs*1e3, "", rel_err(p_ref, spec["truth"]), ""))
-        rows.append((name, f"train ({epochs} ep)", t_lib, t_lib/epochs*1e3, "", rel_err(p_lib, spec["truth"]), f"{t_ref/t_lib:.1f}x faster/epoch, |dp|={same:.1e}"))
+        rows.append((name, f"train ({epochs} ep)", t_lib, t_lib/epochs*1e3, "", rel_err(p_lib, spec["truth"]),
+                     f"{t_ref/t_lib:.1f}x faster/epoch, |dp|={same:.1e}"))
         checks.append((f"{name}: train matches the reference loop to 1e-5", same < 1e-5))
         # full-batch least squares: scipy vs fit
         # scipy's default finite-difference step (1.5e-8) is below the solver's noise at rtol=1e-6; 1e-3 is the usual fix
@@ -137,7 +138,8 @@ def run(quick: bool):
         for meth, ds in (("lm", None), ("lm", 1e-3), ("trf", 1e-3)):
             t_sp, (p_sp, ncalls, cost) = timed(lambda: scipy_fit(spec, data, start, meth, ds), reps)
             sp.append((t_sp, p_sp, cost))
-            rows.append((name, f"scipy {meth}, diff_step={ds}", t_sp, None, f"{ncalls} solves", rel_err(p_sp, spec["truth"]), f"mse {cost:.6g}"))
+            rows.append((name, f"scipy {meth}, diff_step={ds}", t_sp, None, f"{ncalls} solves", rel_err(p_sp, spec["truth"]),
+                         f"mse {cost:.6g}"))
         best_cost = min(c for _, _, c in sp)
         best_sp = min((x for x in sp if x[2] <= best_cost*(1 + 1e-6)), key=lambda x: x[0])  # fastest scipy run that reached the optimum
         def lm():
@@ -149,7 +151,8 @@ def run(quick: bool):
                      rel_err(p_fit, spec["truth"]), f"{t_fit/best_sp[0]:.2f}x scipy's time, {to_scipy:.1e} from scipy's optimum"))
         checks.append((f"{name}: fit reaches scipy's optimum (rel. change < 1e-3)", to_scipy < 1e-3))
         lowest = min(common_mse(spec, data, p) for _, p, _ in sp)  # scipy's variants stop at slightly different points of a flat optimum
-        checks.append((f"{name}: fit's loss <= scipy's lowest (+1e-6, one accurate evaluator)", common_mse(spec, data, p_fit) <= lowest*(1 + 1e-6)))
+        checks.append((f"{name}: fit's loss <= scipy's lowest (+1e-6, one accurate evaluator)",
+                       common_mse(spec, data, p_fit) <= lowest*(1 + 1e-6)))
         if not quick:
             checks.append((f"{name}: fit at most 1.0x scipy's time", t_fit <= best_sp[0]))
             checks.append((f"{name}: train at least 3x faster per epoch", t_ref/t_lib >= 3))
@@ -168,8 +171,10 @@ def run(quick: bool):
     n_single = sum(r.loss < best*1.001 for r in singles)
     nconv = int((rK.starts["loss"] < rK.starts["loss"].min()*1.001).sum())
     rows.append(("lotka-volterra", f"fit, {K} starts one by one", t_seq, None, f"{sum(r.stats.solves for r in singles)} solves",
-                 min(rel_err(list(r.params.values()), spec["truth"]) for r in singles), f"{t1:.3f} s per start; {n_single}/{K} reached the best loss"))
-    rows.append(("lotka-volterra", f"fit, {K} starts together", tK, None, f"{rK.stats.solves} solves", rel_err(list(rK.params.values()), spec["truth"]),
+                 min(rel_err(list(r.params.values()), spec["truth"]) for r in singles),
+                 f"{t1:.3f} s per start; {n_single}/{K} reached the best loss"))
+    rows.append(("lotka-volterra", f"fit, {K} starts together", tK, None, f"{rK.stats.solves} solves",
+                 rel_err(list(rK.params.values()), spec["truth"]),
                  f"{tK/t1:.2f}x one start, {t_seq/tK:.1f}x faster than one by one; {nconv}/{K} reached the best loss"))
     if not quick: checks.append((f"{K} starts together in at most 4x the mean time of one start", tK <= 4*t1))
     return rows, checks

@@ -57,7 +57,7 @@ from paramfittorchdemo import LotkaVolterra, Lorenz, VDP, create_sim_dataset
 from paramfittorchdemo.data import SimODEData
 from paramfittorchdemo.estimation import estimate
 from paramfittorchdemo.observations import Observations
-from paramfittorchdemo.training import fit
+from paramfittorchdemo.fitting import fit
 
 TOL_10 = 0.10  # success: every parameter within this relative distance of the truth
 TOL_LOWEST = 1e-3  # success: loss within this relative distance of the lowest loss found on the problem
@@ -360,7 +360,8 @@ def run_problem(problem: Problem, kind: str, variants=None) -> list:
             t0 = time.perf_counter()
             try: out = runner(problem, variant, start)
             except Exception as e:  # a failure to record, not to stop the suite for
-                out = dict(params=[math.nan]*len(start), y0=None, reported_loss=math.nan, success=False, status=f"exception: {type(e).__name__}")
+                out = dict(params=[math.nan]*len(start), y0=None, reported_loss=math.nan, success=False,
+                           status=f"exception: {type(e).__name__}")
             seconds = time.perf_counter() - t0
             loss = common_loss(problem, variant, out["params"], out["y0"]) if out["y0"] is not None else math.inf
             rel = np.abs(np.asarray(out["params"], dtype=float)/problem.truth - 1)
@@ -427,7 +428,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog="families: " + ", ".join(families))
     ap.add_argument("--families", default="all", help="comma-separated family names, or 'all' (default)")
-    ap.add_argument("--n", type=int, default=None, help="datasets per family (each fitted from every start kind); default: the family's own")
+    ap.add_argument("--n", type=int, default=None,
+                    help="datasets per family (each fitted from every start kind); default: the family's own")
     ap.add_argument("--quick", action="store_true", help="a smoke run: one dataset per family from the 30%% start, 4 of lv-post")
     ap.add_argument("--seed", type=int, default=0, help="seed of the datasets and starts")
     ap.add_argument("--by", default="", help="also group by these record fields, comma-separated: start, noise, dataset")
@@ -446,7 +448,8 @@ def main(argv=None) -> int:
         fam = families[name]
         n = a.n if a.n is not None else (4 if fam.post_start else 1) if a.quick else None
         records += run_family(fam, n, a.seed, starts=("30%", "post") if a.quick else None, log=sys.stderr)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); seed {a.seed}; {len(records)} runs in {time.perf_counter() - t0:.0f} s")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); seed {a.seed}; "
+          f"{len(records)} runs in {time.perf_counter() - t0:.0f} s")
     print(f"success(10%): every parameter within {TOL_10:.0%} of the truth; success(lowest): loss within a relative {TOL_LOWEST:g} "
           f"of the lowest loss any method found (losses recomputed by LSODA, rtol={EVAL_RTOL:g})")
     print(format_table(summarize(records, by), by))

@@ -1,6 +1,5 @@
 import io
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -9,8 +8,9 @@ import torch
 
 from paramfittorchdemo import (DivergenceError, History, LotkaVolterra, NeuralDiffEq, VDP, create_sim_dataset, param_dict,
                                train)
-from paramfittorchdemo.training import (BestParameters, Callback, EarlyStopping, MLflowLogger, PlotSnapshots, ProgressBar,
-                                        TensorBoardLogger, TrainState, fit)
+from paramfittorchdemo.callbacks import (BestParameters, Callback, EarlyStopping, MLflowLogger, PlotSnapshots, ProgressBar,
+                                         TensorBoardLogger, TrainState)
+from paramfittorchdemo.fitting import fit
 
 
 @pytest.fixture(scope="module")

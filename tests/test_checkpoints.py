@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-import paramfittorchdemo.training as training
+import paramfittorchdemo.checkpoints as checkpoints
 from paramfittorchdemo import LotkaVolterra, NeuralDiffEq, VDP, create_sim_dataset, train
-from paramfittorchdemo.training import Callback, load_checkpoint, save_checkpoint
+from paramfittorchdemo.callbacks import Callback
+from paramfittorchdemo.checkpoints import load_checkpoint, save_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -151,11 +152,11 @@ def test_train_checkpoint_contents(tmp_path, vdp_data):
 
 def test_checkpoint_every(tmp_path, monkeypatch, vdp_data):
     written = []
-    real = training.save_checkpoint
+    real = checkpoints.save_checkpoint
     def spy(path, state):
         written.append(state["epoch"])
         return real(path, state)
-    monkeypatch.setattr(training, "save_checkpoint", spy)
+    monkeypatch.setattr(checkpoints, "save_checkpoint", spy)
     train(VDP(0.1), vdp_data, epochs=7, show_every=None, checkpoint=tmp_path/"run.pt", checkpoint_every=3)
     assert written == [3, 6, 7]
     written.clear()

@@ -28,7 +28,8 @@ def test_demo_bad_input(capsys, tmp_path):
     assert "epochs as a positive integer" in capsys.readouterr().err
     (tmp_path / "a-file").write_text("not a folder\n")
     assert demo_main(["--out", str(tmp_path / "a-file"), "--quiet"]) == 2
-    assert capsys.readouterr().err == "paramfittorchdemo-demo: error: demo: out '" + str(tmp_path / "a-file") + "' exists and is not a folder.\n"
+    assert (capsys.readouterr().err
+            == "paramfittorchdemo-demo: error: demo: out '" + str(tmp_path / "a-file") + "' exists and is not a folder.\n")
     assert demo_main(["--seed", str(2**70), "--epochs", "1", "--quiet", "--out", str(tmp_path)]) == 2
     assert "seed between -2**63 and 2**64 - 1" in capsys.readouterr().err
     if not torch.cuda.is_available():
@@ -56,8 +57,6 @@ import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
-import torch
 
 import paramfittorchdemo
 from paramfittorchdemo.cli import fit_main
@@ -134,7 +133,8 @@ DECAY_CSV = "time,x\n0,2\n1,1.2\n2,0.7\n3,0.45\n"
 # Every kind of bad input, through the console script: name -> (arguments, exit status, part of the one-line message)
 BAD = {
     "unknown model": (["--model", "pendulum"], 2, "unknown model 'pendulum'; use vdp, lotka-volterra, lorenz, or module:Class"),
-    "module does not import": (["--model", "no_such_module_xyz:Model"], 2, "--model no_such_module_xyz:Model: cannot import 'no_such_module_xyz'"),
+    "module does not import": (["--model", "no_such_module_xyz:Model"], 2,
+                               "--model no_such_module_xyz:Model: cannot import 'no_such_module_xyz'"),
     "missing csv": (["--data", "missing.csv"], 2, "--data missing.csv: no such file"),
     "malformed csv": (["--data", "bad.csv"], 2, "'bad.csv', line 3, column 'x': non-numeric value 'abc'"),
     "unknown parameter": (["--param", "nu=0.2"], 2, "--param: unknown parameter nu; VDP has mu"),
@@ -142,7 +142,8 @@ BAD = {
     "cuda unavailable": (["--device", "cuda"], 2, "--device cuda: CUDA is not available here"),
     "resume without checkpoint": (["--optimizer", "adam", "--resume"], 2, "--resume: no checkpoint at"),
     "resume with another optimizer": (["--resume"], 2, "--resume applies only with --optimizer adam"),
-    "diverging fit": (["--model", "lotka-volterra", "--param", "beta=-1"], 1, "the fit of lotka-volterra failed: fit: the starting parameters"),
+    "diverging fit": (["--model", "lotka-volterra", "--param", "beta=-1"], 1,
+                      "the fit of lotka-volterra failed: fit: the starting parameters"),
     "model raises when built": (["--model", "usermodels:Broken", "--init", "k=2"], 2,
                                 "--model usermodels:Broken: Broken(k=2) failed with RuntimeError: cannot build 2"),
     "model fails during the fit": (["--model", "usermodels:Flaky", "--data", "decay.csv"], 1,
@@ -180,7 +181,8 @@ def test_subprocesses_run_the_code_under_test(tmp_path):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    "Every console-script run the tests below check, started together (each mostly waits for torch to import): name -> its folder and results."
+    """Every console-script run the tests below check, started together (each mostly waits for torch to import):
+    name -> its folder and results."""
     root = tmp_path_factory.mktemp("fit")
     (root / "decay.py").write_text(USER_MODEL)
     (root / "bad.csv").write_text("time,x,y\n0,1,2\n1,abc,3\n")
@@ -189,7 +191,8 @@ def runs(tmp_path_factory):
     (root / "latin1.csv").write_bytes("time,x,caf\xe9\n0,1,2\n".encode("latin-1"))
     jobs = {  # name -> argument lists run one after the other in `root`
         "vdp": [["--model", "vdp", "--out", "vdp"]],
-        "lynx-hare": [["--model", "lotka-volterra", "--data", LYNX_HARE, "--time-col", "year", *LV_START, "--positive", "--loss", "log", "--out", "lh"]],
+        "lynx-hare": [["--model", "lotka-volterra", "--data", LYNX_HARE, "--time-col", "year", *LV_START, "--positive",
+                       "--loss", "log", "--out", "lh"]],
         "user model": [["--model", "decay:Decay", "--init", "k=0.8", "--param", "k=0.3", "--y0", "2.0", "--out", "user"]],
         "adam, then resumed": [[*ADAM, "--epochs", "3", "--out", "adam"], [*ADAM, "--epochs", "6", "--resume", "--out", "adam"]],
         "adam, uninterrupted": [[*ADAM, "--epochs", "6", "--out", "adam-whole"]],
@@ -447,7 +450,8 @@ def test_failure_while_writing_leaves_no_partial_result(tmp_path, monkeypatch, c
     monkeypatch.setattr(cli, "_fit_figure", no_figure)
     assert fit_main([*FAST, "--out", tmp_path / "new"]) == 1
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "the fit of vdp ran, but writing its results failed, so none were kept: the ODE solver failed" in err, err
+    assert err.count("\n") == 1, err
+    assert "the fit of vdp ran, but writing its results failed, so none were kept: the ODE solver failed" in err, err
     assert sorted(_files(tmp_path / "new")) == ["status.json"]  # params.json was written first before: now it is not there at all
     _no_staging_left(tmp_path / "new")
     monkeypatch.undo()
@@ -475,7 +479,8 @@ def test_user_model_errors_in_process(tmp_path, monkeypatch, capsys):
     (tmp_path / "usermodels.py").write_text(USER_MODELS)
     (tmp_path / "decay.csv").write_text(DECAY_CSV)
     cases = [
-        (["--model", "usermodels:Broken", "--y0", "1"], 2, "--model usermodels:Broken: Broken() failed with RuntimeError: cannot build 0.5"),
+        (["--model", "usermodels:Broken", "--y0", "1"], 2,
+         "--model usermodels:Broken: Broken() failed with RuntimeError: cannot build 0.5"),
         (["--model", "usermodels:Wide", "--data", "decay.csv"], 2,
          "--model usermodels:Wide: Wide.forward(t, y) returned shape (1, 2) for y of shape (1, 1)"),
         (["--model", "usermodels:Raises", "--y0", "1"], 2, "create_sim_dataset: calling the model Raises() as model(t, y)"),
@@ -499,17 +504,20 @@ def test_debug_keeps_the_exit_status_and_the_one_line(tmp_path, monkeypatch, cap
     assert fit_main(["--model", "usermodels:Broken", "--y0", "1", "--debug", "--out", "out"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("Traceback") and 'raise RuntimeError("cannot build " + str(k))' in err
-    assert err.splitlines()[-1] == "paramfittorchdemo-fit: error: --model usermodels:Broken: Broken() failed with RuntimeError: cannot build 0.5"
+    assert err.splitlines()[-1] == ("paramfittorchdemo-fit: error: --model usermodels:Broken: "
+                                    "Broken() failed with RuntimeError: cannot build 0.5")
 
 
 def test_csv_options_reach_the_reader(tmp_path, capsys):
     import gzip
     (tmp_path / "latin.csv").write_bytes("# mesuré\ntime;x\n0;2\n1;1.2\n2;0.7\n3;0.45\n".encode("latin-1"))
     assert fit_main(["--model", "vdp", "--data", tmp_path / "latin.csv", "--out", tmp_path / "o"]) == 2
-    assert 'pass encoding="latin-1" (or "cp1252"), or save the file as UTF-8. On the command line: --encoding latin-1.' in capsys.readouterr().err
+    assert ('pass encoding="latin-1" (or "cp1252"), or save the file as UTF-8. On the command line: --encoding latin-1.'
+            in capsys.readouterr().err)
     assert fit_main(["--model", "vdp", "--data", tmp_path / "latin.csv", "--encoding", "latin-1", "--out", tmp_path / "o"]) == 2
     assert "On the command line: --delimiter ';'." in capsys.readouterr().err
-    assert fit_main(["--model", "vdp", "--data", tmp_path / "latin.csv", "--encoding", "latin-1", "--delimiter", ";", "--out", tmp_path / "o"]) == 2
+    assert fit_main(["--model", "vdp", "--data", tmp_path / "latin.csv", "--encoding", "latin-1", "--delimiter", ";",
+                     "--out", tmp_path / "o"]) == 2
     assert "VDP has 2 states, but" in capsys.readouterr().err  # read: the file has one column
     (tmp_path / "tabs.csv.gz").write_bytes(gzip.compress(b"time\tx\n0\t1\n"))
     assert fit_main(["--model", "vdp", "--data", tmp_path / "tabs.csv.gz", "--out", tmp_path / "o"]) == 2

@@ -46,7 +46,7 @@ def test_demo_on_cuda(tmp_path):
 
 
 def test_fit_on_cuda_matches_cpu():
-    from paramfittorchdemo.training import fit
+    from paramfittorchdemo.fitting import fit
     d = create_sim_dataset(LotkaVolterra(), torch.arange(0.0, 10.0, 0.1), initial_conditions_default=torch.tensor([2.5, 2.5]), seed=0)
     cpu, gpu = LotkaVolterra(1.6, 1.1, 2.7, 1.2), LotkaVolterra(1.6, 1.1, 2.7, 1.2).cuda()
     rc, rg = fit(cpu, d), fit(gpu, d)
@@ -55,7 +55,7 @@ def test_fit_on_cuda_matches_cpu():
 
 
 def test_multi_start_and_neural_fit_on_cuda():
-    from paramfittorchdemo.training import fit
+    from paramfittorchdemo.fitting import fit
     d = create_sim_dataset(LotkaVolterra(), torch.arange(0.0, 10.0, 0.1), initial_conditions_default=torch.tensor([2.5, 2.5]), seed=0)
     starts = torch.tensor([1.5, 1.0, 3.0, 1.0], dtype=torch.float64)*(0.8 + 0.4*torch.rand(8, 4, dtype=torch.float64))
     r = fit(LotkaVolterra().cuda(), d, starts=starts)

@@ -40,7 +40,8 @@ def test_ragged_grids_are_kept_but_not_stacked():
     ([torch.tensor([0.0, 2.0, 1.0, 3.0])], [torch.zeros(4, 2)], r"ts\[0\]\[1\]=2 is followed by ts\[0\]\[2\]=1", ValueError),
     ([torch.tensor([0.0, 1.0, 1.0, 3.0])], [torch.zeros(4, 2)], "strictly increasing", ValueError),
     ([torch.tensor([0.0, 1.0, float("inf"), 3.0])], [torch.zeros(4, 2)], "NaN or inf", ValueError),
-    ([torch.linspace(0, 1, 4)], [torch.tensor([[0., 0], [0, 0], [float("inf"), 0], [0, 0]])], "inf in values\\[0\\] at time index 2, state 0", ValueError),
+    ([torch.linspace(0, 1, 4)], [torch.tensor([[0., 0], [0, 0], [float("inf"), 0], [0, 0]])],
+     "inf in values\\[0\\] at time index 2, state 0", ValueError),
     ([torch.linspace(0, 1, 4)], [torch.zeros(4, 2, dtype=torch.long)], "floating point", TypeError),
     ("0 1 2", [torch.zeros(3, 2)], "list of tensors", TypeError),
     ([[0.0, 1.0]], [torch.zeros(2, 2)], "torch.Tensor", TypeError),
@@ -276,7 +277,8 @@ def test_sim_dataset_low_precision_time_points_get_a_hint():
 
 
 def test_sim_dataset_model_that_cannot_run():
-    with pytest.raises(TypeError, match=r"calling the model Linear\(in_features=2.* as model\(t, y\).*y of shape \(10, 2\).*raised TypeError"):
+    with pytest.raises(TypeError,
+                       match=r"calling the model Linear\(in_features=2.* as model\(t, y\).*y of shape \(10, 2\).*raised TypeError"):
         create_sim_dataset(torch.nn.Linear(2, 2), torch.linspace(0, 1, 5))
     class Raises(torch.nn.Module):
         dim = 2

@@ -11,7 +11,7 @@ from paramfittorchdemo.data import create_sim_dataset
 from paramfittorchdemo.discovery import PolynomialODE, plot_terms, sindy
 from paramfittorchdemo.models import Lorenz, LotkaVolterra, param_dict, simulate
 from paramfittorchdemo.solvers import ParamSpec, rhs_traits
-from paramfittorchdemo.training import fit
+from paramfittorchdemo.fitting import fit
 
 ALPHA, BETA, GAMMA, DELTA = 1.3, 0.9, 0.8, 1.8
 LV_TERMS = {("x", "x"): ALPHA, ("x", "x y"): -BETA, ("y", "y"): -DELTA, ("y", "x y"): GAMMA}
@@ -380,7 +380,8 @@ def test_sindy_then_fit(lv_orbit):
     "The workflow of the notebook: structure from SINDy on noisy, coarse data, coefficients from fit."
     pytest.importorskip("pysindy")
     lv = LotkaVolterra(ALPHA, BETA, DELTA, GAMMA).double()
-    data = create_sim_dataset(lv, torch.linspace(0, 10, 41, dtype=F64), 4, 0.02, initial_conditions_default=torch.tensor([1.0, 1.0]), seed=0)
+    data = create_sim_dataset(lv, torch.linspace(0, 10, 41, dtype=F64), 4, 0.02,
+                              initial_conditions_default=torch.tensor([1.0, 1.0]), seed=0)
     rough = sindy([y for _, y in data], ts=[t for t, _ in data], threshold=0.2)
     assert set(rough.terms()) == set(LV_TERMS)
     fit(rough, data)

@@ -5,7 +5,7 @@ Quarto cannot run in every environment, so the docs are checked through the note
 * the tutorials (``nbs/tutorials/``) are committed with their executed outputs: each renders to HTML
   with nbconvert (no execution), every visible cell that should show something does, each figure of the
   notebook is an image in the page, and nothing failed;
-* a module notebook (``nbs/02_plotting.ipynb``, committed without outputs) is executed end to end with a
+* a module notebook (``nbs/06_plotting.ipynb``, committed without outputs) is executed end to end with a
   Jupyter kernel and rendered, which proves the pages render with executed outputs;
 * every tutorial carries a correct "Open In Colab" badge and the hidden Colab install cell, and the
   README links to every tutorial.
@@ -28,8 +28,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 NBS = ROOT / "nbs"
 TUTORIALS = sorted((NBS / "tutorials").glob("*.ipynb"))
+# the module notebooks: the API pages, committed with their examples' outputs
+MODULE_NBS = sorted(p for p in NBS.glob("[0-9][0-9]_*.ipynb"))
 # the module notebook executed end to end: small and fast (a few seconds), and it draws figures
-EXECUTED_NB = NBS / "02_plotting.ipynb"
+EXECUTED_NB = NBS / "06_plotting.ipynb"
 
 COLAB_BADGE_IMG = "https://colab.research.google.com/assets/colab-badge.svg"
 BADGE_RE = re.compile(r"\[!\[(?P<alt>[^\]]*)\]\((?P<img>[^)\s]+)\)\]\((?P<link>[^)\s]+)\)")
@@ -121,7 +123,8 @@ def _missing_outputs(i, cell) -> list:
     kinds = {o.output_type for o in outs}
     problems = []
     code = "\n".join(l for l in cell.source.splitlines() if not l.startswith("#|"))
-    if PLOT_CALL_RE.search(code) and not any(_is_image(o) for o in outs):
+    shows_error = re.search(r"^\s*except\b", code, re.M) and "stdout" in {o.get("name") for o in outs}  # a refused call, printed
+    if PLOT_CALL_RE.search(code) and not shows_error and not any(_is_image(o) for o in outs):
         problems.append(f"cell {i} draws a figure but has no image output")
     if re.search(r"\bprint\(", code) and not any(o.output_type == "stream" and o.name == "stdout" for o in outs):
         problems.append(f"cell {i} prints but has no printed output")
@@ -177,7 +180,63 @@ def test_tutorial_renders_to_html(nb_path, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# a module notebook: committed without outputs, executed here with a Jupyter kernel, then rendered
+# module notebooks: the API pages, committed with the outputs of their examples
+
+def test_there_are_module_notebooks():
+    assert len(MODULE_NBS) >= 10, f"expected the module notebooks nbs/NN_*.ipynb, found {[p.name for p in MODULE_NBS]}"
+
+
+@pytest.mark.parametrize("nb_path", MODULE_NBS, ids=lambda p: p.stem)
+def test_module_notebook_reads_as_a_page(nb_path):
+    nb = _read(nb_path)
+    assert not _errors(nb), f"{nb_path.name}: error outputs {_errors(nb)}"
+    # the page opens with its title: the first cell, or the one right after the `#| default_exp` cell
+    first = nb.cells[1] if nb.cells[0].source.strip().startswith("#| default_exp") else nb.cells[0]
+    assert first.cell_type == "markdown" and first.source.startswith("# "), \
+        f"{nb_path.name}: the page does not open with a '# Title' cell (first, or right after #| default_exp)"
+    assert re.search(r"^> \S", first.source, re.M), f"{nb_path.name}: the first cell has no '> summary' line"
+    examples = [(i, c) for i, c in _visible_code(nb) if not _directives(c) & {"export", "exporti"}]  # definitions show nothing
+    problems = [p for i, c in examples for p in _missing_outputs(i, c)]
+    assert not problems, f"{nb_path.name} is not (fully) executed: " + "; ".join(problems)
+    shown = [c for _, c in examples if c.source.strip()]
+    with_output = [c for c in shown if c.get("outputs")]
+    assert len(with_output) >= max(1, len(shown)//3), \
+        f"{nb_path.name}: {len(with_output)} of {len(shown)} visible example cells show an output: execute it before committing"
+    if any(PLOT_CALL_RE.search(c.source) for _, c in examples):
+        assert _n_images(nb) >= 1, f"{nb_path.name} draws figures but has no image output: execute it before committing"
+
+
+def _public_methods(source: str) -> dict:
+    "Public classes defined in exported code, each with its public methods and properties."
+    out = {}
+    for cell in source.split("\n# %% cell\n"):
+        code = "\n".join(l for l in cell.splitlines() if not l.startswith("#|"))
+        try:
+            tree = ast.parse(code)
+        except SyntaxError:
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                out[node.name] = [f.name for f in node.body if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+                                  and not f.name.startswith("_")]
+    return out
+
+
+@pytest.mark.parametrize("nb_path", MODULE_NBS, ids=lambda p: p.stem)
+def test_module_notebook_shows_the_api(nb_path):
+    "No show_doc is hidden, and every public class with public methods shows at least one of them with a visible show_doc."
+    nb = _read(nb_path)
+    exported = "\n# %% cell\n".join(c.source for c in nb.cells if c.cell_type == "code" and "export" in _directives(c))
+    hidden = [c.source for c in nb.cells if c.cell_type == "code" and _hidden(c) and "show_doc(" in c.source]
+    assert not hidden, f"{nb_path.name}: hidden show_doc cells, which the API page would leave out: {hidden}"
+    visible = "\n".join(c.source for _, c in _visible_code(nb))
+    undocumented = [name for name, methods in _public_methods(exported).items()
+                    if methods and not re.search(rf"show_doc\(\s*{name}\.", visible)]
+    assert not undocumented, f"{nb_path.name}: the methods of {undocumented} have no visible show_doc(Class.method)"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# a module notebook: executed here, executed here with a Jupyter kernel, then rendered
 
 def test_module_notebook_executes_and_renders(tmp_path, monkeypatch):
     pytest.importorskip("nbconvert")

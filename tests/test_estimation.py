@@ -7,9 +7,9 @@ from torch import nn
 
 from paramfittorchdemo import LotkaVolterra, VDP, create_sim_dataset, param_dict, simulate
 from paramfittorchdemo.lm import FitWarning
-from paramfittorchdemo.estimation import Estimate, Param, estimate
+from paramfittorchdemo.estimation import Param, estimate
 from paramfittorchdemo.observations import Observations
-from paramfittorchdemo.training import DivergenceError
+from paramfittorchdemo.callbacks import DivergenceError
 
 f64 = dict(dtype=torch.float64)
 TRUTH = dict(alpha=1.5, beta=1.0, delta=3.0, gamma=1.0)
@@ -75,8 +75,10 @@ def test_result_is_written_into_the_model_and_fixed_parameters_stay(data):
 
 def test_bounds_hold_the_estimate_inside(data):
     obs, y0 = data
-    est = estimate(LotkaVolterra(1.4, 0.9, 2.8, 1.1), obs, params={"alpha": Param(lower=1.0, upper=1.45), "beta": Param(positive=True)}, y0=y0 + 0.1)
-    assert 1.0 < est.params["alpha"] <= 1.45 and est.params["alpha"] > 1.449  # the unconstrained optimum (about 1.5) lies outside: it stops at the bound
+    est = estimate(LotkaVolterra(1.4, 0.9, 2.8, 1.1), obs, params={"alpha": Param(lower=1.0, upper=1.45), "beta": Param(positive=True)},
+                   y0=y0 + 0.1)
+    # the unconstrained optimum (about 1.5) lies outside: it stops at the bound
+    assert 1.0 < est.params["alpha"] <= 1.45 and est.params["alpha"] > 1.449
     assert est.bounds["alpha"] == (1.0, 1.45)
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from paramfittorchdemo import DivergenceError, Lorenz, LotkaVolterra, NeuralDiffEq, SimODEData, VDP, create_sim_dataset, param_dict
-from paramfittorchdemo.training import FitResult, fit
+from paramfittorchdemo.fitting import FitResult, fit
 
 
 @pytest.fixture(scope="module")
@@ -18,8 +18,10 @@ def rel(a: dict, b: dict): return max(abs(a[k] - b[k])/abs(b[k]) for k in b)
 
 @pytest.mark.parametrize("true,start,kw", [
     (VDP(0.3), VDP(0.1), dict(ts=torch.linspace(0, 10, 10))),
-    (LotkaVolterra(), LotkaVolterra(1.6, 1.1, 2.7, 1.2), dict(ts=torch.arange(0, 10, 0.1), initial_conditions_default=torch.tensor([2.5, 2.5]))),
-    (Lorenz(), Lorenz(10.2, 28.2, 3.0), dict(ts=torch.arange(0, 4, 0.05), num_samples=6, initial_conditions_default=torch.tensor([1.0, 0.0, 0.0]))),
+    (LotkaVolterra(), LotkaVolterra(1.6, 1.1, 2.7, 1.2),
+     dict(ts=torch.arange(0, 10, 0.1), initial_conditions_default=torch.tensor([2.5, 2.5]))),
+    (Lorenz(), Lorenz(10.2, 28.2, 3.0),
+     dict(ts=torch.arange(0, 4, 0.05), num_samples=6, initial_conditions_default=torch.tensor([1.0, 0.0, 0.0]))),
 ])
 def test_noise_free_data_gives_the_true_parameters(true, start, kw):
     data = create_sim_dataset(true, sigma_noise=0.0, seed=0, **kw)
@@ -96,7 +98,8 @@ class NonAnalytic(torch.nn.Module):
 
 
 def test_non_analytic_model_uses_central_differences():
-    data = create_sim_dataset(NonAnalytic(0.7), torch.linspace(0, 3, 10), sigma_noise=0.0, initial_conditions_default=torch.tensor([1.0]), seed=0)
+    data = create_sim_dataset(NonAnalytic(0.7), torch.linspace(0, 3, 10), sigma_noise=0.0,
+                              initial_conditions_default=torch.tensor([1.0]), seed=0)
     r = fit(NonAnalytic(0.3), data)
     assert r.jacobian == "central" and abs(r.params["k"] - 0.7) < 1e-5
 

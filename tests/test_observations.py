@@ -227,7 +227,7 @@ def test_dataframe_long_round_trip():
 def test_dataframe_wide_round_trip():
     pytest.importorskip("pandas")
     o = ragged_obs()
-    df = o.to_dataframe("wide")
+    df = o.to_dataframe(format="wide")
     assert list(df.columns) == ["time", "A:hare", "A:lynx", "B:hare", "B:lynx", "C:hare", "C:lynx"]
     assert df["time"].tolist() == [0.0, 0.5, 1.0, 2.0, 2.5]
     same(o, Observations.from_dataframe(df, format="wide"))
@@ -375,8 +375,10 @@ def test_from_csv_path_type_and_missing_file(tmp_path):
 
 def df_errors():
     return [
-        ({"id": ["A", "A"], "time": [0, 1], "x": [1, "abc"]}, {}, ["'lab.xlsx' (DataFrame), row 1 (0-based), column 'x'", "non-numeric value 'abc'"]),
-        ({"id": ["A", "A"], "time": [0, None], "x": [1, 2]}, {}, ["'lab.xlsx' (DataFrame), row 1 (0-based), column 'time'", "missing time"]),
+        ({"id": ["A", "A"], "time": [0, 1], "x": [1, "abc"]}, {},
+         ["'lab.xlsx' (DataFrame), row 1 (0-based), column 'x'", "non-numeric value 'abc'"]),
+        ({"id": ["A", "A"], "time": [0, None], "x": [1, 2]}, {},
+         ["'lab.xlsx' (DataFrame), row 1 (0-based), column 'time'", "missing time"]),
         ({"id": ["A", "A"], "time": [0, float("inf")], "x": [1, 2]}, {}, ["row 1 (0-based), column 'time'", "not finite"]),
         ({"id": ["A", "A", "A"], "time": [0, 1, 1], "x": [1, 2, 3]}, {},
          ["'lab.xlsx' (DataFrame), row 2 (0-based), column 'time'", "trajectory 'A'", "duplicated time 1.0 (also on row 1 (0-based))"]),
@@ -412,7 +414,8 @@ def test_dataframe_without_source_and_wrong_type():
 # ---------------------------------------------------------------- wrong shapes and types: expected vs got
 
 @pytest.mark.parametrize("args,kw,exc,match", [
-    (([[0.0, 1.0]], [[[1.0], [2.0], [3.0]]]), {}, ValueError, r"values\[0\] \(trajectory '0'\) of shape \(time_b, n_obs\) = \(2, n_obs\) .* got \(3, 1\)"),
+    (([[0.0, 1.0]], [[[1.0], [2.0], [3.0]]]), {}, ValueError,
+     r"values\[0\] \(trajectory '0'\) of shape \(time_b, n_obs\) = \(2, n_obs\) .* got \(3, 1\)"),
     (([[0.0, 1.0]], [[1.0, 2.0]]), {}, ValueError, r"of shape \(time_b, n_obs\) = \(2, n_obs\) .* got \(2,\); .* values\[:, None\]"),
     (([[[0.0, 1.0]]], [[[1.0], [2.0]]]), {}, ValueError, r"times\[0\] \(trajectory '0'\) of shape \(time_b,\) .* got shape \(1, 2\)"),
     (([[]], [np.zeros((0, 1))]), {}, ValueError, r"at least one time point, got shape \(0,\)"),
@@ -420,7 +423,8 @@ def test_dataframe_without_source_and_wrong_type():
     (([], []), {}, ValueError, "at least one trajectory, got none"),
     (([[0.0], [0.0]], [[[1.0]], [[1.0, 2.0]]]), {}, ValueError, r"values\[0\] has 1, values\[1\] \(trajectory '1'\) has 2"),
     (([[0.0]], [np.zeros((1, 0))]), {}, ValueError, r"at least one observed column, got values of shape \(1, 0\)"),
-    (([[0.0, nan]], [[[1.0], [2.0]]]), {"source": "f.csv"}, ValueError, r"Observations from 'f.csv': times\[0\] \(trajectory '0'\) holds nan at index 1"),
+    (([[0.0, nan]], [[[1.0], [2.0]]]), {"source": "f.csv"}, ValueError,
+     r"Observations from 'f.csv': times\[0\] \(trajectory '0'\) holds nan at index 1"),
     (([[0.0, 2.0, 1.0]], [[[1.0]] * 3]), {"ids": ["A"]}, ValueError, r"times\[0\]\[1\]=2.0 is followed by times\[0\]\[2\]=1.0"),
     (([[0.0, 1.0]], [[[1.0], [float("inf")]]]), {"columns": ["x"]}, ValueError, r"holds inf at time index 1 \(t=1.0\), column 'x'"),
     (([[0.0]], [[[nan, nan]]]), {"ids": ["A"]}, ValueError, r"trajectory 'A' \(values\[0\]\) has no observed value at all"),
@@ -539,7 +543,7 @@ def test_other_delimiters_are_named(tmp_path, text, delimiter, word):
     with pytest.raises(ValueError) as e:
         Observations.from_csv(p)
     msg = message(e)
-    assert f"data.csv', line 1: the header" in msg and f"the file looks {word}-separated, so pass delimiter={delimiter!r}" in msg, msg
+    assert "data.csv', line 1: the header" in msg and f"the file looks {word}-separated, so pass delimiter={delimiter!r}" in msg, msg
     assert Observations.from_csv(p, delimiter=delimiter).values[0][0, 0] == 1.0
 
 
@@ -581,11 +585,14 @@ DATES = np.array(["2001-01-01", "2001-01-02", "2001-01-05"], dtype="datetime64[D
 
 
 @pytest.mark.parametrize("times,values,match", [
-    ([DATES], [np.ones((3, 1))], r"times\[0\] as real numbers, got dates \(dtype datetime64\[D\]\); convert them to elapsed time .*\(t - t\[0\]\) / np.timedelta64\(1, \"D\"\)"),
+    ([DATES], [np.ones((3, 1))],
+     r"times\[0\] as real numbers, got dates \(dtype datetime64\[D\]\); convert them to elapsed time "
+     r".*\(t - t\[0\]\) / np.timedelta64\(1, \"D\"\)"),
     ([DATES - DATES[0]], [np.ones((3, 1))], r"times\[0\] as real numbers, got time spans \(dtype timedelta64\[D\]\)"),
     ([np.arange(3.0) + 0j], [np.ones((3, 1))], r"times\[0\] as real numbers, got complex numbers \(dtype complex128\)"),
     ([np.arange(3.0)], [np.ones((3, 1)) + 1j], r"values\[0\] as real numbers, got complex numbers"),
-    ([np.arange(3.0)], [torch.ones(3, 1, dtype=torch.complex64)], r"values\[0\] as real numbers, got complex numbers \(dtype torch.complex64\)"),
+    ([np.arange(3.0)], [torch.ones(3, 1, dtype=torch.complex64)],
+     r"values\[0\] as real numbers, got complex numbers \(dtype torch.complex64\)"),
     ([np.arange(3.0)], [np.ones((3, 1), dtype=bool)], r"values\[0\] as real numbers, got booleans"),
     ([[True, False, True]], [np.ones((3, 1))], r"times\[0\] as real numbers, got booleans"),
     ([torch.tensor([0, 1, 2]).bool()], [np.ones((3, 1))], r"times\[0\] as real numbers, got booleans \(dtype torch.bool\)"),
@@ -611,7 +618,8 @@ def test_from_arrays_refuses_dates_and_complex():
 
 
 @pytest.mark.parametrize("column,what,fix", [
-    ("dates", "got the date Timestamp('2001-01-01 00:00:00') (column dtype datetime64", "(df['time'] - df['time'].min()) / pd.Timedelta(days=1)"),
+    ("dates", "got the date Timestamp('2001-01-01 00:00:00') (column dtype datetime64",
+     "(df['time'] - df['time'].min()) / pd.Timedelta(days=1)"),
     ("spans", "got the time span Timedelta('0 days 00:00:00') (column dtype timedelta64", "df['time'] / pd.Timedelta(days=1)"),
 ])
 def test_dataframe_date_time_columns_are_refused(column, what, fix):
@@ -620,7 +628,8 @@ def test_dataframe_date_time_columns_are_refused(column, what, fix):
     with pytest.raises(TypeError) as e:
         Observations.from_dataframe(pd.DataFrame({"time": times, "x": [1.0, 2.0]}), source="lab.xlsx")
     msg = message(e)
-    assert msg.startswith("Observations.from_dataframe: 'lab.xlsx' (DataFrame), row 0 (0-based), column 'time': ") and what in msg and fix in msg, msg
+    assert msg.startswith("Observations.from_dataframe: 'lab.xlsx' (DataFrame), row 0 (0-based), column 'time': "), msg
+    assert what in msg and fix in msg, msg
 
 
 class Frame:
@@ -635,7 +644,8 @@ class Frame:
 
 def test_dataframe_complex_and_boolean_values_are_refused():
     pd = pytest.importorskip("pandas")
-    with pytest.raises(TypeError, match=r"column 'x': got the complex number \(1\+1j\) \(column dtype complex128\); observed values must be real"):
+    with pytest.raises(TypeError,
+                       match=r"column 'x': got the complex number \(1\+1j\) \(column dtype complex128\); observed values must be real"):
         Observations.from_dataframe(pd.DataFrame({"time": [0.0, 1.0], "x": [1 + 1j, 2.0]}))
     with pytest.raises(TypeError, match=r"column 'x': got the boolean True \(column dtype bool\).*df\['x'\].astype\(float\)"):
         Observations.from_dataframe(pd.DataFrame({"time": [0.0, 1.0], "x": [True, False]}))

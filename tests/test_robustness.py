@@ -16,7 +16,8 @@ from paramfittorchdemo.lm import FitWarning
 from paramfittorchdemo.models import ModelError
 from paramfittorchdemo.observations import Observations
 from paramfittorchdemo.solvers import SolveStats, SolverError, dopri5, integrate, small_work_threads
-from paramfittorchdemo.training import DivergenceError, load_checkpoint, save_checkpoint
+from paramfittorchdemo.callbacks import DivergenceError
+from paramfittorchdemo.checkpoints import load_checkpoint, save_checkpoint
 
 f64 = dict(dtype=torch.float64)
 NOMINAL = torch.tensor([1.5, 1.0, 3.0, 1.0])
@@ -280,7 +281,8 @@ def test_small_work_runs_on_one_thread_and_restores_the_count():
         torch.set_num_threads(n)
 
 
-@pytest.mark.parametrize("bad,words", [(torch.ones(1, 2, dtype=torch.complex64), "complex64"), (torch.ones(1, 2, dtype=torch.bool), "boolean")])
+@pytest.mark.parametrize("bad,words", [(torch.ones(1, 2, dtype=torch.complex64), "complex64"),
+                                       (torch.ones(1, 2, dtype=torch.bool), "boolean")])
 def test_simulate_refuses_complex_and_boolean_states(bad, words):
     with pytest.raises(TypeError, match=f"simulate needs y0 as a .*{words}"):
         simulate(LotkaVolterra(), bad, torch.linspace(0, 1, 3))

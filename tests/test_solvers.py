@@ -5,8 +5,8 @@ import torch
 from torchdiffeq import odeint
 
 from paramfittorchdemo import Lorenz, LotkaVolterra, NeuralDiffEq, VDP, simulate
-from paramfittorchdemo.solvers import (ParamSpec, SolveStats, SolverError, _broadcasts, dopri5,
-                                       integrate, jacobian_mode, rhs_traits, rk4, solve_with_jacobian)
+from paramfittorchdemo.solvers import (ParamSpec, SolveStats, SolverError, broadcasts, dopri5, integrate, jacobian_mode, rhs_traits, rk4,
+                                       solve_with_jacobian)
 
 f64 = dict(dtype=torch.float64)
 
@@ -102,7 +102,7 @@ def test_param_spec_round_trip():
 def test_broadcast_detection(model, bc):
     m = model.double()
     spec = ParamSpec.of(m)
-    assert _broadcasts(m, spec, spec.vector(m), m.dim) is bc
+    assert broadcasts(m, spec, spec.vector(m), m.dim) is bc
 
 
 class NonAnalytic(torch.nn.Module):
@@ -119,7 +119,7 @@ def test_known_traits_of_built_in_models_are_what_the_checks_find(cls):
     m = (cls(0.3) if cls is VDP else cls()).double()
     spec = ParamSpec.of(m)
     theta = spec.vector(m)
-    bc = _broadcasts(m, spec, theta, m.dim)
+    bc = broadcasts(m, spec, theta, m.dim)
     assert rhs_traits(m, spec, theta, m.dim) == (bc, jacobian_mode(m, spec, theta, m.dim, bc)) == (True, "complex")
     class Abs(cls):  # a subclass with its own right-hand side is checked, not trusted
         def forward(self, t, y): return super().forward(t, y).abs()
@@ -149,7 +149,7 @@ def test_dopri5_bound_without_groups_raises():
 def test_jacobian_mode_detects_non_analytic_models():
     m = NonAnalytic().double()
     spec = ParamSpec.of(m)
-    assert jacobian_mode(m, spec, spec.vector(m), 1, _broadcasts(m, spec, spec.vector(m), 1)) == "central"
+    assert jacobian_mode(m, spec, spec.vector(m), 1, broadcasts(m, spec, spec.vector(m), 1)) == "central"
     lv = LotkaVolterra().double()
     assert jacobian_mode(lv, ParamSpec.of(lv), ParamSpec.of(lv).vector(lv), 2, True) == "complex"
 

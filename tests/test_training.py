@@ -86,7 +86,8 @@ def test_save_plots_without_true_model(tmp_path):
 def test_divergence_stops_and_keeps_last_finite_parameters():
     d = create_sim_dataset(LotkaVolterra(), torch.arange(0.0, 10.0, 0.1), initial_conditions_default=torch.tensor([2.5, 2.5]), seed=0)
     m = LotkaVolterra(alpha=50.0)
-    with pytest.raises(DivergenceError, match="train stopped: the loss, its gradient or the parameters became NaN or infinite during epoch 0") as e:
+    with pytest.raises(DivergenceError,
+                       match="train stopped: the loss, its gradient or the parameters became NaN or infinite during epoch 0") as e:
         train(m, d, step_size=1.0, show_every=None)
     assert m.model_params.tolist() == [50.0, 1.0, 3.0, 1.0]
     assert e.value.history.stop_reason.startswith("diverged")
