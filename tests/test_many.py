@@ -79,7 +79,8 @@ def test_per_dataset_starts_and_multistart(population):
 
 def test_fixed_bounded_and_positive_parameters(population):
     datasets, truth = population
-    res = fit_many(LotkaVolterra(), datasets, params={"beta": 1.0, "alpha": Param(value=1.2, lower=0.1, upper=1.45), "gamma": Param(positive=True)})
+    params = {"beta": 1.0, "alpha": Param(value=1.2, lower=0.1, upper=1.45), "gamma": Param(positive=True)}
+    res = fit_many(LotkaVolterra(), datasets, params=params)
     assert (res.params[:, 1] == 1.0).all() and torch.isnan(res.stderr[:, 1]).all()
     assert (res.params[:, 0] <= 1.45).all() and (res.params[:, 3] > 0).all() and bool((res.params[:, 0] > 1.45*(1 - 1e-5)).any())
     at_edge = res.params[:, 0] > 1.45*(1 - 1e-5)  # the data want alpha above the bound: held there, no error bar
@@ -288,3 +289,32 @@ def test_fit_many_on_cuda(population):
     gpu = fit_many(LotkaVolterra().cuda(), datasets)
     cpu = fit_many(LotkaVolterra(), datasets)
     assert gpu.status == cpu.status and (gpu.params - cpu.params).abs().max().item() <= 1e-8
+
+
+def test_the_library_works_without_ray():
+    "ray is imported only for backend='ray': with ray unavailable, the package imports and fit_many runs locally."
+    import subprocess
+    import sys
+    code = ("import sys; sys.modules['ray'] = None\n"
+            "import torch, paramfittorchdemo as p\n"
+            "d = [p.create_sim_dataset(p.LotkaVolterra(), torch.arange(0, 5, 0.1), num_samples=2, sigma_noise=0.05,\n"
+            "     initial_conditions_default=torch.tensor([2.5, 2.5]), seed=s) for s in range(2)]\n"
+            "r = p.fit_many(p.LotkaVolterra(), d)\n"
+            "print(r.status)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "converged" in out.stdout
+
+
+def test_bench_many_smoke(capsys):
+    "benchmarks/bench_many.py at its smallest: it runs, and fit_many succeeds on every dataset (timing is not checked)."
+    pytest.importorskip("scipy")
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[1]/"benchmarks"/"bench_many.py"
+    spec = importlib.util.spec_from_file_location("bench_many", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.main(["--systems", "lv", "--n", "4", "--loop-n", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "| fit_many " in out and "| scipy loop " in out and "4/4" in out
