@@ -322,10 +322,11 @@ class ManyFits:
                 f"{'s' if self.chunks != 1 else ''}); " + ", ".join(f"{v} {k}" for k, v in counts.items()))
         show = min(len(self), 5)
         w = max(len(n) for n in self.names + ["dataset"])
-        lines = [head, "  ".join(["dataset".ljust(8)] + [n.rjust(max(w, 18)) for n in self.names] + ["loss".rjust(10), "status"])]
+        wid = min(24, max(len(i) for i in ["dataset"] + self.ids[:show]))  # the names shown, up to 24 characters
+        lines = [head, "  ".join(["dataset".ljust(wid)] + [n.rjust(max(w, 18)) for n in self.names] + ["loss".rjust(10), "status"])]
         for i in range(show):
             cells = [f"{float(self.params[i, j]):.4g} ± {float(self.stderr[i, j]):.2g}".rjust(max(w, 18)) for j in range(len(self.names))]
-            lines.append("  ".join([self.ids[i][:8].ljust(8)] + cells + [f"{float(self.loss[i]):.3g}".rjust(10), self.status[i]]))
+            lines.append("  ".join([self.ids[i][:wid].ljust(wid)] + cells + [f"{float(self.loss[i]):.3g}".rjust(10), self.status[i]]))
         if len(self) > show: lines.append(f"... {len(self) - show} more (to_dataframe() shows them all)")
         return "\n".join(lines)
 
@@ -388,12 +389,25 @@ def _run_ray(work, model: nn.Module, chunks: list, opt, bar, address, max_retrie
         bar.update(len(chunks[i][0]))
     return out
 
+class _NoBar:
+    "What the results loop needs of a progress bar, doing nothing."
+    def __enter__(self): return self
+    def __exit__(self, *exc): return False
+    def update(self, n: int = 1): pass
+
+def _progress_bar(total: int, show: bool, caller: str):
+    "A tqdm bar over the datasets (a widget in notebooks with ipywidgets, text otherwise), or nothing."
+    if not show: return _NoBar()
+    with warnings.catch_warnings():  # tqdm.auto warns in notebooks without ipywidgets, then falls back to text
+        warnings.simplefilter("ignore")
+        from tqdm.auto import tqdm
+    return tqdm(total=total, unit="dataset", desc=caller)
+
 def _run(work, model: nn.Module, datasets: list, ids: list, S: torch.Tensor, opt, names: list, chunk_size: int, backend: str,
          address, max_retries: int, ray_options, progress: bool, t0: float, caller: str) -> ManyFits:
     "Chunks of datasets through `work`, here or on Ray, with a progress bar; their results as one ManyFits."
     chunks = [(datasets[i:i + chunk_size], S[i:i + chunk_size]) for i in range(0, len(datasets), chunk_size)]
-    from tqdm.auto import tqdm
-    with tqdm(total=len(datasets), disable=not progress, unit="dataset", desc=caller) as bar:
+    with _progress_bar(len(datasets), progress, caller) as bar:
         parts = (_run_local(work, model, chunks, opt, bar) if backend == "local"
                  else _run_ray(work, model, chunks, opt, bar, address, max_retries, ray_options))
     def cat(k): return torch.cat([p[k] for p in parts])
