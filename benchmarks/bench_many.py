@@ -38,15 +38,15 @@ from bench_robust import TOL_10, make_families, make_problem, run_scipy, start_p
 from paramfittorchdemo.fitting import fit  # noqa: E402
 from paramfittorchdemo.many import fit_many  # noqa: E402
 
-SYSTEMS = {"lv": "lv-post", "vdp": "vdp", "lorenz": "lorenz"}
-DEFAULT_N = {"lv": 256, "vdp": 64, "lorenz": 64}
+SYSTEMS = {"lv": "lv-post", "vdp": "vdp", "lorenz": "lorenz"}  # short names; any family of bench_robust works too
+DEFAULT_N = {"lv": 256, "vdp": 64, "lorenz": 64}  # others: 16
 
 
-def problems(system: str, n: int, seed: int = 0) -> tuple:
+def problems(system: str, n: int, seed: int = 0, start: str = "30%") -> tuple:
     "The problems of a system, their starts (n, P) and truths (n, P)."
-    fam = make_families()[SYSTEMS[system]]
+    fam = make_families()[SYSTEMS.get(system, system)]
     probs = [make_problem(fam, i, seed) for i in range(n)]
-    kind = fam.start_kinds[0] if fam.post_start is not None else "30%"
+    kind = fam.start_kinds[0] if fam.post_start is not None else start
     starts = np.stack([start_point(p, kind) for p in probs])
     return fam, probs, starts, np.stack([p.truth for p in probs])
 
@@ -93,17 +93,18 @@ def run_scipy_loop(probs, starts, truth) -> tuple:
 
 
 def format_table(rows: list) -> str:
-    head = f"| {'system':7s} | {'method':14s} | {'datasets':>8s} | {'seconds':>8s} | {'fits/s':>8s} | {'success (10%)':>13s} | note"
+    head = f"| {'system':16s} | {'method':14s} | {'datasets':>8s} | {'seconds':>8s} | {'fits/s':>8s} | {'success (10%)':>13s} | note"
     lines = [head, "|" + "|".join("-"*(len(c) + 0) for c in head.split("|")[1:-1]) + "|------"]
     for r in rows:
-        lines.append(f"| {r['system']:7s} | {r['method']:14s} | {r['datasets']:8d} | {r['seconds']:8.2f} | {r['fits_per_s']:8.2f} | "
+        lines.append(f"| {r['system']:16s} | {r['method']:14s} | {r['datasets']:8d} | {r['seconds']:8.2f} | {r['fits_per_s']:8.2f} | "
                      f"{r['success']:>5d}/{r['datasets']:<4d} {100*r['success']/r['datasets']:3.0f}% | {r['note']}")
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--systems", default="lv,vdp,lorenz", help="comma-separated: lv, vdp, lorenz")
+    ap.add_argument("--systems", default="lv,vdp,lorenz", help="comma-separated: lv, vdp, lorenz, or any family of bench_robust")
+    ap.add_argument("--start", default="30%", choices=("30%", "2x"), help="start kind of the families (not lv): 30%% or 2x off the truth")
     ap.add_argument("--n", type=int, default=None, help="datasets per system (default: lv 256, vdp 64, lorenz 64)")
     ap.add_argument("--loop-n", type=int, default=None, help="datasets for the fit and scipy loops (default: 64, --quick 4)")
     ap.add_argument("--quick", action="store_true", help="a smoke run: 16 datasets per system, loops over 4")
@@ -114,7 +115,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None, help="write the rows to this file")
     a = ap.parse_args(argv)
     systems = a.systems.split(",")
-    if not set(systems) <= set(SYSTEMS): ap.error(f"unknown systems in {a.systems!r}; choose from {', '.join(SYSTEMS)}")
+    known = set(SYSTEMS) | set(make_families())
+    if not set(systems) <= known: ap.error(f"unknown systems in {a.systems!r}; choose from {', '.join(sorted(known))}")
     loop_n = a.loop_n or (4 if a.quick else 64)
     cores = os.cpu_count() or 1
     if a.ray:
@@ -122,8 +124,8 @@ def main(argv=None) -> int:
         ray.init(num_cpus=cores, log_to_driver=False)
     rows, t0 = [], time.perf_counter()
     for system in systems:
-        n = a.n or (16 if a.quick else DEFAULT_N[system])
-        fam, probs, starts, truth = problems(system, n, a.seed)
+        n = a.n or (16 if a.quick else DEFAULT_N.get(system, 16))
+        fam, probs, starts, truth = problems(system, n, a.seed, a.start)
         dt, ok, local = run_fit_many(fam, probs, starts, truth)
         rows.append(row("fit_many", system, n, dt, ok, ", ".join(f"{local.status.count(s)} {s}" for s in sorted(set(local.status)))))
         print(format_table(rows[-1:]), file=sys.stderr)
