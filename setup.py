@@ -22,6 +22,7 @@ min_python = cfg['min_python']
 dev_requirements = (cfg.get('dev_requirements') or '').split()
 discovery_requirements = (cfg.get('discovery_requirements') or '').split()  # pip install 'paramfittorchdemo[discovery]'
 logging_requirements = (cfg.get('logging_requirements') or '').split()  # pip install 'paramfittorchdemo[logging]'
+distributed_requirements = (cfg.get('distributed_requirements') or '').split()  # pip install 'paramfittorchdemo[distributed]'
 
 setuptools.setup(
     name = cfg['lib_name'],
@@ -36,7 +37,8 @@ setuptools.setup(
     include_package_data = True,
     package_data = {cfg['lib_path']: ['datasets/*.csv']},  # shipped datasets, e.g. load_lynx_hare's file
     install_requires = requirements,
-    extras_require={ 'dev': dev_requirements, 'discovery': discovery_requirements, 'logging': logging_requirements },
+    extras_require={ 'dev': dev_requirements, 'discovery': discovery_requirements, 'logging': logging_requirements,
+                      'distributed': distributed_requirements },
     dependency_links = cfg.get('dep_links','').split(),
     python_requires  = '>=' + cfg['min_python'],
     long_description = open('README.md', encoding='utf-8').read(),

@@ -14,3 +14,4 @@ from .lm import FitWarning
 from .fitting import *
 from .estimation import *
 from .discovery import *
+from .many import *

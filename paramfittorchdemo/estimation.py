@@ -18,7 +18,8 @@ from ._checks import ATOL, MAX_STEPS, RTOL, check_number, model_dim
 from .callbacks import DivergenceError, History
 from .data import SimODEData
 from .lm import (CONVERGED, FAILED, MAX_TIME, STRUCTURED, FitWarning, LMResult, describe_null, failure_advice,
-                 fit_phases, gauss_newton_covariance, horizon_fractions, residual_autocorrelation, state_bound)
+                 fit_phases, from_free, gauss_newton_covariance, horizon_fractions, residual_autocorrelation, state_bound, t_quantile,
+                 to_free)
 from .models import blame_model, param_dict
 from .observations import Observations
 from .plotting import plot_fit, plot_profile, plot_residuals, plot_traces
@@ -52,36 +53,14 @@ class Param:
         if self.positive: self.lower = max(self.lower, 0.0)
         if not self.lower < self.upper: raise ValueError(f"Param needs lower < upper, got lower={self.lower}, upper={self.upper}.")
 
-    def check(self, name: str, value: float) -> float:
+    def check(self, name: str, value: float, caller: str = "estimate") -> float:
         "The starting value for `name`, checked against the bounds."
         if not math.isfinite(value):
-            raise ValueError(f"estimate: the starting value of {name} is {value}; give a finite value with Param(value=...).")
+            raise ValueError(f"{caller}: the starting value of {name} is {value}; give a finite value with Param(value=...).")
         if not self.fixed and not self.lower < value < self.upper:
-            raise ValueError(f"estimate: the starting value of {name}, {value:g}, is not strictly inside its bounds "
+            raise ValueError(f"{caller}: the starting value of {name}, {value:g}, is not strictly inside its bounds "
                              f"({self.lower:g}, {self.upper:g}); start inside them with Param(value=...).")
         return value
-
-# %% ../nbs/12_estimation.ipynb #80294203
-def _to_free(theta, lo, hi):
-    "Unconstrained coordinates u of values theta (..., P) inside (lo, hi): log for one-sided bounds, logit for two."
-    flo, fhi = torch.isfinite(lo), torch.isfinite(hi)
-    both, low, up = flo & fhi, flo & ~fhi, ~flo & fhi
-    u = theta.clone()
-    z = ((theta - lo)/(hi - lo)).clamp(1e-15, 1 - 1e-15)
-    u = torch.where(both, torch.log(z) - torch.log1p(-z), u)
-    u = torch.where(low, torch.log((theta - lo).clamp_min(_TINY)), u)
-    return torch.where(up, torch.log((hi - theta).clamp_min(_TINY)), u)
-
-def _from_free(u, lo, hi):
-    "Values (..., P) and their derivatives d(value)/du from unconstrained coordinates u."
-    flo, fhi = torch.isfinite(lo), torch.isfinite(hi)
-    both, low, up = flo & fhi, flo & ~fhi, ~flo & fhi
-    s = torch.sigmoid(u)
-    e = torch.exp(u.clamp(-700, 700))
-    lo0, hi0 = lo.nan_to_num(0.0, posinf=0.0, neginf=0.0), hi.nan_to_num(0.0, posinf=0.0, neginf=0.0)
-    theta = torch.where(both, lo0 + (hi0 - lo0)*s, torch.where(low, lo0 + e, torch.where(up, hi0 - e, u)))
-    dtheta = torch.where(both, (hi0 - lo0)*s*(1 - s), torch.where(low, e, torch.where(up, -e, torch.ones_like(u))))
-    return theta, dtheta
 
 # %% ../nbs/12_estimation.ipynb #a8a340f7
 def _observer(observe, dim: int | None, n_obs: int):
@@ -240,7 +219,7 @@ class _Residuals:
     def unpack(self, u):
         "Model parameter vectors (K, P_all), initial states (K, Bs, n) and their derivatives with respect to u."
         K = u.shape[0]
-        th_free, dth = _from_free(u[:, :self.Pf], self.lo, self.hi)
+        th_free, dth = from_free(u[:, :self.Pf], self.lo, self.hi)
         theta = self.theta_full.expand(K, -1).clone()
         theta[:, self.free] = th_free
         if self.fit_ic:
@@ -251,7 +230,7 @@ class _Residuals:
 
     def pack(self, theta_free, y0):
         "u from free parameter values (K, Pf) and initial states (K, Bs, n)."
-        u = [_to_free(theta_free, self.lo, self.hi)]
+        u = [to_free(theta_free, self.lo, self.hi)]
         if self.fit_ic: u.append((y0.clamp_min(_TINY).log() if self.ic_positive else y0).reshape(y0.shape[0], -1))
         return torch.cat(u, 1)
 
@@ -348,19 +327,6 @@ class _Residuals:
             J[:, :, self.Pf:] = (Jic*dy0[:, None]).reshape(K, m, -1)
         alive = torch.isfinite(r).all(1) & torch.isfinite(J).reshape(K, -1).all(1)
         return r, J, alive
-
-# %% ../nbs/12_estimation.ipynb #0c3b20e7
-def _t_quantile(p: float, dof: float) -> float:
-    "Quantile of Student's t distribution (Cornish-Fisher expansion around the normal one; within 1e-3 for dof >= 3)."
-    z = math.sqrt(2)*_erfinv(2*p - 1)
-    if not math.isfinite(dof) or dof > 1e6: return z
-    g1 = (z**3 + z)/4
-    g2 = (5*z**5 + 16*z**3 + 3*z)/96
-    g3 = (3*z**7 + 19*z**5 + 17*z**3 - 15*z)/384
-    g4 = (79*z**9 + 776*z**7 + 1482*z**5 - 1920*z**3 - 945*z)/92160
-    return z + g1/dof + g2/dof**2 + g3/dof**3 + g4/dof**4
-
-def _erfinv(x: float) -> float: return float(torch.special.erfinv(torch.tensor(x, dtype=torch.float64)))
 
 # %% ../nbs/12_estimation.ipynb #5fcfcd73
 @dataclass
@@ -561,7 +527,7 @@ class Estimate:
         if res.fit_ic:
             for i in range(res.n): J[:, res.Pf + b*res.n + i] = D[res.Pf + i]*dy0[0, b, i]
         sd = ((J @ self._cov_u)*J).sum(1).clamp_min(0).sqrt().reshape(mean.shape)
-        z = _t_quantile((1 + level)/2, self.dof)
+        z = t_quantile((1 + level)/2, self.dof)
         lo, hi = mean - z*sd, mean + z*sd
         if p.loss == "log": mean, lo, hi = mean.exp(), lo.exp(), hi.exp()
         return ts, mean.cpu(), lo.cpu(), hi.cpu()
@@ -593,7 +559,7 @@ class Estimate:
                 for i in side:
                     ssr[i], start = _held_fit(res, self._settings, j, grid_u[i], start, bound)
                     if not math.isfinite(ssr[i]): break
-        values = _from_free(grid_u[:, None].cpu(), res.lo[j:j + 1].cpu(), res.hi[j:j + 1].cpu())[0][:, 0]
+        values = from_free(grid_u[:, None].cpu(), res.lo[j:j + 1].cpu(), res.hi[j:j + 1].cpu())[0][:, 0]
         delta = (ssr - min(self.ssr, float(ssr.min())))/(self.ssr/self.dof)
         interval = (_crossing(values, delta, _CHI2_95, -1), _crossing(values, delta, _CHI2_95, +1))
         return Profile(name, values, delta, self.params[name], interval)
@@ -693,26 +659,27 @@ def _residuals_for(obs: Observations, segments: int, weights: torch.Tensor, s: _
                       ic_fixed=None if s.fit_ic else _fixed_ic(s.initial_conditions, prob, obs), ic_positive=s.ic_positive,
                       deadline=s.deadline)
 
-# %% ../nbs/12_estimation.ipynb #18441ec6
-def _param_setup(work, names, params):
-    "Free parameter indices, their bounds (lo, hi) and the full starting vector, from the user's `params`."
+# %% ../nbs/12_estimation.ipynb #ps0ex001
+def param_setup(work, names: list, params: dict | None, caller: str = "estimate") -> tuple:
+    "The ParamSpec, the full starting vector (P,), the free parameters' indices and their bounds lo, hi (Pf,), from the user's `params`."
     spec = ParamSpec.of(work)
     theta = spec.vector(work).clone()
     params = dict(params or {})
     unknown = [k for k in params if k not in names]
-    if unknown: raise ValueError(f"estimate: unknown parameter(s) {unknown}; the model's parameters are {names}.")
+    if unknown: raise ValueError(f"{caller}: unknown parameter(s) {unknown}; the model's parameters are {names}.")
     free, lo, hi = [], [], []
     for i, n in enumerate(names):
         p = params.get(n)
         if p is None: p = Param()
         elif isinstance(p, (int, float)) and not isinstance(p, bool): p = Param(value=float(p), fixed=True)
         elif not isinstance(p, Param):
-            raise TypeError(f"estimate needs params[{n!r}] as a Param, a number (held fixed) or None, got {type(p).__name__}.")
-        theta[i] = p.check(n, float(theta[i]) if p.value is None else float(p.value))
+            raise TypeError(f"{caller} needs params[{n!r}] as a Param, a number (held fixed) or None, got {type(p).__name__}.")
+        theta[i] = p.check(n, float(theta[i]) if p.value is None else float(p.value), caller)
         if not p.fixed: free.append(i); lo.append(p.lower); hi.append(p.upper)
-    if not free: raise ValueError("estimate: every parameter is fixed; leave at least one free.")
+    if not free: raise ValueError(f"{caller}: every parameter is fixed; leave at least one free.")
     return spec, theta, free, torch.tensor(lo, dtype=theta.dtype), torch.tensor(hi, dtype=theta.dtype)
 
+# %% ../nbs/12_estimation.ipynb #18441ec6
 def _ic_guess(res: _Residuals, prob: _Problem, theta, y0, rtol, atol):
     """Starting initial states of every piece (Bs, n): given or observed for each trajectory's first piece, simulated and observed for
     later segments."""
@@ -795,14 +762,14 @@ def _start_points(starts, u0, res: _Residuals, lo, hi, seed: int) -> torch.Tenso
         if not inside.all():
             rows = sorted(set((~inside).nonzero()[:, 0].tolist()))
             raise ValueError(f"estimate: starts has values outside the parameters' bounds (rows {rows}).")
-        u = _to_free(th, lo, hi)
+        u = to_free(th, lo, hi)
     elif isinstance(starts, int) and not isinstance(starts, bool) and starts >= 1:
         g = torch.Generator().manual_seed(seed)
         U = torch.rand(starts, Pf, generator=g, dtype=u0.dtype).to(u0.device)
         both, one = torch.isfinite(lo) & torch.isfinite(hi), torch.isfinite(lo) ^ torch.isfinite(hi)
-        th0, _ = _from_free(u0[:, :Pf], lo, hi)
+        th0, _ = from_free(u0[:, :Pf], lo, hi)
         free_u = torch.where(one, u0[:, :Pf] + math.log(2)*(2*U - 1), u0[:, :Pf])
-        free_u = torch.where(both, _to_free(lo + (hi - lo)*(0.02 + 0.96*U), lo, hi), free_u)
+        free_u = torch.where(both, to_free(lo + (hi - lo)*(0.02 + 0.96*U), lo, hi), free_u)
         free_u = torch.where(~both & ~one, th0*(1 + (U - 0.5)) + (th0 == 0)*(2*U - 1), free_u)
         free_u[0] = u0[0, :Pf]
         u = free_u
@@ -853,7 +820,7 @@ def _lm(res: _Residuals, u: torch.Tensor, s: _Settings, log: _Log, stage: bool =
         if stage:
             if s.verbose: print(f"horizon stage, iteration {it}: loss {float(cost[b]):.6g}")
             return
-        vals, _ = _from_free(theta[b, :res.Pf], res.lo, res.hi)
+        vals, _ = from_free(theta[b, :res.Pf], res.lo, res.hi)
         log.record(vals.tolist(), float(cost[b]))
         if s.verbose: print(f"iteration {len(log.history) - 1}: loss {float(cost[b]):.6g}")
     return fit_phases(lambda v, rt, at, steps: res(v, rt, at, bound=bound, max_steps=steps), u.clone(), s.adaptive, s.rtol, s.atol,
@@ -882,7 +849,7 @@ def _missed(fit: _Fit, res: _Residuals) -> bool:
 def _summarize(out: LMResult, res: _Residuals, names: list) -> list:
     "Where the starts ended: one entry per distinct optimum (loss, count, converged, values of the fitted parameters `names`), best first."
     u, cost, conv = out.theta, out.cost, out.success
-    vals, _ = _from_free(u[:, :res.Pf], res.lo, res.hi)
+    vals, _ = from_free(u[:, :res.Pf], res.lo, res.hi)
     groups = []
     for k in torch.argsort(cost).tolist():
         c = float(cost[k])
@@ -1035,7 +1002,7 @@ def _result(done: _Outcome, s: _Settings, log: _Log, model: nn.Module) -> Estima
         warnings.warn("estimate: the data do not determine every parameter: " + "; ".join(unc.identifiability), FitWarning, stacklevel=3)
     params = dict(zip(s.names, theta[0].tolist()))
     stderr = dict(zip(fnames, unc.se[:res.Pf].tolist()))
-    tq = _t_quantile(0.975, unc.dof)
+    tq = t_quantile(0.975, unc.dof)
     est = Estimate(params=params, stderr=stderr, ci={n: (params[n] - tq*se, params[n] + tq*se) for n, se in stderr.items()},
                    correlation=unc.corr.cpu(), free=fnames, fixed=[n for i, n in enumerate(s.names) if i not in s.free],
                    bounds={n: (float(res.lo[k]), float(res.hi[k])) for k, n in enumerate(fnames)},
@@ -1137,7 +1104,7 @@ def estimate(model: nn.Module, # the ODE model; its fitted parameters are writte
                            atol=atol, max_iter=max_iter, xtol=xtol, ftol=ftol, max_steps=max_steps, max_time=max_time)
     dev = next(p for p in model.parameters() if p.requires_grad).device
     work, names = _working_copy(model), list(param_dict(model))
-    spec, theta0, free, lo, hi = _param_setup(work, names, params)
+    spec, theta0, free, lo, hi = param_setup(work, names, params)
     for p in work.parameters(): p.requires_grad_(False)  # the fits solve the copy without autograd
     fractions = _schedule_fractions(initial_conditions, shooting, horizons)
     wts = _weights(weights, obs)

@@ -17,7 +17,7 @@ __all__ = ['STATUSES', 'RUNNING', 'CONVERGED', 'STALLED', 'MAX_ITER', 'MAX_TIME'
            'LAM_START', 'LAM_MIN', 'LAM_MAX', 'NOISE_FACTOR', 'LOOSE_MAX_ITER', 'LOOSE_FTOL', 'LOOSE_RTOL',
            'LOOSE_FACTOR', 'AUTO_HORIZONS', 'STAGE_XTOL', 'STRUCTURED', 'FitWarning', 'lm_step', 'LMResult', 'lm',
            'distinct_starts', 'lm_phases', 'failure_advice', 'state_bound', 'fit_phases', 'horizon_fractions',
-           'horizon_lengths', 'residual_autocorrelation', 'gauss_newton_covariance', 'describe_null']
+           'horizon_lengths', 'residual_autocorrelation', 'gauss_newton_covariance', 'describe_null', 't_quantile']
 
 # %% ../nbs/10_lm.ipynb #d771d81a
 STATUSES = ("running", "converged", "stalled", "max_iter", "max_time", "solver_failed", "abandoned", "stopped")
@@ -111,10 +111,10 @@ class LMResult:
 # %% ../nbs/10_lm.ipynb #441fe570
 class _Starts:
     "The K starts inside `lm`: where each one is, its residuals, Jacobian, loss, damping, counts and status."
-    def __init__(self, residuals, theta: torch.Tensor, deadline: float | None):
+    def __init__(self, residuals, theta: torch.Tensor, deadline: float | None, rows: bool = False):
         K, dev, dt = theta.shape[0], theta.device, theta.dtype
-        self.theta, self.inf = theta.clone(), torch.tensor(math.inf, dtype=dt, device=dev)
-        r, J, ok = residuals(self.theta)
+        self.theta, self.inf, self.rows = theta.clone(), torch.tensor(math.inf, dtype=dt, device=dev), rows
+        r, J, ok = residuals(self.theta, idx=torch.arange(K, device=dev)) if rows else residuals(self.theta)
         self.cost = torch.where(ok, r.nan_to_num().square().mean(1), self.inf)
         self.r, self.J = r.nan_to_num(), J.nan_to_num()
         late = deadline is not None and time.perf_counter() > deadline  # a solve cut short by the deadline fails: the time ran out
@@ -141,7 +141,7 @@ class _Starts:
         "One iteration of the running starts `a`: their damped steps, tried in one call of `residuals`, each accepted or rejected."
         d, _ = lm_step(self.J[a], self.r[a], self.lam[a])
         trial = self.theta[a] + d
-        rt, Jt, ok_t = residuals(trial)
+        rt, Jt, ok_t = residuals(trial, idx=a) if self.rows else residuals(trial)
         cost_t = torch.where(ok_t, rt.nan_to_num().square().mean(1), self.inf)
         better = ok_t & (cost_t < self.cost[a])
         drop = (self.cost[a] - cost_t)/self.cost[a].clamp_min(_TINY)
@@ -182,9 +182,10 @@ def lm(residuals, # residuals(theta (k, P)) -> r (k, m), J (k, m, P), ok (k,) bo
        on_iter = None, # on_iter(iteration, theta (K, P), cost (K,)) after every iteration; returning True stops every start
        deadline: float | None = None, # time.perf_counter() value at which running starts stop with status 'max_time'
        failure = None, # a function returning the last solver failure in words, for the messages
+       independent: bool = False, # the rows are separate problems (datasets): residuals(theta, idx=rows (k,)), no row is abandoned
       ) -> LMResult:
-    "Levenberg-Marquardt for K starts at once, each with its own damping and status."
-    s, history = _Starts(residuals, theta, deadline), history if history is not None else []
+    "Levenberg-Marquardt for K starts (or K independent problems) at once, each with its own damping and status."
+    s, history = _Starts(residuals, theta, deadline, independent), history if history is not None else []
     history.append(float(s.cost.min()))
     a = s.running()
     if len(a): s.check(a, torch.zeros(len(a), dtype=torch.bool, device=a.device), xtol, ftol)
@@ -196,7 +197,7 @@ def lm(residuals, # residuals(theta (k, P)) -> r (k, m), J (k, m, P), ok (k,) bo
         if deadline is not None and time.perf_counter() > deadline: s.status[a] = MAX_TIME; break
         it += 1
         s.step(residuals, a, xtol, ftol)
-        if len(s.status) > 1 and it % 3 == 0:
+        if len(s.status) > 1 and it % 3 == 0 and not independent:
             s.abandon_crawlers(ref_cost)
             ref_cost = s.cost.clone()
         history.append(float(s.cost.min()))
@@ -220,6 +221,10 @@ def distinct_starts(theta: torch.Tensor, # end points, (K, P)
     return torch.tensor(reps, dtype=torch.long, device=theta.device), same
 
 # %% ../nbs/10_lm.ipynb #c1653442
+def _subset(residuals, rows: torch.Tensor, theta: torch.Tensor, idx: torch.Tensor) -> tuple:
+    "Independent problems: the residuals of the problems rows[idx] (a refinement runs on a subset of the rows)."
+    return residuals(theta, idx=rows[idx])
+
 LOOSE_MAX_ITER = 20  # iterations of the loose phase, and of each stage of a growing-horizon schedule
 LOOSE_FTOL = 1e-6  # ... which stop once a step promises a relative loss drop below this (or ftol, if larger)
 
@@ -228,24 +233,31 @@ def lm_phases(residuals, # residuals at the requested accuracy, as for `lm`
               theta: torch.Tensor, # starts, (K, P)
               max_iter: int, xtol: float, ftol: float, # as for `lm`; the loose phase runs at most LOOSE_MAX_ITER iterations of its own
               history: list | None = None, on_iter = None, deadline: float | None = None, failure = None, # as for `lm`
+              independent: bool = False, # the rows are separate problems (datasets), as for `lm`: each one is refined
              ) -> LMResult:
     "Levenberg-Marquardt in two phases: loose solves while far from the optimum, then the requested accuracy from where they stopped."
-    if loose is None: return lm(residuals, theta, max_iter, xtol, ftol, history, on_iter, deadline, failure)
+    if loose is None: return lm(residuals, theta, max_iter, xtol, ftol, history, on_iter, deadline, failure, independent)
     K = theta.shape[0]
-    first = lm(loose, theta, min(max_iter, LOOSE_MAX_ITER), max(xtol, 0.1 if K == 1 else 1e-3), max(ftol, LOOSE_FTOL), history, on_iter,
-               deadline, failure)
+    first = lm(loose, theta, min(max_iter, LOOSE_MAX_ITER), max(xtol, 0.1 if K == 1 or independent else 1e-3), max(ftol, LOOSE_FTOL),
+               history, on_iter, deadline, failure, independent)
     if STOPPED in first.status or all(s == MAX_TIME for s in first.status): return first
-    keep, same = distinct_starts(first.theta, first.cost)
+    if independent:  # every problem that has a solution is refined on its own
+        keep = torch.tensor([s not in (FAILED, MAX_TIME) for s in first.status], device=theta.device).nonzero().flatten()
+        same = torch.arange(K, device=theta.device)
+    else: keep, same = distinct_starts(first.theta, first.cost)
     if len(keep) == 0: keep = torch.arange(K, device=theta.device)  # nothing finite: the tight solves try every start
+    tight = partial(_subset, residuals, keep) if independent else residuals
     # a start that converged loosely takes one more step from its last (loose) Jacobian before the first tight solve, unless
     # that step promises a loss drop below 0.1%, which the loose solves' own error can fake (a start near its optimum)
     d, drop = lm_step(first.J[keep], first.r[keep], first.lam[keep])
     conv = torch.tensor([first.status[k] == CONVERGED for k in keep.tolist()], device=theta.device)
     step = (conv & (drop >= 1e-3))[:, None]
-    second = lm(residuals, first.theta[keep] + torch.where(step, d, 0.0), max_iter, xtol, ftol, history, on_iter, deadline, failure)
+    second = lm(tight, first.theta[keep] + torch.where(step, d, 0.0), max_iter, xtol, ftol, history, on_iter, deadline, failure,
+                independent)
     lost = [i for i, s in enumerate(second.status) if s == FAILED and bool(step[i])]
     if lost:  # the handed-over step left the region where the solver succeeds: those starts go on from where the loose phase ended
-        again = lm(residuals, first.theta[keep[lost]], max_iter, xtol, ftol, history, on_iter, deadline, failure)
+        again = lm(partial(_subset, residuals, keep[lost]) if independent else residuals, first.theta[keep[lost]], max_iter, xtol, ftol,
+                   history, on_iter, deadline, failure, independent)
         for j, i in enumerate(lost):
             for f in ("theta", "cost", "r", "J", "lam", "gain", "last_failed", "accepted", "rejected", "failed", "start_cost"):
                 getattr(second, f)[i] = getattr(again, f)[j]
@@ -284,9 +296,12 @@ class _Budgeted:
     "A solve with a step budget: 3 times the steps of the costliest successful solve so far, at most max_steps."
     def __init__(self, solve, stats, max_steps: int): self.solve, self.stats, self.max_steps, self.budget = solve, stats, max_steps, None
 
-    def __call__(self, theta: torch.Tensor, rtol: float, atol: float) -> tuple: # r (k, m), J (k, m, P), ok (k,)
+    def __call__(self, theta: torch.Tensor, rtol: float, atol: float,
+                 idx: torch.Tensor | None = None, # independent problems: which rows theta holds (see `lm`)
+                ) -> tuple: # r (k, m), J (k, m, P), ok (k,)
         n0 = self.stats.steps + self.stats.rejected
-        out = self.solve(theta, rtol, atol, self.budget or self.max_steps)
+        steps = self.budget or self.max_steps
+        out = self.solve(theta, rtol, atol, steps) if idx is None else self.solve(theta, rtol, atol, steps, idx)
         if bool(out[2].any()):
             self.budget = min(self.max_steps, max(self.budget or 0, 3*(self.stats.steps + self.stats.rejected - n0) + 200))
         return out
@@ -302,6 +317,7 @@ def fit_phases(solve, # solve(theta (k, P), rtol, atol, max_steps) -> r (k, m), 
                max_iter: int, xtol: float, ftol: float, # as for `lm`
                history: list | None = None, on_iter = None, deadline: float | None = None, # as for `lm`
                stage: bool = False, # a stage of a growing-horizon schedule: only loose solves, until the step is below STAGE_XTOL
+               independent: bool = False, # the rows are separate problems: solve(theta, rtol, atol, max_steps, idx (k,)), as for `lm`
               ) -> LMResult:
     "The library's fitting policy in one place: a step budget per solve, loose solves first, then the requested accuracy."
     call = _Budgeted(solve, stats, max_steps)
@@ -309,8 +325,8 @@ def fit_phases(solve, # solve(theta (k, P), rtol, atol, max_steps) -> r (k, m), 
     loose = partial(call, rtol=min(LOOSE_RTOL, LOOSE_FACTOR*rtol), atol=LOOSE_FACTOR*atol) if adaptive and rtol < LOOSE_RTOL else None
     if stage:  # a short horizon only has to bring the starts near the basin of the whole data's optimum
         return lm(loose or tight, theta, min(max_iter, LOOSE_MAX_ITER), max(xtol, STAGE_XTOL), max(ftol, LOOSE_FTOL), history, on_iter,
-                  deadline, call.failure)
-    return lm_phases(tight, loose, theta, max_iter, xtol, ftol, history, on_iter, deadline, call.failure)
+                  deadline, call.failure, independent)
+    return lm_phases(tight, loose, theta, max_iter, xtol, ftol, history, on_iter, deadline, call.failure, independent)
 
 # %% ../nbs/10_lm.ipynb #ca242e1d
 AUTO_HORIZONS = (0.125, 0.25, 0.5)  # horizons='auto': the first eighth, quarter and half of the data, then all of it
@@ -411,3 +427,37 @@ def describe_null(V: torch.Tensor, # null directions from `gauss_newton_covarian
         lines.append(f"{who} are not determined separately: the fit does not change along {moves} (each in units of its own value), "
                      f"so only a combination of them is")
     return involved, lines
+
+def t_quantile(p: float, dof: float) -> float:
+    "Quantile p of Student's t distribution with dof degrees of freedom (Cornish-Fisher expansion: within 1e-3 for dof >= 3)."
+    z = math.sqrt(2)*_erfinv(2*p - 1)
+    if not math.isfinite(dof) or dof > 1e6: return z
+    g1 = (z**3 + z)/4
+    g2 = (5*z**5 + 16*z**3 + 3*z)/96
+    g3 = (3*z**7 + 19*z**5 + 17*z**3 - 15*z)/384
+    g4 = (79*z**9 + 776*z**7 + 1482*z**5 - 1920*z**3 - 945*z)/92160
+    return z + g1/dof + g2/dof**2 + g3/dof**3 + g4/dof**4
+
+def _erfinv(x: float) -> float: return float(torch.special.erfinv(torch.tensor(x, dtype=torch.float64)))
+
+# %% ../nbs/10_lm.ipynb #80294203
+def to_free(theta, lo, hi):
+    "Unconstrained coordinates u of values theta (..., P) inside (lo, hi): log for one-sided bounds, logit for two."
+    flo, fhi = torch.isfinite(lo), torch.isfinite(hi)
+    both, low, up = flo & fhi, flo & ~fhi, ~flo & fhi
+    u = theta.clone()
+    z = ((theta - lo)/(hi - lo)).clamp(1e-15, 1 - 1e-15)
+    u = torch.where(both, torch.log(z) - torch.log1p(-z), u)
+    u = torch.where(low, torch.log((theta - lo).clamp_min(_TINY)), u)
+    return torch.where(up, torch.log((hi - theta).clamp_min(_TINY)), u)
+
+def from_free(u, lo, hi):
+    "Values (..., P) and their derivatives d(value)/du from unconstrained coordinates u."
+    flo, fhi = torch.isfinite(lo), torch.isfinite(hi)
+    both, low, up = flo & fhi, flo & ~fhi, ~flo & fhi
+    s = torch.sigmoid(u)
+    e = torch.exp(u.clamp(-700, 700))
+    lo0, hi0 = lo.nan_to_num(0.0, posinf=0.0, neginf=0.0), hi.nan_to_num(0.0, posinf=0.0, neginf=0.0)
+    theta = torch.where(both, lo0 + (hi0 - lo0)*s, torch.where(low, lo0 + e, torch.where(up, hi0 - e, u)))
+    dtheta = torch.where(both, (hi0 - lo0)*s*(1 - s), torch.where(low, e, torch.where(up, -e, torch.ones_like(u))))
+    return theta, dtheta

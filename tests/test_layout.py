@@ -7,7 +7,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "paramfittorchdemo"
 # bottom to top: a module may import from the ones before it in this list, never from the ones after it
 LAYERS = ["_checks", "observations", "solvers", "models", "hybrid", "data", "plotting", "callbacks", "checkpoints", "training", "lm",
-          "fitting", "estimation", "discovery", "cli"]
+          "fitting", "estimation", "discovery", "cli", "many"]
 
 
 def package_imports(path: Path) -> list:
