@@ -294,16 +294,33 @@ LOOSE_RTOL, LOOSE_FACTOR = 1e-4, 100  # loose solves: LOOSE_FACTOR times looser,
 
 class _Budgeted:
     "A solve with a step budget: 3 times the steps of the costliest successful solve so far, at most max_steps."
-    def __init__(self, solve, stats, max_steps: int): self.solve, self.stats, self.max_steps, self.budget = solve, stats, max_steps, None
+    def __init__(self, solve, stats, max_steps: int):
+        self.solve, self.stats, self.max_steps, self.budget, self.rows = solve, stats, max_steps, None, None
 
     def __call__(self, theta: torch.Tensor, rtol: float, atol: float,
                  idx: torch.Tensor | None = None, # independent problems: which rows theta holds (see `lm`)
                 ) -> tuple: # r (k, m), J (k, m, P), ok (k,)
+        if idx is not None: return self._rows(theta, rtol, atol, idx)
         n0 = self.stats.steps + self.stats.rejected
-        steps = self.budget or self.max_steps
-        out = self.solve(theta, rtol, atol, steps) if idx is None else self.solve(theta, rtol, atol, steps, idx)
+        out = self.solve(theta, rtol, atol, self.budget or self.max_steps)
         if bool(out[2].any()):
             self.budget = min(self.max_steps, max(self.budget or 0, 3*(self.stats.steps + self.stats.rejected - n0) + 200))
+        return out
+
+    def _rows(self, theta: torch.Tensor, rtol: float, atol: float, idx: torch.Tensor) -> tuple:
+        "Independent problems: a budget per row, 3 times the steps of its own costliest successful solve (the solve reports them)."
+        n = int(idx.max()) + 1
+        if self.rows is None or len(self.rows) < n:  # -1: no successful solve yet, the full max_steps
+            grown = torch.full((n,), -1, dtype=torch.long, device=idx.device)
+            if self.rows is not None: grown[:len(self.rows)] = self.rows
+            self.rows = grown
+        b = self.rows[idx]
+        self.stats.group_steps = None
+        out = self.solve(theta, rtol, atol, torch.where(b < 0, self.max_steps, b), idx)
+        used = self.stats.group_steps  # steps per row of this solve, (k,), set by the solve
+        if used is not None and len(used) == len(idx):
+            new = torch.maximum(b.clamp_min(0), (3*used.to(b.device) + 200).clamp_max(self.max_steps))
+            self.rows[idx] = torch.where(out[2].to(b.device), new, b)
         return out
 
     def failure(self) -> str: return self.stats.failure # the last solver failure, in words

@@ -131,11 +131,15 @@ class _Batch:
         "The residuals of rows idx, each row against its own dataset: one batched solve."
         s, k = self.s, u.shape[0]
         ds = self.owner[idx if rows is None else rows[idx]]
+        self.stats.group_steps, n0 = None, self.stats.steps + self.stats.rejected
         theta, dth = s.full(u)
         Y = self.Y[ds, :, :n]  # (k, B, T, state)
         pred, J, alive = solve_with_jacobian(self.work, s.spec, theta, Y[:, :, 0], self.ts[:n], self.opt.method, self.opt.step_size,
                                              rtol, atol, s.mode, s.bc, stats=self.stats, bound=self.bound, max_steps=steps,
-                                             deadline=self.deadline)
+                                             deadline=self.deadline, independent=True)
+        gs = self.stats.group_steps  # steps per group of a solve with a step size per row (and per Jacobian copy): per row
+        self.stats.group_steps = (gs.reshape(k, -1).amax(1) if gs is not None and gs.numel() % k == 0
+                                  else torch.full((k,), self.stats.steps + self.stats.rejected - n0, dtype=torch.long))
         J = (J*self.sw).reshape(k, s.spec.size, -1)[:, s.free].transpose(1, 2)*dth[:, None, :]  # (k, m, Pf)
         return ((pred - Y)*self.sw).reshape(k, -1), J, alive
 

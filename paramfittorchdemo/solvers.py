@@ -152,6 +152,7 @@ class SolveStats:
     rejected: int = 0 # rejected steps
     alive: list | None = None # per group of the last solve: False where the group was dropped
     first_step: float | None = None # the first accepted step of the last (ungrouped dopri5) solve
+    group_steps: torch.Tensor | None = None # steps tried per group of the last solve with a step size per group, (G,)
     failure: str = "" # why the last group or solve that failed was dropped, in words
     error: Exception | None = None # the last SolverError that ended a whole solve (its kind and stiffness, for the messages)
 
@@ -342,11 +343,12 @@ def dopri5(f, # right-hand side f(t, y) -> dy/dt
            own_steps: bool = True, # with `groups` and an autonomous model: a step size per group
            first_step: float | None = None, # the first trial step; None: Hairer's starting-step estimate (2 more evaluations)
            deadline: float | None = None, # time.perf_counter() value after which the solve stops with a SolverError
+           drop_slow: bool = True, # own steps: drop groups far slower than the rest (starts of one problem; False: separate problems)
           ) -> torch.Tensor: # states at `ts`, (..., time, state)
     "Dormand-Prince 5(4) with error control and 4th-order dense output at the output times."
     stats = stats if stats is not None else SolveStats()
     if own_steps and groups and groups > 1 and getattr(f, "autonomous", False):
-        return _dopri5_grouped(f, y0, ts, rtol, atol, groups, max_steps, stats, bound, deadline)
+        return _dopri5_grouped(f, y0, ts, rtol, atol, groups, max_steps, stats, bound, deadline, drop_slow)
     tl, rhs, T = ts.tolist(), _fast_rhs(f), _stage_times(f, y0.real.dtype, y0.device)
     G, t, t_end, y, live = groups or 1, tl[0], tl[-1], y0, _Groups(groups, stats)
     k1, ya = rhs(T(t), y), _error_scale(y, rtol, atol)  # ya: the error scale of the current state
@@ -433,9 +435,19 @@ def _survivors(alive, stopped: str, stats: SolveStats) -> list:
                           "in every group.", "underflow")
     return alive
 
+def _give_up_stiff(active, tried, t, hh, ks, y6, y1, t_end: float, max_steps: int, G: int):
+    "Groups held at the stability limit (Hairer's estimate above 2) whose remaining span needs more steps than their budget, (G,) bool."
+    over = active & (tried + (t_end - t)/hh.abs().clamp_min(_TINY) > max_steps)
+    if not over.any(): return over
+    num = torch.linalg.vector_norm((ks[6] - ks[5]).real.reshape(G, -1), dim=1)
+    den = torch.linalg.vector_norm((y1 - y6).real.reshape(G, -1), dim=1)
+    return over & (hh.abs()*num/den.clamp_min(_TINY) > 2.0)
+
 def _dopri5_grouped(f, y0, ts, rtol: float, atol: float, G: int, max_steps: int, stats: SolveStats, bound: float | None = None,
-                    deadline: float | None = None):
-    "dopri5 with a separate step size and time for each of the G groups (autonomous right-hand sides only)."
+                    deadline: float | None = None, drop_slow: bool = True):
+    """dopri5 with a separate step size and time for each of the G groups (autonomous right-hand sides only). A group held at the
+    stability limit with more steps ahead than its budget is given up early; with `drop_slow`, so is a group that needs far more steps
+    than the others once most are done (several starts of one problem), not when the groups are separate problems."""
     rhs, dev, rdt = _fast_rhs(f), y0.device, y0.real.dtype
     T0 = torch.zeros((), dtype=rdt, device=dev)  # the model ignores t
     tl, view, times = ts.tolist(), (G,) + (1,)*(y0.ndim - 1), (T0,)*5
@@ -447,15 +459,21 @@ def _dopri5_grouped(f, y0, ts, rtol: float, atol: float, G: int, max_steps: int,
     alive = torch.ones(G, dtype=torch.bool, device=dev)
     active, finished = alive.clone(), torch.zeros(G, dtype=torch.bool, device=dev)  # still stepping; reached the last output time
     tried = torch.zeros(G, dtype=torch.long, device=dev)  # steps tried per group
+    own = isinstance(max_steps, torch.Tensor)  # a budget per group, (G,)
+    if own: max_steps, most = max_steps.to(dev), int(max_steps.max())
     while True:
-        if stop := _out_of_budget(steps, max_steps, deadline):
+        if stop := _out_of_budget(steps, most if own else max_steps, deadline):
             alive = alive & ~active  # the groups still running are dropped, the finished ones kept
             stopped = f"dopri5 stopped {int(active.sum())} of {G} groups: {stop[1]}"
             break
+        if own and (spent := active & (tried >= max_steps)).any():  # a group that used its own budget fails, the others go on
+            alive, active = alive & ~spent, active & ~spent
+            stopped = f"dopri5 stopped {int(spent.sum())} of {G} groups: they used their budgets of steps"
+            if not active.any(): break
         hit = t + h >= t_end - _TINY*abs(t_end)
         hh = torch.where(hit, t_end - t, h)
         H = hh.view(view)
-        ks, _, y1 = _dp_step(rhs, y, k1, H, times)
+        ks, y6, y1 = _dp_step(rhs, y, k1, H, times)
         y1a, nfe, steps = _error_scale(y1, rtol, atol), nfe + 6, steps + 1
         norms = _error_norms(ks, H, torch.maximum(ya, y1a), G).nan_to_num(nan=math.inf)  # a step that blew up is rejected
         alive = alive & ~_dropped(active, norms, hh < hmin, y1, bound, G)
@@ -469,10 +487,14 @@ def _dopri5_grouped(f, y0, ts, rtol: float, atol: float, G: int, max_steps: int,
         y, ya, k1, t = torch.where(av, y1, y), torch.where(av, y1a, ya), torch.where(av, ks[6], k1), t_new
         h = hh*_step_factor(norms)
         tried, active = tried + active, active & ~finished
-        if steps % 5 == 0: alive, active = _drop_slow(alive, active, tried, G)
+        if steps % 5 == 0 and drop_slow: alive, active = _drop_slow(alive, active, tried, G)
+        if steps % 64 == 0 and (stiff := _give_up_stiff(active, tried, t, hh, ks, y6, y1, t_end, max_steps, G)).any():
+            alive, active = alive & ~stiff, active & ~stiff
+            stopped = (f"dopri5 gave up {int(stiff.sum())} of {G} groups: held at the stability limit (the problem looks stiff), "
+                       f"they would need more steps than their budget of {max_steps}")
         if not active.any(): break
     alive = _survivors(alive, stopped, stats)
-    stats.solves += 1; stats.nfe += nfe; stats.steps += steps; stats.alive = alive
+    stats.solves += 1; stats.nfe += nfe; stats.steps += steps; stats.alive, stats.group_steps = alive, tried
     return _nan_where_dropped(_grouped_outputs(y0, ts.to(rdt), log), alive)
 
 # %% ../nbs/02_solvers.ipynb #9df6abf3
@@ -577,6 +599,7 @@ def integrate(f, # right-hand side f(t, y)
               own_steps: bool = True, # dopri5 with `groups`: a step size per group (autonomous models)
               first_step: float | None = None, # dopri5: the first trial step (None: estimated)
               deadline: float | None = None, # time.perf_counter() value after which an adaptive solve stops with a SolverError
+              drop_slow: bool = True, # dopri5 with own steps per group: drop groups far slower than the rest (see `dopri5`)
              ) -> torch.Tensor: # states at `ts`, (..., time, state)
     "Integrate with the lean native solvers where available, torchdiffeq otherwise; every solve has a step budget."
     if len(ts) == 1:  # nothing to integrate: the output is the initial state
@@ -591,7 +614,7 @@ def integrate(f, # right-hand side f(t, y)
         return rk4(f, y0, ts, step_size)
     if method == "dopri5":
         return dopri5(f, y0, ts, rtol=rtol, atol=atol, groups=groups, max_steps=max_steps, stats=stats, bound=bound, own_steps=own_steps,
-                      first_step=first_step, deadline=deadline)
+                      first_step=first_step, deadline=deadline, drop_slow=drop_slow)
     if stats is not None: stats.solves += 1
     return torchdiffeq_solve(f, y0, ts, method, step_size, rtol, atol, max_steps, deadline)
 
@@ -748,6 +771,13 @@ def _central_differences(solve, theta: torch.Tensor, y0k: torch.Tensor) -> tuple
     ys = ys.reshape(K, n, *ys.shape[1:])
     return ys[:, 0], (ys[:, 1:P + 1] - ys[:, P + 1:])/(2*steps.reshape(K, P, *([1]*(ys.ndim - 2))))
 
+def _group_budget(max_steps, kw: dict):
+    "A step budget per parameter vector (K,) as the solve needs it: per group of a solve with own steps, else the largest."
+    if not isinstance(max_steps, torch.Tensor): return max_steps
+    G = kw.get("groups")
+    if not (kw.get("own_steps") and G and G > 1): return int(max_steps.max())
+    return max_steps.repeat_interleave(G//len(max_steps))  # copy (k, p) is group k*P + p
+
 def solve_with_jacobian(model: nn.Module, # the model (its parameters are not changed)
                         spec: ParamSpec, # its trainable parameters
                         theta: torch.Tensor, # K parameter vectors, (K, P)
@@ -762,9 +792,10 @@ def solve_with_jacobian(model: nn.Module, # the model (its parameters are not ch
                         need_jac: bool = True, # False: predictions only
                         stats: SolveStats | None = None, # counters to add to
                         bound: float | None = None, # drop parameter vectors whose states grow beyond this (dopri5)
-                        max_steps: int = MAX_STEPS, # drop parameter vectors that need more steps than this (dopri5)
+                        max_steps: int = MAX_STEPS, # drop vectors that need more steps than this (dopri5); or a budget per vector (K,)
                         first_step: float | None = None, # dopri5's first trial step for a single parameter vector (None: estimated)
                         deadline: float | None = None, # time.perf_counter() value after which the solve stops (and fails)
+                        independent: bool = False, # the K vectors belong to separate problems: none is dropped for being slower
                        ) -> tuple: # predictions (K, batch, time, state), Jacobians (K, P, batch, time, state) or None, alive (K,) bool
     "Predictions of K parameter vectors, and their Jacobians, in one batched solve."
     K, P = theta.shape
@@ -773,8 +804,8 @@ def solve_with_jacobian(model: nn.Module, # the model (its parameters are not ch
     y0k = y0.expand(K, *y0.shape) if y0.ndim == 2 else y0  # (K, batch, state)
     def solve(th, y, **kw):  # the copies th from their states y, in one batched solve: (copies, batch, time, state)
         with torch.inference_mode():
-            ys = run(th, lambda f: integrate(f, y, ts, method, step_size, rtol, atol, stats=stats, bound=bound, max_steps=max_steps,
-                                             deadline=deadline, **kw))
+            ys = run(th, lambda f: integrate(f, y, ts, method, step_size, rtol, atol, stats=stats, bound=bound,
+                                             max_steps=_group_budget(max_steps, kw), deadline=deadline, drop_slow=not independent, **kw))
         return ys.clone()  # an ordinary tensor again, outside inference mode
     if not need_jac:
         ys = solve(theta, y0k, groups=K if K > 1 else None, own_steps=K > 1, first_step=first_step)

@@ -221,3 +221,34 @@ def test_rk4_grid_cache_never_serves_a_stale_grid():
     rk4(m, y0, ts, 0.05)
     ts.mul_(2)  # edited in place
     torch.testing.assert_close(rk4(m, y0, ts, 0.05), odeint(m, y0, ts, method="rk4", options=dict(step_size=0.05)).movedim(0, -2))
+
+
+def _decay_groups(rates):
+    "dy/dt = -rate*y for each group: a fast rate needs many more steps than a slow one."
+    class Decay(torch.nn.Module):
+        autonomous = True
+        def __init__(self): super().__init__(); self.k = torch.tensor(rates, dtype=torch.float64)[:, None]
+        def forward(self, t, y): return -self.k*y
+    return Decay()
+
+
+def test_grouped_dopri5_keeps_slow_separate_problems():
+    from paramfittorchdemo.solvers import SolveStats, integrate
+    rates = [1.0]*7 + [300.0]  # one group far slower than the 7 others
+    y0, ts = torch.ones(8, 1, dtype=torch.float64), torch.linspace(0, 5, 6, dtype=torch.float64)
+    kept, dropped = SolveStats(), SolveStats()
+    integrate(_decay_groups(rates), y0, ts, groups=8, stats=dropped)  # starts of one problem: the straggler is dropped
+    ys = integrate(_decay_groups(rates), y0, ts, groups=8, stats=kept, drop_slow=False)  # separate problems: it is kept
+    assert dropped.alive[-1] is False and all(kept.alive)
+    torch.testing.assert_close(ys[-1, -1, 0], torch.exp(torch.tensor(-1500.0, dtype=torch.float64)), atol=1e-8, rtol=0)
+    assert kept.group_steps[-1] > 5*kept.group_steps[0]
+
+
+def test_grouped_dopri5_budget_per_group():
+    from paramfittorchdemo.solvers import SolveStats, integrate
+    y0, ts = torch.ones(3, 1, dtype=torch.float64), torch.linspace(0, 5, 6, dtype=torch.float64)
+    stats = SolveStats()
+    budget = torch.tensor([1000, 1000, 5])  # the third group may take 5 steps only
+    ys = integrate(_decay_groups([1.0, 2.0, 3.0]), y0, ts, groups=3, stats=stats, max_steps=budget, drop_slow=False)
+    assert stats.alive == [True, True, False] and "budgets" in stats.failure
+    assert torch.isnan(ys[2]).all() and torch.isfinite(ys[:2]).all()
