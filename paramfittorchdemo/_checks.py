@@ -17,7 +17,7 @@ from torch import nn
 # %% auto #0
 __all__ = ['RTOL', 'ATOL', 'SIM_RTOL', 'SIM_ATOL', 'MAX_STEPS', 'SIM_MAX_STEPS', 'check_tensor', 'check_ts', 'model_dim',
            'check_state', 'device_of', 'check_real', 'as_scalar', 'check_number', 'check_flag', 'check_budget',
-           'check_model_data']
+           'check_model_data', 'to_plain', 'from_plain', 'write_json', 'need_pandas']
 
 # %% ../nbs/00_checks.ipynb #f0795425
 RTOL, ATOL = 1e-6, 1e-8  # tolerances of the fits (fit, estimate, ODEBlock): accurate well beyond any data's noise
@@ -204,3 +204,47 @@ def check_model_data(model, # the model to train or fit
         if not isinstance(out, torch.Tensor) or out.shape != y[:1].shape:
             raise ValueError(f"{type(model).__name__} returned shape {tuple(getattr(out, 'shape', ()))} for a state of "
                              f"shape {tuple(y[:1].shape)}; the data have {data.dim} states per time point.")
+
+# %% ../nbs/00_checks.ipynb #ca03f38b
+_NOT_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}  # how to_plain writes non-finite numbers (NaN: "NaN")
+
+def to_plain(x): # numbers, strings, None, bools, lists and dicts only
+    """`x` as plain JSON-ready values: tensors and arrays become numbers or (nested) lists, tuples lists, dataclasses dicts;
+    inf, -inf and NaN become the strings "Infinity", "-Infinity" and "NaN" (which `float` and JavaScript's `Number` read back)."""
+    if isinstance(x, bool) or x is None or isinstance(x, str): return x
+    if isinstance(x, Integral): return int(x)
+    if isinstance(x, Real):
+        v = float(x)
+        return v if math.isfinite(v) else _NOT_FINITE.get(v, "NaN")
+    if isinstance(x, (torch.Tensor, np.ndarray)): return to_plain(x.tolist())
+    if isinstance(x, dict): return {str(k): to_plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)): return [to_plain(v) for v in x]
+    if hasattr(x, "__dataclass_fields__"):
+        return {f: to_plain(getattr(x, f)) for f in x.__dataclass_fields__ if not f.startswith("_")}
+    return str(x)  # a dtype, a path, an exception: its text
+
+def from_plain(x): # the same values with the strings "Infinity", "-Infinity" and "NaN" read back as floats
+    "Undo `to_plain`'s one change of values: its strings for inf, -inf and NaN become floats again (in nested dicts and lists too)."
+    if isinstance(x, str) and x in ("Infinity", "-Infinity", "NaN"): return float(x)
+    if isinstance(x, dict): return {k: from_plain(v) for k, v in x.items()}
+    if isinstance(x, list): return [from_plain(v) for v in x]
+    return x
+
+def write_json(d: dict, # the content, from a to_dict()
+               path=None, # a file to write it to (None: only return the text)
+              ) -> str: # the JSON text
+    "Strict JSON text (no bare NaN or Infinity) of `to_plain(d)`, also written to `path` when one is given."
+    import json
+    from pathlib import Path
+    text = json.dumps(to_plain(d), indent=2, allow_nan=False) + "\n"
+    if path is not None:
+        if not isinstance(path, (str, Path)) and not hasattr(path, "__fspath__"):
+            raise TypeError(f"to_json needs path as a file name (str or pathlib.Path) or None, got {type(path).__name__}.")
+        Path(path).write_text(text, encoding="utf-8")
+    return text
+
+def need_pandas(caller: str): # the pandas module
+    "Import pandas on first use, or say how to get it."
+    try: import pandas as pd
+    except ImportError: raise ImportError(f"{caller} needs pandas: pip install pandas (or use to_dict / to_json).") from None
+    return pd

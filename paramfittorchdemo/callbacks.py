@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
-from ._checks import check_number
+from ._checks import check_number, need_pandas, to_plain, write_json
 from .data import SimODEData
 from .models import param_dict
 from .plotting import plot_time_series
@@ -43,6 +43,21 @@ class History:
     def epochs(self) -> int:
         "The number of epochs run."
         return len(self.loss)
+
+    def to_dict(self) -> dict:
+        "The history as plain Python (inf and NaN as the strings of `to_plain`): loss, params, seconds, stop_reason, epochs."
+        return to_plain(dict(loss=self.loss, params=self.params, seconds=self.seconds, stop_reason=self.stop_reason, epochs=self.epochs))
+
+    def to_dataframe(self):
+        "One row per epoch: epoch, loss and each tracked parameter (needs pandas)."
+        pd = need_pandas("History.to_dataframe")
+        n = len(self.loss)
+        return pd.DataFrame(dict(epoch=range(n), loss=[float(v) for v in self.loss],
+                                 **{k: list(v) for k, v in self.params.items() if len(v) == n}))
+
+    def to_json(self, path=None) -> str: # the JSON text, also written to `path` when given
+        "`to_dict` as strict JSON text."
+        return write_json(self.to_dict(), path)
 
     def __repr__(self) -> str:
         last = f", final loss={self.loss[-1]:.4g}" if self.loss else ""

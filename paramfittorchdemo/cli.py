@@ -10,7 +10,6 @@ import ast
 import csv
 import importlib
 import inspect
-import json
 import math
 import os
 import re
@@ -26,7 +25,7 @@ import torch
 from torch import nn
 
 from . import __version__
-from ._checks import model_dim
+from ._checks import model_dim, to_plain, write_json
 from .data import SimODEData, create_sim_dataset
 from .estimation import Param, estimate
 from .fitting import fit
@@ -366,15 +365,17 @@ def _by_estimate(model, obs: Observations, a: argparse.Namespace, simulated: boo
     loss = est.ssr/est.n_data  # mean squared (weighted) residual, as fit reports it
     return dict(backend="estimate", params=est.params, stderr=est.stderr, ci=est.ci, loss=loss, **_outcome(est, est.converged),
                 message=est.message, steps=est.iterations, step="iteration", seconds=est.seconds,
-                losses=est.history or [loss], first=1 if est.history else 0, tracked=est.trace if est.history else {}, estimate=est)
+                losses=est.history or [loss], first=1 if est.history else 0, tracked=est.trace if est.history else {}, estimate=est,
+                result=est)
 
 def _by_fit(model, data: SimODEData, a: argparse.Namespace) -> dict:
     "`fit`: Levenberg-Marquardt, L-BFGS, or Adam then L-BFGS, on all the data at once."
     kw = dict(optimizer=a.optimizer, max_iter=a.max_iter or 100, verbose=a.verbose, **_solver_kw(a))
     if a.optimizer == "adam-lbfgs": kw.update(lr=a.lr or 1e-2, adam_steps=a.epochs or 300)
     r = fit(model, data, **kw)
+    errors = dict(stderr=r.stderr, ci=r.ci) if r.stderr is not None else {}  # Levenberg-Marquardt, converged
     return dict(backend="fit", params=r.params, loss=r.loss, **_outcome(r, r.converged), message=r.message, steps=r.iterations,
-                step="iteration", seconds=r.seconds, losses=r.history, tracked={})
+                step="iteration", seconds=r.seconds, losses=r.history, tracked={}, result=r, **errors)
 
 def _by_train(model, data: SimODEData, a: argparse.Namespace, checkpoint: Path) -> dict:
     "The post's recipe, `train`: mini-batch Adam, with a checkpoint to resume from."
@@ -383,24 +384,19 @@ def _by_train(model, data: SimODEData, a: argparse.Namespace, checkpoint: Path) 
     h = train(model, data, lr=a.lr or 1e-2, epochs=a.epochs or 50, batch_size=a.batch_size or 5, seed=a.seed,
               show_every=10 if a.verbose else None, checkpoint=checkpoint, resume=a.resume, **kw)
     return dict(backend="train", params=param_dict(model), loss=h.loss[-1], **_outcome(h, None, h.stop_reason), message=h.stop_reason,
-                steps=h.epochs, step="epoch", seconds=h.seconds, losses=h.loss, tracked=h.params)
+                steps=h.epochs, step="epoch", seconds=h.seconds, losses=h.loss, tracked=h.params, result=h)
 
 # %% ../nbs/14_cli.ipynb #bafed5c6
-def _json_safe(x):
-    "`x` with non-finite floats replaced by None, tuples by lists."
-    if isinstance(x, float): return x if math.isfinite(x) else None
-    if isinstance(x, dict): return {k: _json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)): return [_json_safe(v) for v in x]
-    return x
-
 def _params_json(r: dict, a: argparse.Namespace, truth: nn.Module | None, data_note: str) -> dict:
-    "The content of params.json."
+    """The content of params.json: the summary keys, then under 'result' the result's own `to_dict()` (FitResult, Estimate or History);
+    inf and NaN are written as the strings "Infinity", "-Infinity" and "NaN" (see `to_plain`)."""
     out = dict(status=r["status"], success=r["success"], model=a.model, backend=r["backend"], optimizer=a.optimizer, params=r["params"])
     if "stderr" in r: out.update(stderr=r["stderr"], ci95={k: list(v) for k, v in r["ci"].items()})
     if truth is not None: out["true_params"] = param_dict(truth)
     out.update(loss=r["loss"], converged=r["converged"], message=r["message"], **{f"{r['step']}s": r["steps"]},
                seconds=r["seconds"], data=data_note, options=vars(a), version=__version__, torch=torch.__version__)
-    return _json_safe(out)
+    if "result" in r: out["result"] = r["result"].to_dict()
+    return to_plain(out)
 
 def _write_history(path: Path, r: dict):
     "history.csv: step, loss, and the parameters tracked at every step."
@@ -431,7 +427,7 @@ def _write_outputs(out: Path, # the output folder (exists)
                    data_note: str, # a description of the data
                   ) -> list: # names of the files written
     "Write params.json, history.csv, fit.png, loss.png and, after estimate, report.txt."
-    (out/"params.json").write_text(json.dumps(_params_json(r, a, truth, data_note), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    write_json(_params_json(r, a, truth, data_note), out/"params.json")
     _write_history(out/"history.csv", r)
     fig = _fit_figure(r, truth, model, data, a.model)
     fig.savefig(out/"fit.png", dpi=100); plt.close(fig)
@@ -441,7 +437,7 @@ def _write_outputs(out: Path, # the output folder (exists)
     fig.savefig(out/"loss.png", dpi=100); plt.close(fig)
     files = ["params.json", "history.csv", "fit.png", "loss.png"]
     if "estimate" in r:
-        (out/"report.txt").write_text(r["estimate"].report() + "\n", encoding="utf-8"); files.append("report.txt")
+        (out/"report.txt").write_text(r["estimate"].fit_report() + "\n", encoding="utf-8"); files.append("report.txt")
     return files
 
 # %% ../nbs/14_cli.ipynb #5210b1bd
@@ -485,7 +481,7 @@ def _write_status(out: Path, a: argparse.Namespace, status: str, message: str, e
     try:
         out.mkdir(parents=True, exist_ok=True)
         tmp = out/".status.json.partial"
-        tmp.write_text(json.dumps(_json_safe(record), indent=2, default=str) + "\n", encoding="utf-8")
+        write_json(record, tmp)
         os.replace(tmp, out/"status.json")
     except OSError: pass  # the error itself is still reported on stderr
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ._checks import ATOL, MAX_STEPS, RTOL, check_number, model_dim
+from ._checks import ATOL, MAX_STEPS, RTOL, check_number, model_dim, need_pandas, to_plain, write_json
 from .callbacks import DivergenceError, History
 from .data import SimODEData
 from .lm import (CONVERGED, FAILED, MAX_TIME, STRUCTURED, FitWarning, LMResult, describe_null, failure_advice,
@@ -416,6 +416,22 @@ class Estimate:
         "The fit converged: its stopping rule was met."
         return self.converged
     @property
+    def names(self) -> list:
+        "The fitted parameters' names (`free`), in the order of `x`."
+        return list(self.free)
+    @property
+    def x(self) -> torch.Tensor:
+        "The fitted parameter values, (len(free),), in the order of `names` (scipy's `x`; initial states are in `initial_conditions`)."
+        return torch.tensor([self.params[n] for n in self.free], dtype=torch.float64)
+    @property
+    def nfev(self) -> int:
+        "Right-hand-side evaluations of every solve (`stats.nfe`)."
+        return self.stats.nfe
+    @property
+    def chisqr(self) -> float:
+        "The weighted residual sum of squares, `ssr` (lmfit's name)."
+        return self.ssr
+    @property
     def dof(self) -> int:
         "Residual degrees of freedom (at least 1)."
         return max(self.n_data - self.n_varys, 1)
@@ -436,10 +452,36 @@ class Estimate:
         ps = ", ".join(f"{k}={self.params[k]:.4g}±{self.stderr[k]:.2g}" for k in self.free[:6]) + (", ..." if len(self.free) > 6 else "")
         return f"Estimate({ps}; ssr={self.ssr:.4g}, {self.n_data} points, {'converged' if self.converged else 'not converged'})"
 
-    def report(self, correl_min: float = 0.1) -> str:
+    def fit_report(self, correl_min: float = 0.1) -> str:
         "A fit report in the spirit of lmfit's: statistics, each parameter with its error and interval, the notable correlations."
         return "\n".join([*self._report_statistics(), *self._report_variables(), *self._report_states(),
                           *self._report_correlations(correl_min), *self._report_starts()])
+
+    def report(self, correl_min: float = 0.1) -> str:
+        "The same as `fit_report` (its earlier name)."
+        return self.fit_report(correl_min)
+
+    def to_dict(self) -> dict:
+        """Every field and statistic as plain Python: tensors as (nested) lists, `stats` as a dict, inf and NaN as the strings
+        "Infinity", "-Infinity", "NaN" (see `to_plain`); not the machinery that `predict` and `profile` use."""
+        d = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        d.update(names=self.names, x=self.x, success=self.success, nfev=self.nfev, chisqr=self.chisqr, dof=self.dof, redchi=self.redchi,
+                 aic=self.aic if self.ssr > 0 else -math.inf, bic=self.bic if self.ssr > 0 else -math.inf)
+        return to_plain(d)
+
+    def to_dataframe(self):
+        "One row per model parameter: name, value, stderr, ci_lower, ci_upper, fixed, lower, upper (NaN where none); needs pandas."
+        pd = need_pandas("Estimate.to_dataframe")
+        nan2, inf2 = (math.nan, math.nan), (-math.inf, math.inf)
+        names = list(self.params)
+        return pd.DataFrame(dict(name=names, value=[self.params[n] for n in names], stderr=[self.stderr.get(n, math.nan) for n in names],
+                                 ci_lower=[self.ci.get(n, nan2)[0] for n in names], ci_upper=[self.ci.get(n, nan2)[1] for n in names],
+                                 fixed=[n in self.fixed for n in names], lower=[self.bounds.get(n, inf2)[0] for n in names],
+                                 upper=[self.bounds.get(n, inf2)[1] for n in names])).set_index("name")
+
+    def to_json(self, path=None) -> str: # the JSON text, also written to `path` when given
+        "`to_dict` as strict JSON text."
+        return write_json(self.to_dict(), path)
 
     def _report_statistics(self) -> list:
         return ["[[Fit Statistics]]",
@@ -671,9 +713,10 @@ def param_setup(work, names: list, params: dict | None, caller: str = "estimate"
     for i, n in enumerate(names):
         p = params.get(n)
         if p is None: p = Param()
-        elif isinstance(p, (int, float)) and not isinstance(p, bool): p = Param(value=float(p), fixed=True)
+        elif isinstance(p, (int, float)) and not isinstance(p, bool): p = Param(value=float(p))  # a starting value, fitted
         elif not isinstance(p, Param):
-            raise TypeError(f"{caller} needs params[{n!r}] as a Param, a number (held fixed) or None, got {type(p).__name__}.")
+            raise TypeError(f"{caller} needs params[{n!r}] as a Param, a number (its starting value) or None, got {type(p).__name__}; "
+                            "to hold it fixed, give Param(value, fixed=True).")
         theta[i] = p.check(n, float(theta[i]) if p.value is None else float(p.value), caller)
         if not p.fixed: free.append(i); lo.append(p.lower); hi.append(p.upper)
     if not free: raise ValueError(f"{caller}: every parameter is fixed; leave at least one free.")
@@ -1077,7 +1120,7 @@ def _first_problem(s: _Settings, log: _Log, obs: Observations, y0, starts, seed:
 def estimate(model: nn.Module, # the ODE model; its fitted parameters are written into it
              obs, # the measurements: an `Observations` (or a `SimODEData`)
              *,
-             params: dict | None = None, # parameter name -> Param (bounds, positivity, start), a number (held fixed) or None (free)
+             params: dict | None = None, # name -> Param (start, bounds, positive, fixed=True), a number (its start, fitted) or None
              initial_conditions="estimate", # 'estimate' (per trajectory), 'first' (the first observation) or a tensor (batch, state)
              y0: torch.Tensor | None = None, # starting initial states, (state,) or (batch, state), when some are not observed at the start
              ic_positive: bool = False, # fit the initial states on a log scale (positive populations, concentrations)

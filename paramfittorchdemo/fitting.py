@@ -17,11 +17,11 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from ._checks import ATOL, MAX_STEPS, RTOL, check_model_data, check_number
+from ._checks import ATOL, MAX_STEPS, RTOL, check_model_data, check_number, need_pandas, to_plain, write_json
 from .callbacks import MAX_TRACKED, Callback, DivergenceError, History, TrainState, check_callbacks, end_hooks, run_hooks
 from .data import SimODEData
-from .lm import (CONVERGED, FAILED, MAX_TIME, STRUCTURED, FitWarning, failure_advice, fit_phases, horizon_fractions,
-                 horizon_lengths, residual_autocorrelation, state_bound)
+from .lm import (CONVERGED, FAILED, MAX_TIME, STRUCTURED, FitWarning, LMResult, describe_null, failure_advice, fit_phases,
+                 gauss_newton_covariance, horizon_fractions, horizon_lengths, residual_autocorrelation, state_bound, t_quantile)
 from .models import blame_model, param_dict
 from .solvers import (FIXED_STEP_METHODS, ParamSpec, SolveStats, SolverError, broadcasts, integrate, rhs_traits, rhs_work,
                       small_work_threads, solve_with_jacobian, solver_options, with_parameters)
@@ -46,11 +46,85 @@ class FitResult:
     starts: dict | None = None # with several starts: 'theta' (K, P), 'loss' (K,), 'converged' (K,), 'status' (K,)
     compile_seconds: float | None = None # time spent compiling, when compile=True
     status: str = "" # 'converged', 'stalled', 'max_iter', 'max_time', 'stopped' (a callback) or 'abandoned'
+    n_data: int = 0 # number of residuals (observed values) fitted
+    stderr: dict | None = None # parameter -> standard error (Gauss-Newton, at the optimum; inf: not determined by the data); None
+                               # where there are none: the L-BFGS and Adam paths, and a Levenberg-Marquardt fit that did not converge
+    ci: dict | None = None # parameter -> (lo, hi), 95% interval from the standard error (Student t); None with stderr
+    not_identifiable: list = field(default_factory=list) # parameters the data do not determine (their standard errors are inf)
+    identifiability: list = field(default_factory=list) # what the data do not determine, in words
 
     @property
     def success(self) -> bool:
         "The fit converged: its stopping rule was met."
         return self.converged
+    @property
+    def names(self) -> list:
+        "The fitted parameters' names, in the order of `x`."
+        return list(self.params)
+    @property
+    def x(self) -> torch.Tensor:
+        "The fitted parameter vector, (P,), in the order of `names` (scipy's `x`)."
+        return torch.tensor(list(self.params.values()), dtype=torch.float64)
+    @property
+    def nfev(self) -> int:
+        "Right-hand-side evaluations of every solve (`stats.nfe`)."
+        return self.stats.nfe
+    @property
+    def n_varys(self) -> int:
+        "The number of fitted parameters."
+        return len(self.params)
+    @property
+    def chisqr(self) -> float:
+        "The residual sum of squares (`loss` times `n_data`): lmfit's `chisqr`."
+        return self.loss*self.n_data
+    @property
+    def redchi(self) -> float:
+        "`chisqr` per degree of freedom, n_data - n_varys (at least 1)."
+        return self.chisqr/max(self.n_data - self.n_varys, 1)
+
+    def fit_report(self) -> str:
+        "A report in the spirit of lmfit's: the statistics, and each parameter with its standard error and 95% interval where known."
+        out = ["[[Fit Statistics]]",
+               f"    # optimizer         = {self.optimizer} ({self.jacobian or 'autograd'} derivatives)",
+               f"    # function evals    = {self.nfev}  ({self.stats.solves} solves, {self.iterations} iterations, {self.seconds:.3g} s)",
+               f"    # data points       = {self.n_data}", f"    # variables         = {self.n_varys}",
+               f"    chi-square          = {self.chisqr:.6g}", f"    reduced chi-square  = {self.redchi:.6g}",
+               f"    status              = {self.message if self.message.startswith(self.status) else f'{self.status}: {self.message}'}",
+               "[[Variables]]"]
+        w = max((len(n) for n in self.params), default=1)
+        for n, v in self.params.items():
+            s = None if self.stderr is None else self.stderr.get(n)
+            if s is None: out.append(f"    {n:<{w}}: {v:.6g} (no standard error: " + ("not converged)" if self.optimizer == "lm" else
+                                                                                       f"{self.optimizer} gives none)"))
+            elif not math.isfinite(s): out.append(f"    {n:<{w}}: {v:.6g} +/- inf (not identifiable from these data)")
+            else:
+                lo, hi = self.ci[n]
+                rel = f" ({100*s/abs(v):.2f}%)" if v != 0 else ""
+                out.append(f"    {n:<{w}}: {v:.6g} +/- {s:.4g}{rel}, 95% CI [{lo:.6g}, {hi:.6g}]")
+        if self.identifiability:
+            out.append("[[Not identifiable]] (standard errors are infinite)")
+            out += [f"    {line}" for line in self.identifiability]
+        return "\n".join(out)
+
+    def to_dict(self) -> dict:
+        """Every field and statistic as plain Python: tensors as lists, `stats` as a dict, inf and NaN as the strings "Infinity",
+        "-Infinity", "NaN" (see `to_plain`)."""
+        d = {f: getattr(self, f) for f in self.__dataclass_fields__}
+        d.update(names=self.names, x=self.x, success=self.success, nfev=self.nfev, n_varys=self.n_varys, chisqr=self.chisqr,
+                 redchi=self.redchi)
+        return to_plain(d)
+
+    def to_dataframe(self):
+        "One row per parameter: name, value, stderr, ci_lower, ci_upper (NaN where there are none); needs pandas."
+        pd = need_pandas("FitResult.to_dataframe")
+        se, ci = self.stderr or {}, self.ci or {}
+        return pd.DataFrame(dict(name=self.names, value=list(self.params.values()), stderr=[se.get(n, math.nan) for n in self.names],
+                                 ci_lower=[ci.get(n, (math.nan,)*2)[0] for n in self.names],
+                                 ci_upper=[ci.get(n, (math.nan,)*2)[1] for n in self.names])).set_index("name")
+
+    def to_json(self, path=None) -> str: # the JSON text, also written to `path` when given
+        "`to_dict` as strict JSON text."
+        return write_json(self.to_dict(), path)
 
     def __repr__(self) -> str:
         ps = ", ".join(f"{k}={v:.6g}" for k, v in list(self.params.items())[:8]) + (", ..." if len(self.params) > 8 else "")
@@ -139,6 +213,7 @@ class _Outcome:
     jacobian: str # as FitResult.jacobian
     starts: dict | None = None # as FitResult.starts
     compile_seconds: float | None = None # as FitResult.compile_seconds
+    errors: dict = field(default_factory=dict) # stderr, ci, not_identifiable, identifiability, as in FitResult (LM only)
 
 def _print_loss(iteration: int, cost: torch.Tensor): print(f"iteration {iteration}: loss {cost.min().item():.6g}") # verbose=True
 
@@ -210,7 +285,7 @@ class _FitRun:
         return FitResult(params=param_dict(self.model), loss=out.loss, converged=out.status == "converged", message=out.message,
                          iterations=out.iterations, seconds=time.perf_counter() - self.t_start, stats=self.stats, history=self.history,
                          optimizer=optimizer, jacobian=out.jacobian, starts=out.starts, compile_seconds=out.compile_seconds,
-                         status=out.status)
+                         status=out.status, n_data=self.Y.numel(), **out.errors)
 
 # %% ../nbs/11_fitting.ipynb #ae245d08
 def _lm_attempt(run: _FitRun, theta: torch.Tensor, fractions: tuple, max_iter: int, xtol: float, ftol: float, report,
@@ -263,7 +338,25 @@ def _fit_lm(run: _FitRun, starts, max_iter: int, xtol: float, ftol: float, horiz
     if starts is not None:
         extra = dict(theta=res.theta.cpu(), loss=res.cost.cpu(), converged=torch.tensor(res.success),
                      status=[res.status_name(k) for k in range(len(res.status))])
-    return _Outcome(res.cost[b].item(), status, res.iterations, message, int(res.accepted[b]) > 0, run.mode, extra)
+    errors = _standard_errors(run, res, b) if status == "converged" else {}
+    return _Outcome(res.cost[b].item(), status, res.iterations, message, int(res.accepted[b]) > 0, run.mode, extra, errors=errors)
+
+def _standard_errors(run: _FitRun, res: LMResult, b: int) -> dict: # stderr, ci, not_identifiable, identifiability
+    """Standard errors of a converged Levenberg-Marquardt fit from its end point's residuals and Jacobian, as `estimate` computes them:
+    the residual variance times (J'J)^+, infinite for what the data do not determine (named, in words), and 95% Student t intervals."""
+    theta, r, J = res.theta[b], res.r[b], res.J[b]
+    names = list(param_dict(run.model))
+    if len(names) != len(theta): names = [f"theta[{i}]" for i in range(len(theta))]
+    dof = max(r.shape[0] - len(theta), 1)
+    scale = torch.where(theta != 0, theta.abs(), torch.ones_like(theta))
+    inv, null = gauss_newton_covariance(J, scale, rtol=1e-9 if run.mode == "complex" else 1e-7)
+    involved, why = describe_null(null, names)
+    se = (float(r.square().sum())/dof*inv).diagonal().clamp_min(0).sqrt().tolist()
+    stderr = {n: math.inf if n in involved else s for n, s in zip(names, se)}
+    tq = t_quantile(0.975, dof)
+    ci = {n: (v - tq*s, v + tq*s) for n, v, s in zip(names, theta.tolist(), stderr.values())}
+    if why: warnings.warn("fit: the data do not determine every parameter: " + "; ".join(why), FitWarning, stacklevel=4)
+    return dict(stderr=stderr, ci=ci, not_identifiable=involved, identifiability=why)
 
 # %% ../nbs/11_fitting.ipynb #80555cb1
 class _Budget(Exception):

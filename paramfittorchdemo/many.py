@@ -17,7 +17,7 @@ from functools import partial
 import torch
 from torch import nn
 
-from ._checks import ATOL, MAX_STEPS, RTOL, check_flag, check_model_data, check_number
+from ._checks import ATOL, MAX_STEPS, RTOL, check_flag, check_model_data, check_number, need_pandas, write_json
 from .data import SimODEData
 from .estimation import estimate, param_setup
 from .observations import Observations
@@ -87,7 +87,7 @@ class _Options:
     max_time: float | None = None
     horizons: object = "auto"
     level: float = LEVEL
-    params: dict | None = None # name -> Param, a number (held fixed) or None, as in `estimate`
+    params: dict | None = None # name -> Param, a number (its start, fitted) or None, as in `estimate`
     weights: torch.Tensor | None = None # per-state multipliers of the squared residuals, (state,)
 
 @dataclass
@@ -306,9 +306,11 @@ class ManyFits:
 
     def to_dataframe(self):
         "The table as a pandas DataFrame, one row per dataset (needs pandas)."
-        try: import pandas as pd
-        except ImportError: raise ImportError("ManyFits.to_dataframe needs pandas: pip install pandas (or use to_dict / to_csv).") from None
-        return pd.DataFrame(self.to_dict())
+        return need_pandas("ManyFits.to_dataframe").DataFrame(self.to_dict())
+
+    def to_json(self, path=None) -> str: # the JSON text, also written to `path` when given
+        "`to_dict` as strict JSON text (inf and NaN as the strings \"Infinity\", \"-Infinity\", \"NaN\", see `to_plain`)."
+        return write_json(self.to_dict(), path)
 
     def to_csv(self, path, # the file to write
               ):
@@ -432,7 +434,7 @@ def fit_many(model: nn.Module, # the model: its structure, and its parameter val
              datasets, # a list (or dict) of SimODEData, (D,), or a long pandas DataFrame with a dataset column
              *,
              starts: torch.Tensor | None = None, # (D, P) a start per dataset, or (D, K, P) K starts each (the best one is kept)
-             params: dict | None = None, # name -> Param (bounds, positive), a number (held fixed) or None (free), as in `estimate`
+             params: dict | None = None, # name -> Param (start, bounds, fixed=True), a number (its start) or None, as in `estimate`
              weights=None, # per-state multipliers of the squared residuals, (state,); None: equal
              method: str = "dopri5", # solver: 'dopri5' or 'rk4' natively, any torchdiffeq method otherwise
              rtol: float = RTOL, atol: float = ATOL, # tolerances of an adaptive solver

@@ -523,3 +523,11 @@ def test_csv_options_reach_the_reader(tmp_path, capsys):
     assert fit_main(["--model", "vdp", "--data", tmp_path / "tabs.csv.gz", "--out", tmp_path / "o"]) == 2
     assert "On the command line: --delimiter tab." in capsys.readouterr().err
     assert cli._delimiter("tab") == cli._delimiter("\\t") == "\t"
+
+
+def test_param_is_a_starting_value_and_params_json_holds_the_result(tmp_path):
+    assert fit_main(["--model", "lotka-volterra", "--param", "beta=0.8", "--out", tmp_path / "start"]) == 0
+    p = json.loads((tmp_path / "start" / "params.json").read_text())
+    assert p["backend"] == "fit" and abs(p["params"]["beta"] - 1.0) < 0.05 and p["params"]["beta"] != 0.8  # fitted from 0.8
+    assert 0 < p["stderr"]["beta"] < 0.05 and p["ci95"]["beta"][0] < p["params"]["beta"] < p["ci95"]["beta"][1]
+    assert p["result"]["x"] == list(p["params"].values()) and p["result"]["nfev"] > 0

@@ -433,6 +433,6 @@ def test_estimate_knows_the_coefficients_by_name():
     lv = LotkaVolterra(ALPHA, BETA, DELTA, GAMMA)
     data = create_sim_dataset(lv, torch.linspace(0, 10, 41), 4, 0.01, initial_conditions_default=torch.tensor([1.0, 1.0]), seed=0)
     m = PolynomialODE(2, coefficients=lv_coefficients().float()*1.05)
-    estimate(m, data, params={"c[x: x]": ALPHA, "c[y: y]": Param(upper=0.0)})
+    estimate(m, data, params={"c[x: x]": Param(ALPHA, fixed=True), "c[y: y]": Param(upper=0.0)})
     assert m.terms()[("x", "x")] == pytest.approx(ALPHA)  # held fixed
     assert_recovers(m, LV_TERMS, 0.01)

@@ -66,7 +66,7 @@ def test_interval_coverage_over_many_datasets():
 def test_result_is_written_into_the_model_and_fixed_parameters_stay(data):
     obs, y0 = data
     m = LotkaVolterra(1.4, 0.9, 2.8, 1.1)
-    est = estimate(m, obs, params={**RATES, "beta": 1.0}, y0=y0 + 0.1)
+    est = estimate(m, obs, params={**RATES, "beta": Param(1.0, fixed=True)}, y0=y0 + 0.1)
     assert est.fixed == ["beta"] and "beta" not in est.stderr
     assert est.params["beta"] == 1.0 and param_dict(m) == pytest.approx(est.params)
     assert m.model_params.dtype == torch.float32
@@ -120,7 +120,8 @@ def test_partial_observation_with_given_start_for_the_hidden_state(data):
     # with beta fixed, and a longer record (16 time units) fitted by multiple shooting, the prey alone pin the other rates down
     obs16, y16 = lv_obs(seed=2, t_end=16, n=60)
     prey16 = Observations(obs16.times, [v[:, :1] for v in obs16.values], columns=["prey"])
-    est = estimate(LotkaVolterra(1.4, 0.9, 2.8, 1.1), prey16, params={**RATES, "beta": 1.0}, observe=[0], y0=y16 + 0.1, shooting=4)
+    est = estimate(LotkaVolterra(1.4, 0.9, 2.8, 1.1), prey16, params={**RATES, "beta": Param(1.0, fixed=True)}, observe=[0], y0=y16 + 0.1,
+                   shooting=4)
     assert est.converged and all(est.ci[k][0] < v < est.ci[k][1] for k, v in TRUTH.items() if k != "beta")
     total = Observations(obs.times, [v.sum(1, keepdim=True) for v in obs.values], columns=["total"])
     est2 = estimate(LotkaVolterra(1.4, 0.9, 2.8, 1.1), total, params=RATES, observe=lambda y: y.sum(-1, keepdim=True), y0=y0 + 0.1)
@@ -229,7 +230,7 @@ class Forced(nn.Module):
 
 @pytest.mark.parametrize("kw,match,exc", [
     (dict(params={"nope": 1.0}), "unknown parameter", ValueError),
-    (dict(params={k: 1.0 for k in TRUTH}), "every parameter is fixed", ValueError),
+    (dict(params={k: Param(1.0, fixed=True) for k in TRUTH}), "every parameter is fixed", ValueError),
     (dict(params={"alpha": "x"}), "needs params", TypeError),
     (dict(params={"alpha": Param(value=-1.0, positive=True)}), "not strictly inside", ValueError),
     (dict(loss="huber"), "unknown loss", ValueError),

@@ -79,7 +79,7 @@ def test_per_dataset_starts_and_multistart(population):
 
 def test_fixed_bounded_and_positive_parameters(population):
     datasets, truth = population
-    params = {"beta": 1.0, "alpha": Param(value=1.2, lower=0.1, upper=1.45), "gamma": Param(positive=True)}
+    params = {"beta": Param(1.0, fixed=True), "alpha": Param(value=1.2, lower=0.1, upper=1.45), "gamma": Param(positive=True)}
     res = fit_many(LotkaVolterra(), datasets, params=params)
     assert (res.params[:, 1] == 1.0).all() and torch.isnan(res.stderr[:, 1]).all()
     assert (res.params[:, 0] <= 1.45).all() and (res.params[:, 3] > 0).all() and bool((res.params[:, 0] > 1.45*(1 - 1e-5)).any())
