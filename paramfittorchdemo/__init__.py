@@ -15,3 +15,12 @@ from .fitting import *
 from .estimation import *
 from .discovery import *
 from .many import *
+
+# `from paramfittorchdemo import *` binds the public API: the names each star-imported module lists in its own __all__, and the names
+# imported one by one above; not the submodules themselves (`data`, `models`, ...), which stay reachable as paramfittorchdemo.data etc.
+import sys as _sys
+__all__ = ["__version__", "ADAPTIVE_METHODS", "FIXED_STEP_METHODS", "SolverError", "solver_options", "FitWarning"]
+for _name in ("models", "hybrid", "data", "observations", "plotting", "callbacks", "checkpoints", "training", "fitting", "estimation",
+              "discovery", "many"):
+    __all__ += [n for n in _sys.modules[f"{__name__}.{_name}"].__all__ if n not in __all__]
+del _name, _sys

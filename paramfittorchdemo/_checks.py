@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import datetime
 import math
+import sys
+import warnings
 from numbers import Integral, Real
 from typing import Optional, Tuple
 
@@ -17,7 +19,8 @@ from torch import nn
 # %% auto #0
 __all__ = ['RTOL', 'ATOL', 'SIM_RTOL', 'SIM_ATOL', 'MAX_STEPS', 'SIM_MAX_STEPS', 'check_tensor', 'check_ts', 'model_dim',
            'check_state', 'device_of', 'check_real', 'as_scalar', 'check_number', 'check_flag', 'check_budget',
-           'check_model_data', 'to_plain', 'from_plain', 'write_json', 'need_pandas']
+           'interactive', 'check_progress', 'tqdm_class', 'progress_bar', 'check_model_data', 'to_plain', 'from_plain',
+           'write_json', 'need_pandas']
 
 # %% ../nbs/00_checks.ipynb #f0795425
 RTOL, ATOL = 1e-6, 1e-8  # tolerances of the fits (fit, estimate, ODEBlock): accurate well beyond any data's noise
@@ -175,6 +178,54 @@ def check_budget(max_steps, # step budget of one solve
     "Check a step budget (a positive integer) and a time budget (a positive number of seconds, or None)."
     check_number(max_steps, "max_steps", caller, integer=True, positive=True)
     check_number(max_time, "max_time", caller, positive=True, allow_none=True, what=" of seconds")
+
+# %% ../nbs/00_checks.ipynb #98a2d502
+def interactive() -> bool:
+    """Whether someone is likely watching: a cell run from a notebook's page (Jupyter, VS Code, Colab), or stderr is a terminal. A
+    notebook executed unattended (nbconvert, nbclient: its cells cannot ask for input) is not watched."""
+    ipython = sys.modules.get("IPython")  # imported by every notebook kernel; never imported here
+    shell = ipython.get_ipython() if ipython is not None and hasattr(ipython, "get_ipython") else None
+    if shell is not None and any(c.__name__ == "ZMQInteractiveShell" for c in type(shell).__mro__):
+        return bool(getattr(getattr(shell, "kernel", None), "_allow_stdin", True))  # a page that runs cells allows input()
+    try: return bool(sys.stderr.isatty())
+    except (AttributeError, ValueError): return False  # no stderr, or a closed one
+
+def check_progress(progress, # True, False, or None: a bar only when `interactive()`
+                   caller: str, # for the message
+                  ) -> bool:
+    "Check a `progress` option and resolve None: whether to show a bar."
+    if progress is None: return interactive()
+    if not isinstance(progress, (bool, np.bool_)):
+        raise TypeError(f"{caller} needs progress as True, False or None (None: a bar only in a notebook or a terminal), "
+                        f"got {type(progress).__name__} {progress!r}.")
+    return bool(progress)
+
+class _NoBar:
+    "A progress bar that shows nothing: what the loops need of a tqdm bar."
+    def __enter__(self): return self
+    def __exit__(self, *exc): return False
+    def update(self, n: int = 1): pass
+    def set_postfix(self, *args, **kwargs): pass
+    def close(self): pass
+
+def tqdm_class(file=None):
+    "tqdm's bar class: tqdm.auto's (a widget in notebooks with ipywidgets, text otherwise), or plain text into a given stream."
+    with warnings.catch_warnings():  # tqdm.auto warns in notebooks without ipywidgets, then falls back to text
+        warnings.simplefilter("ignore")
+        if file is None: from tqdm.auto import tqdm
+        else: from tqdm import tqdm
+    return tqdm
+
+def progress_bar(progress, # True, False, or None: a bar only when `interactive()`
+                 caller: str, # the bar's label, and the caller named in the message
+                 total: int | None = None, # the steps to come (None: unknown, the bar counts them)
+                 unit: str = "it", # what a step is: 'it', 'point', 'dataset'
+                 file=None, # a text stream to write to (None: tqdm.auto's choice)
+                 **kwargs, # more options for tqdm
+                ):
+    "A tqdm bar over `total` steps when `progress` asks for one, else a bar that shows nothing; use it as a context manager."
+    if not check_progress(progress, caller): return _NoBar()
+    return tqdm_class(file)(total=total, unit=unit, desc=caller, file=file, **kwargs)
 
 # %% ../nbs/00_checks.ipynb #c0599167
 def check_model_data(model, # the model to train or fit

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
-from ._checks import check_number, need_pandas, to_plain, write_json
+from ._checks import check_number, need_pandas, to_plain, tqdm_class, write_json
 from .data import SimODEData
 from .models import param_dict
 from .plotting import plot_time_series
@@ -169,8 +169,7 @@ class ProgressBar(Callback):
         self.leave, self.file, self.kw, self.bar = leave, file, tqdm_kwargs, None
 
     def on_fit_start(self, state):
-        if self.file is None: from tqdm.auto import tqdm
-        else: from tqdm import tqdm  # plain text into the given stream
+        tqdm = tqdm_class(self.file)  # tqdm.auto's choice, or plain text into the given stream
         train = state.extra.get("caller", "train") == "train"
         kw = dict(desc=state.extra.get("caller"), unit="epoch" if train else "it", dynamic_ncols=self.file is None, **self.kw)
         self.bar = tqdm(total=state.extra.get("total"), initial=state.epoch if train else 0, leave=self.leave, file=self.file, **kw)

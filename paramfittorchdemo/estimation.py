@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ._checks import ATOL, MAX_STEPS, RTOL, check_number, model_dim, need_pandas, to_plain, write_json
+from ._checks import (ATOL, MAX_STEPS, RTOL, check_number, check_progress, model_dim, need_pandas, progress_bar,
+                                     to_plain, write_json)
 from .callbacks import DivergenceError, History
 from .data import SimODEData
 from .lm import (CONVERGED, FAILED, MAX_TIME, STRUCTURED, FitWarning, LMResult, describe_null, failure_advice,
@@ -583,11 +584,14 @@ class Estimate:
         if self._res.prob.loss == "log" if log is None else log: return t, y.log() - mean.log()
         return t, y - mean
 
-    def profile(self, name: str, n: int = 17, span: float = 3.0) -> Profile:
+    def profile(self, name: str, n: int = 17, span: float = 3.0,
+                progress: bool | None = None, # a bar over the n points: True, False, or None (only in a notebook or a terminal)
+               ) -> Profile:
         """Profile likelihood of one fitted parameter: held at n values across +-span standard errors (in its fitting coordinate), the
         others refitted."""
         if name not in self.free: raise ValueError(f"profile: {name!r} is not a fitted parameter; fitted: {self.free}.")
         if not (isinstance(n, int) and n >= 3): raise ValueError(f"profile needs n >= 3 grid points, got {n!r}.")
+        show = check_progress(progress, "profile")
         res, j, u_hat = self._res, self.free.index(name), self._u
         se_u = float(self._cov_u[j, j].clamp_min(0).sqrt())
         if not math.isfinite(se_u) or se_u == 0:
@@ -595,12 +599,14 @@ class Estimate:
         grid_u = u_hat[j] + torch.linspace(-span, span, n, dtype=u_hat.dtype, device=u_hat.device)*se_u
         ssr = torch.full((n,), float("inf"), dtype=u_hat.dtype)
         bound, rest, mid = state_bound(res.prob.Y), torch.cat([u_hat[:j], u_hat[j + 1:]])[None], n//2
-        with small_work_threads(rhs_work(res.work, len(res.prob.pieces)*res.n*res.Pu, res.n), u_hat.device):
+        work = small_work_threads(rhs_work(res.work, len(res.prob.pieces)*res.n*res.Pu, res.n), u_hat.device)
+        with work, progress_bar(show, f"profile {name}", n, unit="point") as bar:
             for side in (range(mid, n), range(mid - 1, -1, -1)):  # walk outwards from the estimate, each refit starting from the last
                 start = rest
-                for i in side:
+                for k, i in enumerate(side):
                     ssr[i], start = _held_fit(res, self._settings, j, grid_u[i], start, bound)
-                    if not math.isfinite(ssr[i]): break
+                    bar.update(1)
+                    if not math.isfinite(ssr[i]): bar.update(len(side) - k - 1); break  # the points beyond stay at inf
         values = from_free(grid_u[:, None].cpu(), res.lo[j:j + 1].cpu(), res.hi[j:j + 1].cpu())[0][:, 0]
         delta = (ssr - min(self.ssr, float(ssr.min())))/(self.ssr/self.dof)
         interval = (_crossing(values, delta, _CHI2_95, -1), _crossing(values, delta, _CHI2_95, +1))
@@ -679,6 +685,7 @@ class _Log:
     history: list # the losses of every phase (as `lm` records them)
     losses: list # the best start's loss after each traced iteration (the result's `history`)
     trace: dict # fitted parameter -> its value after each traced iteration
+    bar: object = None # a progress bar over the iterations (tqdm's, or one that shows nothing)
 
     @classmethod
     def start(cls, s: _Settings) -> _Log: return cls(SolveStats(), [], [], {n: [] for n in s.fitted_names})
@@ -860,6 +867,7 @@ def _lm(res: _Residuals, u: torch.Tensor, s: _Settings, log: _Log, stage: bool =
     bound = state_bound(res.prob.Y)
     def on_iter(it, theta, cost):
         b = int(cost.argmin())
+        if log.bar is not None: log.bar.set_postfix(loss=f"{float(cost[b]):.4g}", refresh=False); log.bar.update(1)
         if stage:
             if s.verbose: print(f"horizon stage, iteration {it}: loss {float(cost[b]):.6g}")
             return
@@ -1136,13 +1144,15 @@ def estimate(model: nn.Module, # the ODE model; its fitted parameters are writte
              rtol: float = RTOL, atol: float = ATOL, # its tolerances
              step_size: float | None = None, # grid step of a fixed-step solver
              max_iter: int = _LM_MAX_ITER, xtol: float = _LM_XTOL, ftol: float = _LM_FTOL, # Levenberg-Marquardt limits, as in `fit`
-             verbose: bool = False, # print progress
+             verbose: bool = False, # print the loss after every iteration
+             progress: bool | None = None, # a bar over the iterations: True, False, or None (only in a notebook or a terminal)
              max_steps: int = MAX_STEPS, # step budget of every ODE solve; a trial solve beyond it fails (and the step is retried shorter)
              max_time: float | None = None, # wall-clock budget in seconds (None: none); the fit stops with status 'max_time'
             ) -> Estimate:
     """Fit a model to measurements: bounded and fixed parameters, unknown initial states, weights, multiple shooting and the estimates'
     uncertainty."""
     t_start = time.perf_counter()
+    show = check_progress(progress, "estimate")
     obs = _check_arguments(model, obs, loss=loss, shooting=shooting, continuity=continuity, method=method, step_size=step_size, rtol=rtol,
                            atol=atol, max_iter=max_iter, xtol=xtol, ftol=ftol, max_steps=max_steps, max_time=max_time)
     dev = next(p for p in model.parameters() if p.requires_grad).device
@@ -1160,6 +1170,8 @@ def estimate(model: nn.Module, # the ODE model; its fitted parameters are writte
                   t_start=t_start)
     log = _Log.start(s)
     res, u = _first_problem(s, log, obs, y0, starts, seed)
-    with small_work_threads(rhs_work(work, len(res.prob.pieces)*res.n*(res.Pu + 1)*u.shape[0], res.n), dev), blame_model(work, "estimate"):
+    threads = small_work_threads(rhs_work(work, len(res.prob.pieces)*res.n*(res.Pu + 1)*u.shape[0], res.n), dev)
+    with threads, blame_model(work, "estimate"), progress_bar(show, "estimate") as log.bar:
         done = _schedule(res, u, s, log, obs)
+    log.bar = None
     return _result(done, s, log, model)

@@ -17,8 +17,10 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from ._checks import ATOL, MAX_STEPS, RTOL, check_model_data, check_number, need_pandas, to_plain, write_json
-from .callbacks import MAX_TRACKED, Callback, DivergenceError, History, TrainState, check_callbacks, end_hooks, run_hooks
+from ._checks import (ATOL, MAX_STEPS, RTOL, check_model_data, check_number, check_progress, need_pandas, to_plain,
+                                     write_json)
+from .callbacks import (MAX_TRACKED, Callback, DivergenceError, History, ProgressBar, TrainState, check_callbacks, end_hooks,
+                        run_hooks)
 from .data import SimODEData
 from .lm import (CONVERGED, FAILED, MAX_TIME, STRUCTURED, FitWarning, LMResult, describe_null, failure_advice, fit_phases,
                  gauss_newton_covariance, horizon_fractions, horizon_lengths, residual_autocorrelation, state_bound, t_quantile)
@@ -144,6 +146,11 @@ def _check_fit_args(optimizer, max_iter, xtol, ftol, max_steps, max_time, horizo
     check_number(max_time, "max_time", "fit", positive=True, allow_none=True)
     horizon_fractions(horizons, "fit")
     return check_callbacks(callbacks, "fit")
+
+def _with_progress(cbs: list, progress, starts) -> list:
+    "fit's callbacks, with a ProgressBar over the iterations when `progress` asks for one (None: several starts, watched)."
+    show = check_progress(progress, "fit") if progress is not None or starts is not None else False
+    return [*cbs, ProgressBar()] if show and not any(isinstance(c, ProgressBar) for c in cbs) else cbs
 
 def _fit_setup(model, data, method, step_size, rtol, atol, dtype) -> tuple: # ts (time,), Y (batch, time, state), ParamSpec, theta0 (P,)
     "Checks of the model, the data and the solver; the stacked data in the working dtype on the model's device, and the starting point."
@@ -491,9 +498,10 @@ def fit(model: nn.Module, # model whose trainable parameters are fitted (updated
         max_steps: int = MAX_STEPS, # step budget of every ODE solve; a trial solve beyond it fails (and the step is retried shorter)
         max_time: float | None = None, # wall-clock budget in seconds (None: none); the fit stops with status 'max_time'
         horizons = "auto", # LM: fit the first fractions of the time span in turn, then all of it ('auto': 1/8, 1/4, 1/2; None: no)
+        progress: bool | None = None, # a bar over the iterations; None: with several starts, in a notebook or a terminal
        ) -> FitResult:
     "Least-squares fit of `model`'s parameters to all of `data` at once."
-    cbs = _check_fit_args(optimizer, max_iter, xtol, ftol, max_steps, max_time, horizons, callbacks)
+    cbs = _with_progress(_check_fit_args(optimizer, max_iter, xtol, ftol, max_steps, max_time, horizons, callbacks), progress, starts)
     ts, Y, spec, theta0 = _fit_setup(model, data, method, step_size, rtol, atol, dtype)
     optimizer = _choose_optimizer(optimizer, spec.size, starts)
     run = _FitRun(model, data, spec, theta0, ts, Y, method, step_size, rtol, atol, max_steps, max_time, verbose)

@@ -9,6 +9,7 @@ import math
 import time
 from dataclasses import dataclass
 from functools import partial
+from numbers import Real
 
 import torch
 
@@ -446,16 +447,14 @@ def describe_null(V: torch.Tensor, # null directions from `gauss_newton_covarian
     return involved, lines
 
 def t_quantile(p: float, dof: float) -> float:
-    "Quantile p of Student's t distribution with dof degrees of freedom (Cornish-Fisher expansion: within 1e-3 for dof >= 3)."
-    z = math.sqrt(2)*_erfinv(2*p - 1)
-    if not math.isfinite(dof) or dof > 1e6: return z
-    g1 = (z**3 + z)/4
-    g2 = (5*z**5 + 16*z**3 + 3*z)/96
-    g3 = (3*z**7 + 19*z**5 + 17*z**3 - 15*z)/384
-    g4 = (79*z**9 + 776*z**7 + 1482*z**5 - 1920*z**3 - 945*z)/92160
-    return z + g1/dof + g2/dof**2 + g3/dof**3 + g4/dof**4
-
-def _erfinv(x: float) -> float: return float(torch.special.erfinv(torch.tensor(x, dtype=torch.float64)))
+    "Quantile p of Student's t distribution with dof degrees of freedom (scipy's, as scipy.stats.t.ppf; dof=inf: the normal quantile)."
+    if isinstance(p, bool) or not isinstance(p, Real) or not 0 < p < 1:
+        raise ValueError(f"t_quantile needs p as a probability strictly between 0 and 1, got {p!r}; e.g. 0.975 for a 95% interval.")
+    if isinstance(dof, bool) or not isinstance(dof, Real) or not dof > 0:
+        raise ValueError(f"t_quantile needs dof as a positive number of degrees of freedom (math.inf: the normal quantile), "
+                         f"got {dof!r}.")
+    from scipy.special import stdtrit  # what scipy.stats.t.ppf computes; imported here, and not scipy.stats, which takes a second
+    return float(stdtrit(dof, p))
 
 # %% ../nbs/10_lm.ipynb #80294203
 def to_free(theta, lo, hi):

@@ -17,7 +17,8 @@ from functools import partial
 import torch
 from torch import nn
 
-from ._checks import ATOL, MAX_STEPS, RTOL, check_flag, check_model_data, check_number, need_pandas, write_json
+from ._checks import (ATOL, MAX_STEPS, RTOL, check_model_data, check_number, check_progress, need_pandas,
+                                     progress_bar, write_json)
 from .data import SimODEData
 from .estimation import estimate, param_setup
 from .observations import Observations
@@ -395,25 +396,11 @@ def _run_ray(work, model: nn.Module, chunks: list, opt, bar, address, max_retrie
         bar.update(len(chunks[i][0]))
     return out
 
-class _NoBar:
-    "What the results loop needs of a progress bar, doing nothing."
-    def __enter__(self): return self
-    def __exit__(self, *exc): return False
-    def update(self, n: int = 1): pass
-
-def _progress_bar(total: int, show: bool, caller: str):
-    "A tqdm bar over the datasets (a widget in notebooks with ipywidgets, text otherwise), or nothing."
-    if not show: return _NoBar()
-    with warnings.catch_warnings():  # tqdm.auto warns in notebooks without ipywidgets, then falls back to text
-        warnings.simplefilter("ignore")
-        from tqdm.auto import tqdm
-    return tqdm(total=total, unit="dataset", desc=caller)
-
 def _run(work, model: nn.Module, datasets: list, ids: list, S: torch.Tensor, opt, names: list, chunk_size: int, backend: str,
-         address, max_retries: int, ray_options, progress: bool, t0: float, caller: str) -> ManyFits:
+         address, max_retries: int, ray_options, progress, t0: float, caller: str) -> ManyFits:
     "Chunks of datasets through `work`, here or on Ray, with a progress bar; their results as one ManyFits."
     chunks = [(datasets[i:i + chunk_size], S[i:i + chunk_size]) for i in range(0, len(datasets), chunk_size)]
-    with _progress_bar(len(datasets), progress, caller) as bar:
+    with progress_bar(progress, caller, len(datasets), unit="dataset") as bar:
         parts = (_run_local(work, model, chunks, opt, bar) if backend == "local"
                  else _run_ray(work, model, chunks, opt, bar, address, max_retries, ray_options))
     def cat(k): return torch.cat([p[k] for p in parts])
@@ -426,7 +413,7 @@ def _check_run(chunk_size, backend: str, max_retries, progress, caller: str):
     "The options of how the datasets are run: chunk size, backend, retries, progress bar."
     check_number(chunk_size, "chunk_size", caller, integer=True, positive=True)
     check_number(max_retries, "max_retries", caller, integer=True, nonneg=True)
-    check_flag(progress, "progress", caller)
+    check_progress(progress, caller)
     if backend not in ("local", "ray"): raise ValueError(f"{caller} needs backend 'local' or 'ray', got {backend!r}.")
 
 # %% ../nbs/15_many.ipynb #af106b1e
@@ -450,7 +437,7 @@ def fit_many(model: nn.Module, # the model: its structure, and its parameter val
              address: str | None = None, # Ray: the cluster to join (None: a local Ray instance, unless one is running already)
              max_retries: int = 3, # Ray: how often a chunk whose worker died is run again
              ray_options: dict | None = None, # Ray: options of each task, e.g. {'num_gpus': 1}
-             progress: bool = False, # show a progress bar over the datasets
+             progress: bool | None = None, # a bar over the datasets: True, False, or None (only in a notebook or a terminal)
              dataset_col: str = "dataset", # a long table: the column naming the dataset
             ) -> ManyFits:
     "Fit `model` to each of many datasets on its own: one batched solve per iteration over all datasets, each with its own parameters."
@@ -488,7 +475,7 @@ def _estimate_one(model: nn.Module, obs, start: torch.Tensor, names: list, kwarg
     ParamSpec.of(m).load(m, start.to(next(m.parameters()).dtype))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        try: est = estimate(m, obs, **kwargs)
+        try: est = estimate(m, obs, **{**kwargs, "progress": False})  # the bar counts datasets
         except KeyboardInterrupt: raise
         except Exception as e: return None, [], f"error: {type(e).__name__}: {e}"
     return est, [str(w.message) for w in caught], ""
@@ -540,7 +527,7 @@ def estimate_many(model: nn.Module, # the model: its structure, and its paramete
                   address: str | None = None, # Ray: the cluster to join
                   max_retries: int = 3, # Ray: how often a chunk whose worker died is run again
                   ray_options: dict | None = None, # Ray: options of each task
-                  progress: bool = False, # show a progress bar over the datasets
+                  progress: bool | None = None, # a bar over the datasets: True, False, or None (only in a notebook or a terminal)
                   dataset_col: str = "dataset", # a long table: the column naming the dataset
                   **options, # estimate's options (params, initial_conditions, observe, loss, weights, ...), the same for every dataset
                  ) -> ManyFits:

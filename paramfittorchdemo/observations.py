@@ -702,7 +702,7 @@ def _write_csv(obs: Observations, path, format: str, id_col: str, time_col: str,
 _LYNX_HARE = "hudson_bay_lynx_hare.csv"
 
 def load_lynx_hare() -> Observations: # one trajectory "hudson_bay", 21 points, columns ["hare", "lynx"]
-    "Hudson's Bay Company lynx and hare pelts, 1900-1920: time in years since 1900, values in thousands of pelts."
+    "Hudson's Bay Company lynx and hare pelts, 1900-1920: time in calendar years (the file's own), values in thousands of pelts."
     with as_file(files("paramfittorchdemo") / "datasets" / _LYNX_HARE) as path:
         obs = Observations.from_csv(path, time_col="year", columns=["hare", "lynx"])
-    return Observations([t - 1900 for t in obs.times], obs.values, ids=["hudson_bay"], columns=obs.columns, source=_LYNX_HARE)
+    return Observations(obs.times, obs.values, ids=["hudson_bay"], columns=obs.columns, source=_LYNX_HARE)

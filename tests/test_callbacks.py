@@ -196,7 +196,8 @@ def test_progress_bar_default_goes_to_stderr(vdp_data, capsys):
     captured = capsys.readouterr()
     assert "3/3" in captured.err and captured.out == ""
     train(VDP(0.1), vdp_data, epochs=3, show_every=None, callbacks=[ProgressBar(leave=False)])
-    assert "3/3" not in capsys.readouterr().err  # the finished bar is wiped
+    err = capsys.readouterr().err  # tqdm may have drawn 3/3 before closing, when an epoch took longer than its refresh interval
+    assert "train:" in err and not err.rstrip("\r").split("\r")[-1].strip()  # drawn, then wiped: the last thing shown is blank
 
 
 def test_progress_bar_in_fit(lv_data):

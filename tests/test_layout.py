@@ -53,3 +53,25 @@ def test_notebooks_are_numbered_in_the_order_of_the_layers():
         cells = json.loads(nb.read_text(encoding="utf-8"))["cells"]
         first = "".join(next(c for c in cells if c["cell_type"] == "code")["source"])  # the title may come before it
         assert first.strip() == f"#| default_exp {mod}", f"{nb.name}'s first code cell is {first!r}, not #| default_exp {mod}"
+
+
+def test_star_import_binds_the_public_api_and_no_submodule():
+    "`from paramfittorchdemo import *` binds the modules' public names (each module's own __all__), never a submodule such as `data`."
+    import types
+    import paramfittorchdemo
+    ns = {}
+    exec("from paramfittorchdemo import *", ns)
+    modules = sorted(k for k, v in ns.items() if isinstance(v, types.ModuleType))
+    assert not modules, f"the star import binds the submodule(s) {modules}; list only public API names in __init__.__all__"
+    assert len(set(paramfittorchdemo.__all__)) == len(paramfittorchdemo.__all__), "__all__ lists a name twice"
+    for mod in set(LAYERS) - {"_checks", "solvers", "lm", "cli"}:  # the star-imported modules: every public name of theirs is there
+        missing = set(getattr(paramfittorchdemo, mod).__all__) - set(ns)
+        assert not missing, f"the star import misses {sorted(missing)} of paramfittorchdemo.{mod}"
+    for name in ("__version__", "ADAPTIVE_METHODS", "FIXED_STEP_METHODS", "SolverError", "solver_options", "FitWarning"):
+        assert name in ns, f"the star import misses {name}"
+    # every name the blog post's code (tests/test_post_examples.py, which star-imports the package) takes from the package is there
+    tree = ast.parse((ROOT / "tests" / "test_post_examples.py").read_text(encoding="utf-8"))
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    from_package = {n for n in used if hasattr(paramfittorchdemo, n) and not isinstance(getattr(paramfittorchdemo, n), types.ModuleType)}
+    assert {"VDP", "LotkaVolterra", "Lorenz", "create_sim_dataset", "train", "plot_time_series"} <= from_package, from_package
+    assert from_package <= set(ns), f"the post's code uses {sorted(from_package - set(ns))}, which the star import no longer binds"

@@ -276,7 +276,7 @@ def test_lynx_hare_dataset():
     assert o.source == "hudson_bay_lynx_hare.csv"
     t, y = o["hudson_bay"]
     assert t.dtype == y.dtype == torch.float64
-    assert t.tolist() == [float(i) for i in range(21)]
+    assert t.tolist() == [float(1900 + i) for i in range(21)]  # the file's own time axis, in calendar years: plots show the years
     assert y.shape == (21, 2) and not torch.isnan(y).any()
     assert y[3, 0].item() == 77.4 and y[4, 1].item() == 59.4       # hare 1903, lynx 1904
     assert y[0].tolist() == [30.0, 4.0] and y[20].tolist() == [24.7, 8.6]
@@ -557,6 +557,19 @@ def test_semicolon_files_with_decimal_commas(tmp_path):
     p = write(tmp_path, "time,x\n0,1\n", name="comma.csv")
     with pytest.raises(ValueError, match=r"one single column when split at semicolons, but it holds commas.*delimiter=','"):
         Observations.from_csv(p, delimiter=";")
+
+
+def test_gzipped_semicolon_file_errors_name_the_file_and_the_line(tmp_path):
+    "A gzip-compressed, semicolon-separated file: read with delimiter=';'; its errors name the .gz file, the line and the column."
+    import gzip
+    p = write_bytes(tmp_path, gzip.compress("# lab export\nid;time;x;y\nA;0;1;2\nA;1;3;4\nB;0;5;6\n".encode("utf-8")), "lab.csv.gz")
+    o = Observations.from_csv(p, delimiter=";")
+    assert o.ids == ["A", "B"] and o.columns == ["x", "y"] and o.values[0].tolist() == [[1.0, 2.0], [3.0, 4.0]] and o.source == str(p)
+    with pytest.raises(ValueError, match=r"lab.csv.gz', line 2: the header .*semicolon-separated, so pass delimiter=';'"):
+        Observations.from_csv(p)
+    bad = write_bytes(tmp_path, gzip.compress("time;x\n0;1\n1;oops\n".encode("utf-8")), "bad.csv.gz")
+    with pytest.raises(ValueError, match=r"bad.csv.gz', line 3, column 'x': non-numeric value 'oops'"):
+        Observations.from_csv(bad, delimiter=";")
 
 
 @pytest.mark.parametrize("kw,exc,match", [
