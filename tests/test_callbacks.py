@@ -196,7 +196,10 @@ def test_progress_bar_default_goes_to_stderr(vdp_data, capsys):
     captured = capsys.readouterr()
     assert "3/3" in captured.err and captured.out == ""
     train(VDP(0.1), vdp_data, epochs=3, show_every=None, callbacks=[ProgressBar(leave=False)])
-    assert "3/3" not in capsys.readouterr().err  # the finished bar is wiped
+    # the finished bar is wiped: what the terminal shows last is a blank line. (Whether "3/3" was drawn before the wipe
+    # depends on timing: a slow epoch on a loaded machine lets tqdm refresh at 3/3, so only the final state is checked.)
+    err = capsys.readouterr().err
+    assert err.endswith("\r") and "\n" not in err and err.rstrip("\r").rsplit("\r", 1)[-1].strip() == "", repr(err[-200:])
 
 
 def test_progress_bar_in_fit(lv_data):
