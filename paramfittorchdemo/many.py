@@ -35,41 +35,44 @@ CHUNK_SIZE = 256  # datasets fitted together in one batch (and sent as one Ray t
 __all__ = ['LEVEL', 'CHUNK_SIZE', 'ManyFits', 'fit_many', 'estimate_many']
 
 # %% ../nbs/15_many.ipynb #7f6d8919
-def _as_datasets(datasets, dataset_col: str, caller: str) -> tuple: # the datasets (list of SimODEData), their ids (list of str)
-    "A list (or dict) of SimODEData, or a long table (DataFrame) with a dataset column, as a list of SimODEData with ids."
+def _dataset_list(datasets, dataset_col: str, caller: str,
+                  kinds: tuple, # the classes a dataset may be
+                  name: str, # how the messages name a list of them: 'SimODEData', 'Observations'
+                  every: str, # ... and each one: 'a SimODEData', 'Observations (or SimODEData)'
+                  single: str, # the call for one dataset and its list, for the message: 'fit for one dataset, or pass [data]'
+                  from_obs, # one dataset of a long table (an Observations) -> what the caller fits
+                 ) -> tuple: # the datasets (list), their ids (list of str)
+    "A list (or dict, whose keys name them) of datasets, or a long table (DataFrame) with a dataset column: a list of datasets with ids."
     if hasattr(datasets, "columns") and hasattr(datasets, "groupby"):
-        return _from_table(datasets, dataset_col, caller)
-    if isinstance(datasets, SimODEData):
-        raise TypeError(f"{caller} needs several datasets: a list of SimODEData (or a long table with a {dataset_col!r} column), "
-                        f"got one SimODEData; use fit for one dataset, or pass [data].")
-    if isinstance(datasets, dict): ids, datasets = [str(k) for k in datasets], list(datasets.values())
-    elif isinstance(datasets, (list, tuple)): ids, datasets = [str(i) for i in range(len(datasets))], list(datasets)
+        if dataset_col not in datasets.columns:
+            raise ValueError(f"{caller}: the table has no dataset column {dataset_col!r} (columns: {list(datasets.columns)}); "
+                             f"name it with dataset_col=.")
+        parts = list(datasets.groupby(dataset_col, sort=False))
+        return ([from_obs(Observations.from_dataframe(p.drop(columns=[dataset_col]), source=f"dataset {k}")) for k, p in parts],
+                [str(k) for k, _ in parts])
+    if isinstance(datasets, kinds):
+        raise TypeError(f"{caller} needs several datasets: a list of {name} (or a long table with a {dataset_col!r} column), "
+                        f"got one {type(datasets).__name__}; use {single}.")
+    if isinstance(datasets, dict): ids, items = [str(k) for k in datasets], list(datasets.values())
+    elif isinstance(datasets, (list, tuple)): ids, items = [str(i) for i in range(len(datasets))], list(datasets)
     else:
-        raise TypeError(f"{caller} needs datasets as a list or dict of SimODEData, or a pandas DataFrame with a {dataset_col!r} "
+        raise TypeError(f"{caller} needs datasets as a list or dict of {name}, or a pandas DataFrame with a {dataset_col!r} "
                         f"column, got {type(datasets).__name__}.")
-    if not datasets: raise ValueError(f"{caller} needs at least one dataset, got an empty {type(datasets).__name__}.")
-    bad = [(i, type(d).__name__) for i, d in enumerate(datasets) if not isinstance(d, SimODEData)]
-    if bad: raise TypeError(f"{caller} needs every dataset as a SimODEData; dataset {bad[0][0]} is a {bad[0][1]}.")
-    return datasets, ids
+    if not items: raise ValueError(f"{caller} needs at least one dataset, got an empty {type(datasets).__name__}.")
+    bad = [(i, type(d).__name__) for i, d in enumerate(items) if not isinstance(d, kinds)]
+    if bad: raise TypeError(f"{caller} needs every dataset as {every}; dataset {bad[0][0]} is a {bad[0][1]}.")
+    return items, ids
 
-def _from_table(df, dataset_col: str, caller: str) -> tuple:
-    "A long table: one row per dataset, trajectory and time; the columns dataset, id (optional), time and one per state."
-    if dataset_col not in df.columns:
-        raise ValueError(f"{caller}: the table has no dataset column {dataset_col!r} (columns: {list(df.columns)}); "
-                         f"name it with dataset_col=.")
-    out, ids = [], []
-    for key, part in df.groupby(dataset_col, sort=False):
-        obs = Observations.from_dataframe(part.drop(columns=[dataset_col]), source=f"dataset {key}")
-        out.append(SimODEData(list(obs.times), list(obs.values)))
-        ids.append(str(key))
-    return out, ids
+def _as_datasets(datasets, dataset_col: str, caller: str) -> tuple: # the datasets (list of SimODEData), their ids (list of str)
+    "fit_many's datasets: SimODEData, or a long table whose datasets become SimODEData."
+    return _dataset_list(datasets, dataset_col, caller, (SimODEData,), "SimODEData", "a SimODEData", "fit for one dataset, or pass [data]",
+                         lambda obs: SimODEData(list(obs.times), list(obs.values)))
 
 def _groups(datasets: list) -> list: # lists of dataset indices that can be solved together
     "Datasets with the same trajectories count and the same time grid (within each dataset, every trajectory shares one) go together."
     groups = {}
-    for i, d in enumerate(datasets):
-        ts = d.tensors()[0]
-        groups.setdefault((len(d), d.dim, tuple(ts.tolist())), []).append(i)
+    for i, d in enumerate(datasets):  # check_model_data has made sure each dataset has one time grid
+        groups.setdefault((len(d), d.dim, tuple(d.ts[0].tolist())), []).append(i)
     return list(groups.values())
 
 # %% ../nbs/15_many.ipynb #f5c20474
@@ -497,26 +500,9 @@ def _estimate_chunk(model: nn.Module, observations: list, starts: torch.Tensor, 
     return out
 
 def _as_observations(observations, dataset_col: str, caller: str) -> tuple: # (list of Observations or SimODEData, ids)
-    "A list (or dict) of Observations/SimODEData, or a long table with a dataset column (missing values allowed)."
-    if hasattr(observations, "columns") and hasattr(observations, "groupby"):
-        if dataset_col not in observations.columns:
-            raise ValueError(f"{caller}: the table has no dataset column {dataset_col!r} (columns: {list(observations.columns)}); "
-                             f"name it with dataset_col=.")
-        parts = list(observations.groupby(dataset_col, sort=False))
-        return ([Observations.from_dataframe(p.drop(columns=[dataset_col]), source=f"dataset {k}") for k, p in parts],
-                [str(k) for k, _ in parts])
-    if isinstance(observations, (Observations, SimODEData)):
-        raise TypeError(f"{caller} needs several datasets: a list of Observations (or a long table with a {dataset_col!r} "
-                        f"column), got one {type(observations).__name__}; use estimate for one dataset, or pass [obs].")
-    if isinstance(observations, dict): ids, items = [str(k) for k in observations], list(observations.values())
-    elif isinstance(observations, (list, tuple)): ids, items = [str(i) for i in range(len(observations))], list(observations)
-    else:
-        raise TypeError(f"{caller} needs a list or dict of Observations, or a pandas DataFrame with a {dataset_col!r} column, "
-                        f"got {type(observations).__name__}.")
-    if not items: raise ValueError(f"{caller} needs at least one dataset, got an empty {type(observations).__name__}.")
-    bad = [(i, type(o).__name__) for i, o in enumerate(items) if not isinstance(o, (Observations, SimODEData))]
-    if bad: raise TypeError(f"{caller} needs every dataset as Observations (or SimODEData); dataset {bad[0][0]} is a {bad[0][1]}.")
-    return items, ids
+    "estimate_many's datasets: Observations (or SimODEData), or a long table (missing values allowed)."
+    return _dataset_list(observations, dataset_col, caller, (Observations, SimODEData), "Observations", "Observations (or SimODEData)",
+                         "estimate for one dataset, or pass [obs]", lambda obs: obs)
 
 def estimate_many(model: nn.Module, # the model: its structure, and its parameter values as the start where `starts` gives none
                   observations, # a list (or dict) of Observations, (D,), or a long pandas DataFrame with a dataset column
