@@ -22,8 +22,8 @@ from ._checks import (ATOL, MAX_STEPS, RTOL, check_model_data, check_number, che
 from .callbacks import (MAX_TRACKED, Callback, DivergenceError, History, ProgressBar, TrainState, check_callbacks, end_hooks,
                         run_hooks)
 from .data import SimODEData
-from .lm import (CONVERGED, FAILED, MAX_TIME, STRUCTURED, FitWarning, LMResult, describe_null, failure_advice, fit_phases,
-                 gauss_newton_covariance, horizon_fractions, horizon_lengths, residual_autocorrelation, state_bound, t_quantile)
+from .lm import (CONVERGED, FAILED, MAX_TIME, STRUCTURED, FitWarning, LMResult, failure_advice, fit_phases, horizon_fractions,
+                 horizon_lengths, residual_autocorrelation, standard_errors, state_bound, t_quantile)
 from .models import blame_model, param_dict
 from .solvers import (FIXED_STEP_METHODS, ParamSpec, SolveStats, SolverError, broadcasts, integrate, rhs_traits, rhs_work,
                       small_work_threads, solve_with_jacobian, solver_options, with_parameters)
@@ -355,11 +355,8 @@ def _standard_errors(run: _FitRun, res: LMResult, b: int) -> dict: # stderr, ci,
     names = list(param_dict(run.model))
     if len(names) != len(theta): names = [f"theta[{i}]" for i in range(len(theta))]
     dof = max(r.shape[0] - len(theta), 1)
-    scale = torch.where(theta != 0, theta.abs(), torch.ones_like(theta))
-    inv, null = gauss_newton_covariance(J, scale, rtol=1e-9 if run.mode == "complex" else 1e-7)
-    involved, why = describe_null(null, names)
-    se = (float(r.square().sum())/dof*inv).diagonal().clamp_min(0).sqrt().tolist()
-    stderr = {n: math.inf if n in involved else s for n, s in zip(names, se)}
+    se, involved, why = standard_errors(J, float(r.square().sum()), dof, theta, names, run.mode)
+    stderr = dict(zip(names, se.tolist()))
     tq = t_quantile(0.975, dof)
     ci = {n: (v - tq*s, v + tq*s) for n, v, s in zip(names, theta.tolist(), stderr.values())}
     if why: warnings.warn("fit: the data do not determine every parameter: " + "; ".join(why), FitWarning, stacklevel=4)

@@ -18,7 +18,8 @@ __all__ = ['STATUSES', 'RUNNING', 'CONVERGED', 'STALLED', 'MAX_ITER', 'MAX_TIME'
            'LAM_START', 'LAM_MIN', 'LAM_MAX', 'NOISE_FACTOR', 'LOOSE_MAX_ITER', 'LOOSE_FTOL', 'LOOSE_RTOL',
            'LOOSE_FACTOR', 'AUTO_HORIZONS', 'STAGE_XTOL', 'STRUCTURED', 'FitWarning', 'lm_step', 'LMResult', 'lm',
            'distinct_starts', 'lm_phases', 'failure_advice', 'state_bound', 'fit_phases', 'horizon_fractions',
-           'horizon_lengths', 'residual_autocorrelation', 'gauss_newton_covariance', 'describe_null', 't_quantile']
+           'horizon_lengths', 'residual_autocorrelation', 'gauss_newton_covariance', 'describe_null', 'standard_errors',
+           't_quantile']
 
 # %% ../nbs/10_lm.ipynb #d771d81a
 STATUSES = ("running", "converged", "stalled", "max_iter", "max_time", "solver_failed", "abandoned", "stopped")
@@ -445,6 +446,21 @@ def describe_null(V: torch.Tensor, # null directions from `gauss_newton_covarian
         lines.append(f"{who} are not determined separately: the fit does not change along {moves} (each in units of its own value), "
                      f"so only a combination of them is")
     return involved, lines
+
+def standard_errors(J: torch.Tensor, # Jacobian of the residuals at the optimum, (m, P)
+                    ssr: float, # the residual sum of squares there
+                    dof: int, # residual degrees of freedom
+                    theta: torch.Tensor, # the optimum, (P,)
+                    names: list, # parameter names, (P,)
+                    mode: str = "complex", # how J was computed: 'complex' step (exact), else finite differences (a looser rank cut)
+                   ) -> tuple: # standard errors (P,), inf where not determined; the parameters involved; what is not determined, in words
+    "Gauss-Newton standard errors at an optimum: the residual variance times (J'J)^+, infinite for what the data do not determine."
+    scale = torch.where(theta != 0, theta.abs(), torch.ones_like(theta))
+    inv, null = gauss_newton_covariance(J, scale, rtol=1e-9 if mode == "complex" else 1e-7)
+    involved, why = describe_null(null, names)
+    se = (ssr/dof*inv).diagonal().clamp_min(0).sqrt()
+    se[[names.index(n) for n in involved]] = math.inf
+    return se, involved, why
 
 def t_quantile(p: float, dof: float) -> float:
     "Quantile p of Student's t distribution with dof degrees of freedom (scipy's, as scipy.stats.t.ppf; dof=inf: the normal quantile)."

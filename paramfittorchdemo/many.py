@@ -22,8 +22,8 @@ from ._checks import (ATOL, MAX_STEPS, RTOL, check_model_data, check_number, che
 from .data import SimODEData
 from .estimation import estimate, param_setup
 from .observations import Observations
-from .lm import (CONVERGED, FAILED, MAX_TIME, STRUCTURED, STATUSES, describe_null, fit_phases, from_free, gauss_newton_covariance,
-                 horizon_fractions, horizon_lengths, residual_autocorrelation, state_bound, t_quantile, to_free)
+from .lm import (CONVERGED, FAILED, MAX_TIME, STRUCTURED, STATUSES, fit_phases, from_free, horizon_fractions, horizon_lengths,
+                 residual_autocorrelation, standard_errors, state_bound, t_quantile, to_free)
 from .models import blame_model, param_dict
 from .solvers import (FIXED_STEP_METHODS, ParamSpec, SolveStats, rhs_traits, rhs_work, small_work_threads, solve_with_jacobian,
                       solver_options)
@@ -193,12 +193,7 @@ def _uncertainty(theta: torch.Tensor, J: torch.Tensor, cost: float, s: _Setup, l
     P, Pf, m = len(theta), len(s.free), J.shape[0]
     se = torch.full((P,), math.nan, dtype=theta.dtype)
     if seen <= Pf or not math.isfinite(cost): return se, se.clone()  # no degrees of freedom: nothing is known
-    th = theta[s.free]
-    inv, V = gauss_newton_covariance(J, th.abs().clamp_min(1e-12))
-    se_free = (cost*m/(seen - Pf)*inv.diagonal().clamp_min(0)).sqrt()  # cost is the mean squared (weighted) residual
-    involved, _ = describe_null(V, [s.names[i] for i in s.free])
-    for n in involved: se_free[[s.names[i] for i in s.free].index(n)] = math.inf  # not determined: no finite error bar
-    se[s.free] = se_free
+    se[s.free] = standard_errors(J, cost*m, seen - Pf, theta[s.free], [s.names[i] for i in s.free], s.mode)[0]  # cost: mean square
     return se, se*t_quantile((1 + level)/2, seen - Pf)
 
 def _at_bound(theta_free: torch.Tensor, s: _Setup) -> list: # names of the free parameters within 1e-6 (relative) of a bound
