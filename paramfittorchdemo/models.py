@@ -159,6 +159,7 @@ class Lorenz(nn.Module):
 class NeuralDiffEq(nn.Module):
     "Basic Neural ODE model"
     autonomous = True
+    mlp_rhs = "ann"  # the right-hand side is this plain perceptron: rk4 training uses the written-out adjoint (`MLPAdjoint`)
     def __init__(self,
                  dim: int = 2, # dimension of the state vector
                 ) -> None:

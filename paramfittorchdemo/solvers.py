@@ -12,7 +12,9 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from numbers import Real
 
+import numpy as np
 import torch
+from scipy.special import expit
 from torch import nn
 from torch.func import functional_call, vmap
 
@@ -20,9 +22,9 @@ from ._checks import ATOL, MAX_STEPS, RTOL
 
 # %% auto #0
 __all__ = ['FIXED_STEP_METHODS', 'ADAPTIVE_METHODS', 'NATIVE_METHODS', 'SMALL_WORK', 'solver_options', 'rk4', 'SolverError',
-           'SolveStats', 'dopri5', 'rhs_work', 'small_work_threads', 'torchdiffeq_solve', 'integrate', 'ParamSpec',
-           'with_parameters', 'population_rhs', 'broadcasts', 'complex_eps', 'jacobian_mode', 'rhs_traits',
-           'solve_with_jacobian']
+           'SolveStats', 'dopri5', 'rhs_work', 'small_work_threads', 'torchdiffeq_solve', 'integrate', 'mlp_layers',
+           'MLPAdjoint', 'ParamSpec', 'with_parameters', 'population_rhs', 'broadcasts', 'complex_eps', 'jacobian_mode',
+           'rhs_traits', 'solve_with_jacobian']
 
 # %% ../nbs/02_solvers.ipynb #19db9ba9
 FIXED_STEP_METHODS = ("euler", "midpoint", "heun2", "heun3", "rk4", "explicit_adams", "implicit_adams", "fixed_adams")
@@ -617,6 +619,203 @@ def integrate(f, # right-hand side f(t, y)
                       first_step=first_step, deadline=deadline, drop_slow=drop_slow)
     if stats is not None: stats.solves += 1
     return torchdiffeq_solve(f, y0, ts, method, step_size, rtol, atol, max_steps, deadline)
+
+# %% ../nbs/02_solvers.ipynb #7ccc653f
+_ACTIVATIONS = {nn.ReLU: "relu", nn.LeakyReLU: "leaky", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.SiLU: "silu"}
+
+def mlp_layers(model: nn.Module, # a right-hand side
+              ) -> nn.Sequential | None: # its network, or None when it is not a plain perceptron the adjoint knows
+    """The `nn.Sequential` that is the whole right-hand side of `model` (f(t, y) = seq(y)), as the class that defines its forward declares
+    with `mlp_rhs = 'attribute name'`, when it holds only Linear layers each followed by at most one known activation, and no hooks."""
+    owner = next((c for c in type(model).__mro__ if "forward" in vars(c)), None)
+    name = vars(owner).get("mlp_rhs") if owner is not None else None  # a subclass with its own forward declares nothing
+    seq = getattr(model, name, None) if name else None
+    if not isinstance(seq, nn.Sequential) or not len(seq) or type(seq[-1]) is not nn.Linear: return None
+    prev = None
+    for m in seq:
+        if m._forward_hooks or m._forward_pre_hooks or not (type(m) is nn.Linear or type(m) in _ACTIVATIONS): return None
+        if type(m) in _ACTIVATIONS and type(prev) is not nn.Linear: return None
+        prev = m
+    return None if model._forward_hooks or model._forward_pre_hooks else seq
+
+# %% ../nbs/02_solvers.ipynb #a10979e3
+def _silu(z, out): return np.multiply(z, expit(z), out=out)
+
+def _activation(kind: str | None, a: float | None) -> tuple:
+    """How the forward loop applies an activation: (doubled, ufunc, extra). `doubled`: the layer's matrix also carries a*W, so that
+    LeakyReLU is one `maximum` of the two halves; else out = ufunc(z, *extra)."""
+    if kind == "leaky" and 0 <= a <= 1: return True, np.maximum, ()
+    if kind == "leaky": return False, lambda z, out: np.copyto(out, np.where(z > 0, z, a*z)), ()
+    if kind == "relu": return False, np.maximum, (0,)
+    return False, {"tanh": np.tanh, "sigmoid": expit, "silu": _silu, None: lambda z, out: np.copyto(out, z)}[kind], ()
+
+def _activation_slopes(kind: str | None, a: float | None, Z: torch.Tensor, H: torch.Tensor) -> torch.Tensor | None:
+    "The activation's derivative at all the stored pre-activations Z (outputs H) at once, as torch's backward defines it; None without one."
+    if kind == "relu": return (Z > 0).to(Z.dtype)
+    if kind == "leaky": return torch.where(Z > 0, torch.ones((), dtype=Z.dtype), torch.full((), a, dtype=Z.dtype))
+    if kind == "tanh": return 1 - H*H
+    if kind == "sigmoid": return H*(1 - H)
+    if kind == "silu":
+        s = torch.sigmoid(Z)
+        return s*(1 + Z*(1 - s))
+    return None
+
+class _Buffers:
+    "The arrays of one solve shape, and the per-evaluation views and calls of the forward loop: made once, reused every mini-batch."
+    def __init__(self, E: int, B: int, widths: list, acts: list, dtype):
+        n, L = widths[0], len(widths) - 1
+        self.H = [np.empty((E + 1, B, w + 1), dtype) for w in widths[:-1]]  # every layer's inputs, with a column of ones
+        for h in self.H: h[..., -1] = 1
+        self.Z2 = [np.empty((E, B, w*(1 + acts[l][0])), dtype) for l, w in enumerate(widths[1:-1])]  # pre-activations (and a times them)
+        self.Z = [z[..., :w] for z, w in zip(self.Z2, widths[1:-1])]
+        self.K = np.empty((4, B, n), dtype)  # the stages' derivatives of the current step
+        self.K2, self.tmp = self.K.reshape(4, B*n), np.empty((B, n), dtype)
+        self.calls = [[(self.H[l][e], self.Z2[l][e], acts[l][1],
+                        ((z[e, :, :w], z[e, :, w:]) if acts[l][0] else (z[e],) + acts[l][2]), self.H[l + 1][e, :, :-1])
+                       for l, (z, w) in enumerate(zip(self.Z2, widths[1:-1]))] for e in range(E)]
+        self.last = [self.H[L - 1][e] for e in range(E)]  # the output layer's inputs
+        self.u = [self.H[0][e, :, :n] for e in range(E + 1)]  # the stage states: evaluation 4i is the state of grid point i
+
+
+# %% ../nbs/02_solvers.ipynb #fd1876fb
+_RK4_ROWS = (np.array([1/3]), np.array([-1/3, 1.0]), np.array([1.0, -1.0, 1.0]), np.array([1/8, 3/8, 3/8, 1/8]))  # 3/8 rule
+
+def _mlp_forward(bf: _Buffers, gl: list, WTa: list, y0):
+    """The rk4 solve (3/8 rule), every stage's layer inputs kept in `bf`: per step, four evaluations of a matrix product and one
+    activation call per layer, and four products and sums for the stage states."""
+    dot, add, K, K2, tmp, calls, last, u, WL = np.dot, np.add, bf.K, bf.K2, bf.tmp.reshape(-1), bf.calls, bf.last, bf.u, WTa[-1]
+    out2 = bf.tmp
+    rows, by_dt = None, {}  # the stage coefficients times dt, per distinct step size
+    def f(e, s):
+        for (x, z, act, args, o), W in zip(calls[e], WTa):
+            dot(x, W, out=z); act(*args, out=o)
+        dot(last[e], WL, out=K[s])
+    u[0][...] = y0
+    for i in range(len(gl) - 1):
+        dt, e = gl[i + 1] - gl[i], 4*i
+        if (rows := by_dt.get(dt)) is None:
+            rows = by_dt[dt] = [(r*dt).astype(K.dtype) for r in _RK4_ROWS]
+        y = u[e]
+        f(e, 0); dot(rows[0], K2[:1], out=tmp); add(out2, y, out=u[e + 1])
+        f(e + 1, 1); dot(rows[1], K2[:2], out=tmp); add(out2, y, out=u[e + 2])
+        f(e + 2, 2); dot(rows[2], K2[:3], out=tmp); add(out2, y, out=u[e + 3])
+        f(e + 3, 3); dot(rows[3], K2, out=tmp); add(out2, y, out=u[e + 4])
+
+# %% ../nbs/02_solvers.ipynb #55897793
+def _interpolation(plan: list, T: int, N: int, dtype) -> torch.Tensor:
+    "The (T, N + 1) matrix that takes the grid states to the output times, by linear interpolation as `rk4` does."
+    M = np.zeros((T, N + 1))
+    M[0, 0] = 1
+    for i, cover in enumerate(plan):
+        for j, s in cover: M[j, i] += 1 - s; M[j, i + 1] += s
+    return torch.from_numpy(M).to(dtype)
+
+def _step_jacobians(J: torch.Tensor, dt: torch.Tensor, n: int) -> torch.Tensor:
+    "Each rk4 step's dy_{i+1}/dy_i (N, B, n, n) from the network's Jacobians at its four stages J (4N, B, n, n); dt (N, 1, 1, 1)."
+    I = torch.eye(n, dtype=J.dtype)
+    d1, J2, J3, J4 = J[0::4], J[1::4], J[2::4], J[3::4]  # d_s: d k_s / d y
+    d2 = J2 @ (I + dt/3*d1)
+    d3 = J3 @ (I + dt*(d2 - d1/3))
+    d4 = J4 @ (I + dt*(d1 - d2 + d3))
+    return I + dt/8*(d1 + 3*(d2 + d3) + d4)
+
+def _stage_cotangents(a: torch.Tensor, J: torch.Tensor, dt: torch.Tensor) -> torch.Tensor:
+    "Every evaluation's output cotangent (4N, B, n) from the cotangents a (N, B, 1, n) of the steps' end states."
+    J2, J3, J4 = J[1::4], J[2::4], J[3::4]  # the first stage's Jacobian enters through Phi only
+    k4 = a*(dt/8); u4 = k4 @ J4
+    k3 = a*(3*dt/8) + dt*u4; u3 = k3 @ J3
+    k2 = a*(3*dt/8) - dt*u4 + dt*u3; u2 = k2 @ J2
+    k1 = a*(dt/8) + dt*u4 - dt/3*u3 + dt/3*u2
+    N, B, _, n = a.shape
+    return torch.stack([k1, k2, k3, k4], 1).reshape(4*N, B, n)
+
+def _adjoint_recursion(A: torch.Tensor, Phi: torch.Tensor) -> torch.Tensor:
+    "a_N = A_N, a_i = a_{i+1} Phi_i + A_i: the cotangents of the grid states (N + 1, B, 1, n), the one sequential part (NumPy)."
+    N, (B, n) = len(Phi), A.shape[1:]
+    a, An, Pn = np.empty((N + 1, B, 1, n), A.numpy().dtype), A.numpy(), Phi.numpy()
+    a[N, :, 0] = An[N]
+    for i in range(N - 1, -1, -1):
+        np.matmul(a[i + 1], Pn[i], out=a[i]); a[i, :, 0] += An[i]
+    return torch.from_numpy(a)
+
+def _mlp_backward(kinds: list, bf: _Buffers, gl: list, plan: list, Ws: list, S: torch.Tensor) -> tuple:
+    """The loss and the gradients (out, in + 1) of every layer (bias last), from the forward solve kept in `bf` and the data S (B, T, n):
+    large matrix products over all evaluations at once, in torch."""
+    (B, T, n), N, L = S.shape, len(gl) - 1, len(Ws)
+    E = 4*N
+    H, Z = [torch.from_numpy(h)[:E] for h in bf.H], [torch.from_numpy(z) for z in bf.Z]  # the same memory
+    M = _interpolation(plan, T, N, S.dtype)
+    Y = torch.from_numpy(bf.H[0])[0::4, :, :n]  # the grid states, (N + 1, B, n)
+    r = (M @ Y.reshape(N + 1, -1)).reshape(T, B, n).transpose(0, 1) - S  # residuals, (B, T, n)
+    loss = r.square().mean()
+    A = (M.T @ r.transpose(0, 1).reshape(T, -1)).reshape(N + 1, B, n)*(2.0/r.numel())  # dL/d(grid states)
+    D = [_activation_slopes(*kinds[l], Z[l], H[l + 1][..., :-1]) for l in range(L - 1)]
+    P = Ws[0].T.expand(E, B, n, Ws[0].shape[0])  # the network's Jacobians, transposed, layer by layer: (E, B, n, width)
+    for l in range(1, L):
+        if D[l - 1] is not None: P = P*D[l - 1][:, :, None, :]
+        P = (P.reshape(-1, P.shape[-1]) @ Ws[l].T).view(E, B, n, -1)
+    J, dt = P.transpose(-1, -2), torch.tensor(np.diff(gl), dtype=S.dtype).view(N, 1, 1, 1)  # df/du (E, B, n, n), step sizes
+    a = _adjoint_recursion(A, _step_jacobians(J, dt, n))
+    G, grads = _stage_cotangents(a[1:], J, dt), [None]*L
+    for l in range(L - 1, -1, -1):  # each layer's output cotangents, and its weight and bias gradients, over all evaluations at once
+        grads[l] = G.reshape(E*B, -1).T @ H[l].reshape(E*B, -1)
+        if l: G = G @ Ws[l]; G = G*D[l - 1] if D[l - 1] is not None else G
+    return loss, grads
+
+# %% ../nbs/02_solvers.ipynb #249c8374
+_MLP_MAX_ELEMENTS = 50_000_000  # what the adjoint may keep per solve (evaluations x batch x widths and Jacobians); beyond: autograd
+
+class MLPAdjoint:
+    "rk4 solves through a plain perceptron `seq` with the gradient of their mean squared error by a written-out discrete adjoint (CPU)."
+    def __init__(self, seq: nn.Sequential): # from `mlp_layers`
+        self.layers, self.kinds = [], []
+        for m in seq:
+            if type(m) is nn.Linear: self.layers.append(m); self.kinds.append((None, None))
+            else: self.kinds[-1] = (_ACTIVATIONS[type(m)], getattr(m, "negative_slope", None))
+        self.acts = [_activation(*k) for k in self.kinds[:-1]]
+        self.widths = [self.layers[0].in_features] + [m.out_features for m in self.layers]
+        self.buffers = {}
+
+    def fits(self,
+             ts: torch.Tensor, # output times, (time,)
+             step_size: float | None, # rk4's grid step
+             batch: int, # trajectories solved together
+            ) -> bool:
+        "Whether the adjoint's arrays for this solve stay small (`_MLP_MAX_ELEMENTS`); else autograd is the better choice."
+        steps, n = len(_rk4_plan(ts, step_size, ts.dtype)[0]) - 1, self.widths[0]
+        return 4*steps*batch*(3*sum(self.widths) + 6*n*n) <= _MLP_MAX_ELEMENTS
+
+    def loss_and_grad(self,
+                      y0: torch.Tensor, # initial states, (batch, state)
+                      ts: torch.Tensor, # output times, (time,)
+                      states: torch.Tensor, # the data, (batch, time, state)
+                      step_size: float | None, # rk4's grid step (None: from output time to output time)
+                      max_steps: int = MAX_STEPS, # a SolverError, before any work, for a grid of more steps than this
+                     ) -> torch.Tensor: # the mean squared error, a 0-d tensor; every layer's `.grad` is set
+        "The mean squared error of `rk4(seq, y0, ts, step_size)` against `states`, and its gradient in every weight and bias."
+        gl, plan, *_ = _rk4_plan(ts, step_size, y0.dtype)
+        dtype = np.dtype(str(y0.dtype).replace("torch.", ""))
+        B, N = y0.shape[0], len(gl) - 1
+        if N > max_steps:
+            raise SolverError(f"rk4 would take {N} steps over [{gl[0]:g}, {gl[-1]:g}], more than max_steps={max_steps}; "
+                              f"use a larger step_size or raise max_steps.", "steps", gl[0])
+        Ws = [m.weight.detach() for m in self.layers]  # (out, in)
+        WTa = [torch.cat([W.T, (m.bias.detach() if m.bias is not None else W.new_zeros(W.shape[0]))[None]])
+               for m, W in zip(self.layers, Ws)]  # (in + 1, out): W^T over the bias row
+        WTa = [torch.cat([w, self.kinds[l][1]*w], 1).numpy() if l < len(self.acts) and self.acts[l][0] else w.numpy()
+               for l, w in enumerate(WTa)]  # a LeakyReLU layer also computes a times its pre-activations
+        key = (N, B, dtype)
+        if key not in self.buffers:
+            if len(self.buffers) > 3: self.buffers.clear()
+            self.buffers[key] = _Buffers(4*N, B, self.widths, self.acts, dtype)
+        bf = self.buffers[key]
+        with np.errstate(all="ignore"):  # a blow-up gives a non-finite loss, which train reports
+            _mlp_forward(bf, gl, WTa, y0.detach().numpy())
+            loss, grads = _mlp_backward(self.kinds, bf, gl, plan, Ws, states.detach())
+        for m, g in zip(self.layers, grads):
+            m.weight.grad = g[:, :-1].contiguous()
+            if m.bias is not None: m.bias.grad = g[:, -1].contiguous()
+        return loss
 
 # %% ../nbs/02_solvers.ipynb #b591d625
 @dataclass

@@ -19,8 +19,8 @@ from .callbacks import (MAX_TRACKED, Callback, DivergenceError, History, PlotSna
 from .checkpoints import Checkpointer
 from .data import SimODEData
 from .models import blame_model, param_dict
-from .solvers import (FIXED_STEP_METHODS, NATIVE_METHODS, ParamSpec, SolveStats, SolverError, integrate, rhs_traits, rhs_work,
-                      small_work_threads, solve_with_jacobian, solver_options)
+from .solvers import (FIXED_STEP_METHODS, NATIVE_METHODS, MLPAdjoint, ParamSpec, SolveStats, SolverError, integrate, mlp_layers, rhs_traits,
+                      rhs_work, small_work_threads, solve_with_jacobian, solver_options)
 
 # %% auto #0
 __all__ = ['train']
@@ -40,20 +40,31 @@ def _epoch_order(n: int, # dataset size
 # %% ../nbs/09_training.ipynb #8b322d2d
 _COMPLEX_STEP_MAX = 64  # gradients by the complex step (one solve of P + 1 copies) for at most this many parameters
 
+def _adjoint_applies(seq: nn.Sequential, params: list) -> bool:
+    "Whether the trained parameters are exactly the perceptron's, all trainable, on the CPU, in one float32 or float64 dtype."
+    ps = list(seq.parameters())
+    return ({id(p) for p in params} == {id(p) for p in ps} and all(p.requires_grad for p in ps)
+            and all(p.device.type == "cpu" and p.dtype == ps[0].dtype for p in ps) and ps[0].dtype in (torch.float32, torch.float64))
+
 class _LossGrad:
-    "Computes the MSE of a batch and sets `.grad` on the model's parameters, by complex step or by autograd."
+    "Computes the MSE of a batch and sets `.grad` on the model's parameters: by the written-out adjoint, by complex step or by autograd."
     def __init__(self, model: nn.Module, method: str, solver_kw: dict, dim: int):
         self.model, self.method, self.kw, self.deadline = model, method, solver_kw, None
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.spec = ParamSpec.of(model)
-        self.mode = "autograd"
-        if (method in NATIVE_METHODS and self.spec.size <= _COMPLEX_STEP_MAX
+        self.mode, self.adjoint = "autograd", None
+        seq = mlp_layers(model) if method == "rk4" else None
+        if seq is not None and _adjoint_applies(seq, self.params):
+            self.mode, self.adjoint = "adjoint", MLPAdjoint(seq)  # a plain perceptron on the CPU: the written-out backward pass
+        elif (method in NATIVE_METHODS and self.spec.size <= _COMPLEX_STEP_MAX
                 and self.params[0].dtype in (torch.float32, torch.float64)):  # not half
             theta = self.spec.vector(model)
             bc, mode = rhs_traits(model, self.spec, theta, dim)
             if bc and mode == "complex": self.mode = "complex"
 
     def __call__(self, y0, ts, states):
+        if self.mode == "adjoint" and self.adjoint.fits(ts, self.kw["step_size"], len(y0)):
+            return self.adjoint.loss_and_grad(y0, ts, states, self.kw["step_size"], self.kw["max_steps"])
         if self.mode == "complex":
             theta, stats = self.spec.vector(self.model)[None], SolveStats()
             pred, jac, ok = solve_with_jacobian(self.model, self.spec, theta, y0, ts, self.method, mode="complex", stats=stats,

@@ -208,9 +208,19 @@ def test_data_follow_the_model_device(vdp_data, monkeypatch):
         return orig(f, y0, ts, *a, **kw)
     monkeypatch.setattr(so, "integrate", spy)
     monkeypatch.setattr(tr, "integrate", spy)
+    adjoint_calls = []
+    orig_adj = so.MLPAdjoint.loss_and_grad
+    def spy_adj(self, y0, ts, states, *a, **kw):
+        adjoint_calls.append((y0.dtype, ts.dtype, states.dtype))
+        return orig_adj(self, y0, ts, states, *a, **kw)
+    monkeypatch.setattr(so.MLPAdjoint, "loss_and_grad", spy_adj)
+    class Net(NeuralDiffEq):  # its own forward: the autograd path
+        def forward(self, t, y): return self.ann(y)
     train(m, vdp_data, epochs=1, show_every=None)
-    train(NeuralDiffEq(2).double(), vdp_data, epochs=1, show_every=None)  # the autograd path
+    train(Net(2).double(), vdp_data, epochs=1, show_every=None)
     assert len(calls) == 4 and all(c[0] == torch.float64 and c[1] == torch.float64 for c in calls)
+    train(NeuralDiffEq(2).double(), vdp_data, epochs=1, show_every=None)  # the written-out adjoint
+    assert len(calls) == 4 and len(adjoint_calls) == 2 and all(c == (torch.float64,)*3 for c in adjoint_calls)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
@@ -218,3 +228,84 @@ def test_trains_on_cuda(vdp_data):
     m = VDP(0.1).cuda()
     h = train(m, vdp_data, epochs=5, show_every=None, seed=0)
     assert m.mu.device.type == "cuda" and h.loss[-1] < h.loss[0]
+
+
+# the written-out adjoint of rk4 through a plain perceptron (NeuralDiffEq): the same training as autograd, with the same safeguards
+
+@pytest.fixture(scope="module")
+def nde_data():
+    return create_sim_dataset(VDP(0.2), torch.linspace(0.0, 6.0, 20), num_samples=8, sigma_noise=0.1, seed=0,
+                              initial_conditions_default=torch.tensor([0.5, 0.1]))
+
+
+def _autograd_only(monkeypatch):
+    import paramfittorchdemo.training as tr
+    monkeypatch.setattr(tr, "mlp_layers", lambda model: None)
+
+
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-9), (torch.float32, 1e-3)])
+@pytest.mark.parametrize("step_size", [0.1, None])
+def test_adjoint_trains_like_autograd(nde_data, monkeypatch, dtype, tol, step_size):
+    runs = []
+    for path in ("adjoint", "autograd"):
+        if path == "autograd": _autograd_only(monkeypatch)
+        torch.manual_seed(1)
+        m = NeuralDiffEq(2).to(dtype)
+        h = train(m, nde_data, epochs=5, lr=1e-2, batch_size=3, step_size=step_size, show_every=None, seed=0)
+        runs.append((torch.cat([p.detach().reshape(-1) for p in m.parameters()]), h.loss))
+    (p1, l1), (p2, l2) = runs
+    assert torch.allclose(p1, p2, rtol=tol, atol=tol) and l1 == pytest.approx(l2, rel=tol)
+
+
+def test_adjoint_is_used_only_where_it_applies(nde_data, monkeypatch):
+    from paramfittorchdemo.training import _LossGrad
+    kw = dict(step_size=0.1, rtol=1e-7, atol=1e-9, max_steps=1000)
+    assert _LossGrad(NeuralDiffEq(2), "rk4", kw, 2).mode == "adjoint"
+    assert _LossGrad(NeuralDiffEq(2), "dopri5", kw, 2).mode == "autograd"  # adaptive steps: autograd
+    frozen = NeuralDiffEq(2)
+    frozen.ann[0].weight.requires_grad_(False)  # a frozen layer: its gradient must stay unset, so autograd
+    assert _LossGrad(frozen, "rk4", kw, 2).mode == "autograd"
+    h = train(frozen, nde_data, epochs=2, show_every=None, seed=0)
+    assert h.epochs == 2 and frozen.ann[0].weight.grad is None
+    import paramfittorchdemo.solvers as so
+    monkeypatch.setattr(so, "_MLP_MAX_ELEMENTS", 10)  # too large for the adjoint's arrays: autograd, same result
+    torch.manual_seed(1); m1 = NeuralDiffEq(2).double()
+    train(m1, nde_data, epochs=2, show_every=None, seed=0)
+    monkeypatch.undo()
+    torch.manual_seed(1); m2 = NeuralDiffEq(2).double()
+    train(m2, nde_data, epochs=2, show_every=None, seed=0)
+    assert all(torch.allclose(a, b, rtol=1e-9, atol=1e-12) for a, b in zip(m1.parameters(), m2.parameters()))
+
+
+def test_adjoint_blow_up_stops_with_the_last_finite_parameters(nde_data):
+    m = NeuralDiffEq(2)
+    with torch.no_grad():
+        for p in m.parameters(): p.mul_(40.0)
+    before = [p.detach().clone() for p in m.parameters()]
+    with pytest.raises(DivergenceError, match="NaN or infinite"):
+        train(m, nde_data, epochs=3, show_every=None, seed=0)
+    assert all(torch.isfinite(p).all() for p in m.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(before, m.parameters()))  # the very first step was not finite: nothing moved
+
+
+def test_adjoint_step_budget(nde_data):
+    with pytest.raises(DivergenceError, match="more than max_steps=10"):
+        train(NeuralDiffEq(2), nde_data, epochs=1, show_every=None, max_steps=10)
+
+
+def test_neural_ode_matches_the_post_loop(nde_data):
+    "The post's neural-ODE loop (torchdiffeq rk4 and autograd) and train's written-out adjoint take the same steps, to float32 rounding."
+    from torch.utils.data import DataLoader
+    from torchdiffeq import odeint
+    torch.manual_seed(3); ref = NeuralDiffEq(2)
+    torch.manual_seed(3); m = NeuralDiffEq(2)
+    loader = DataLoader(nde_data, batch_size=5, shuffle=True, generator=torch.Generator().manual_seed(7))
+    opt, crit = torch.optim.Adam(ref.parameters(), lr=1e-3), torch.nn.MSELoss()
+    for epoch in range(3):
+        for ts, states in loader:
+            opt.zero_grad()
+            loss = crit(odeint(ref, states[:, 0, :], ts[0], method="rk4", options={"step_size": 0.1}).transpose(0, 1), states)
+            loss.backward()
+            opt.step()
+    train(m, nde_data, epochs=3, lr=1e-3, batch_size=5, show_every=None, seed=7)
+    for a, b in zip(ref.parameters(), m.parameters()): assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
