@@ -14,14 +14,13 @@ from numbers import Real
 from pathlib import Path
 from typing import Optional, Union
 
-import matplotlib.pyplot as plt
 import torch
 from torch import nn
 
 from ._checks import check_number, need_pandas, to_plain, tqdm_class, write_json
 from .data import SimODEData
 from .models import param_dict
-from .plotting import plot_time_series
+from .plotting import plot_time_series, plt
 
 # %% auto #0
 __all__ = ['MAX_TRACKED', 'History', 'DivergenceError', 'TrainState', 'Callback', 'check_callbacks', 'run_hooks', 'end_hooks',

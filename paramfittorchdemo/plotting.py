@@ -8,9 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Optional, Tuple
 
-import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.patches import Patch
 import torch
 
 from .data import SimODEData
@@ -19,6 +17,15 @@ from .models import simulate
 # %% auto #0
 __all__ = ['fig_ax', 'plot_time_series', 'plot_phase_plane', 'plot_history', 'plot_fit', 'plot_residuals', 'plot_traces',
            'plot_profile']
+
+# %% ../nbs/06_plotting.ipynb #396a2eac
+class _Pyplot:
+    "matplotlib.pyplot, imported on first use: importing the package to fit (or in a worker process) does not pay pyplot's import time."
+    def __getattr__(self, name: str):
+        import matplotlib.pyplot
+        return getattr(matplotlib.pyplot, name)
+
+plt = _Pyplot()
 
 # %% ../nbs/06_plotting.ipynb #774e993e
 def fig_ax(ax=None):
@@ -172,6 +179,7 @@ def plot_fit(t_obs, # observation times, (time,)
              logy: bool = False, # log-scale y axis (count data); non-positive observations are then left out
             ) -> Tuple[plt.Figure, plt.Axes]: # the figure and the axes drawn on
     "Observed points against the fitted trajectories, one colour per quantity, with an optional shaded confidence band."
+    from matplotlib.patches import Patch
     c = "plot_fit"
     t_obs, t_fit = _as_vector(t_obs, "t_obs", c), _as_vector(t_fit, "t_fit", c, "time_fit")
     y_obs = _as_table(y_obs, "y_obs", c, (len(t_obs), None), f"t_obs (time = {len(t_obs)})")

@@ -14,7 +14,6 @@ from numbers import Real
 
 import numpy as np
 import torch
-from scipy.special import expit
 from torch import nn
 from torch.func import functional_call, vmap
 
@@ -639,7 +638,12 @@ def mlp_layers(model: nn.Module, # a right-hand side
     return None if model._forward_hooks or model._forward_pre_hooks else seq
 
 # %% ../nbs/02_solvers.ipynb #a10979e3
-def _silu(z, out): return np.multiply(z, expit(z), out=out)
+def _expit(z, out):
+    "The logistic sigmoid, scipy's (imported on first use: importing scipy.special costs about half a second)."
+    from scipy.special import expit
+    return expit(z, out=out)
+
+def _silu(z, out): return np.multiply(z, _expit(z, np.empty_like(z)), out=out)
 
 def _activation(kind: str | None, a: float | None) -> tuple:
     """How the forward loop applies an activation: (doubled, ufunc, extra). `doubled`: the layer's matrix also carries a*W, so that
@@ -647,7 +651,7 @@ def _activation(kind: str | None, a: float | None) -> tuple:
     if kind == "leaky" and 0 <= a <= 1: return True, np.maximum, ()
     if kind == "leaky": return False, lambda z, out: np.copyto(out, np.where(z > 0, z, a*z)), ()
     if kind == "relu": return False, np.maximum, (0,)
-    return False, {"tanh": np.tanh, "sigmoid": expit, "silu": _silu, None: lambda z, out: np.copyto(out, z)}[kind], ()
+    return False, {"tanh": np.tanh, "sigmoid": _expit, "silu": _silu, None: lambda z, out: np.copyto(out, z)}[kind], ()
 
 def _activation_slopes(kind: str | None, a: float | None, Z: torch.Tensor, H: torch.Tensor) -> torch.Tensor | None:
     "The activation's derivative at all the stored pre-activations Z (outputs H) at once, as torch's backward defines it; None without one."
