@@ -25,7 +25,7 @@ requirements = shlex.split(cfg.get('requirements', ''))
 if cfg.get('pip_requirements'): requirements += shlex.split(cfg.get('pip_requirements', ''))
 min_python = cfg['min_python']
 def _v(s): return tuple(int(x) for x in s.split('.'))
-# every NAME_requirements setting is an extra: pip install 'paramfittorchdemo[NAME]' (dev, discovery, logging, distributed)
+# every NAME_requirements setting is an extra: pip install 'paramfittorchdemo[NAME]' (dev, discovery, logging, distributed, bench)
 extras = {k[:-len('_requirements')]: (cfg.get(k) or '').split() for k in cfg if k.endswith('_requirements') and k != 'pip_requirements'}
 
 setuptools.setup(

@@ -9,6 +9,7 @@ import datetime
 import math
 import sys
 import warnings
+from collections.abc import Mapping
 from numbers import Integral, Real
 from typing import Optional, Tuple
 
@@ -268,7 +269,7 @@ def to_plain(x): # numbers, strings, None, bools, lists and dicts only
         v = float(x)
         return v if math.isfinite(v) else _NOT_FINITE.get(v, "NaN")
     if isinstance(x, (torch.Tensor, np.ndarray)): return to_plain(x.tolist())
-    if isinstance(x, dict): return {str(k): to_plain(v) for k, v in x.items()}
+    if isinstance(x, Mapping): return {str(k): to_plain(v) for k, v in x.items()}  # dicts, and mappings such as StudentIntervals
     if isinstance(x, (list, tuple)): return [to_plain(v) for v in x]
     if hasattr(x, "__dataclass_fields__"):
         return {f: to_plain(getattr(x, f)) for f in x.__dataclass_fields__ if not f.startswith("_")}

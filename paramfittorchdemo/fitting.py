@@ -22,8 +22,8 @@ from ._checks import (ATOL, MAX_STEPS, RTOL, check_model_data, check_number, che
 from .callbacks import (MAX_TRACKED, Callback, DivergenceError, History, ProgressBar, TrainState, check_callbacks, end_hooks,
                         run_hooks)
 from .data import SimODEData
-from .lm import (CONVERGED, FAILED, MAX_TIME, STRUCTURED, FitWarning, LMResult, failure_advice, fit_phases, horizon_fractions,
-                 horizon_lengths, residual_autocorrelation, standard_errors, state_bound, t_quantile)
+from .lm import (CONVERGED, FAILED, MAX_TIME, STRUCTURED, FitWarning, LMResult, StudentIntervals, failure_advice, fit_phases,
+                 horizon_fractions, horizon_lengths, residual_autocorrelation, standard_errors, state_bound)
 from .models import blame_model, param_dict
 from .solvers import (FIXED_STEP_METHODS, ParamSpec, SolveStats, SolverError, broadcasts, integrate, rhs_traits, rhs_work,
                       small_work_threads, solve_with_jacobian, solver_options, with_parameters)
@@ -357,8 +357,7 @@ def _standard_errors(run: _FitRun, res: LMResult, b: int) -> dict: # stderr, ci,
     dof = max(r.shape[0] - len(theta), 1)
     se, involved, why = standard_errors(J, float(r.square().sum()), dof, theta, names, run.mode)
     stderr = dict(zip(names, se.tolist()))
-    tq = t_quantile(0.975, dof)
-    ci = {n: (v - tq*s, v + tq*s) for n, v, s in zip(names, theta.tolist(), stderr.values())}
+    ci = StudentIntervals(dict(zip(names, theta.tolist())), stderr, dof)  # the t quantile (and scipy's import) when first read
     if why: warnings.warn("fit: the data do not determine every parameter: " + "; ".join(why), FitWarning, stacklevel=4)
     return dict(stderr=stderr, ci=ci, not_identifiable=involved, identifiability=why)
 

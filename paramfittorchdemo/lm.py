@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from numbers import Real
@@ -19,7 +20,7 @@ __all__ = ['STATUSES', 'RUNNING', 'CONVERGED', 'STALLED', 'MAX_ITER', 'MAX_TIME'
            'LOOSE_FACTOR', 'AUTO_HORIZONS', 'STAGE_XTOL', 'STRUCTURED', 'FitWarning', 'lm_step', 'LMResult', 'lm',
            'distinct_starts', 'lm_phases', 'failure_advice', 'state_bound', 'fit_phases', 'horizon_fractions',
            'horizon_lengths', 'residual_autocorrelation', 'gauss_newton_covariance', 'describe_null', 'standard_errors',
-           't_quantile']
+           't_quantile', 'StudentIntervals']
 
 # %% ../nbs/10_lm.ipynb #d771d81a
 STATUSES = ("running", "converged", "stalled", "max_iter", "max_time", "solver_failed", "abandoned", "stopped")
@@ -471,6 +472,28 @@ def t_quantile(p: float, dof: float) -> float:
                          f"got {dof!r}.")
     from scipy.special import stdtrit  # what scipy.stats.t.ppf computes; imported here, and not scipy.stats, which takes a second
     return float(stdtrit(dof, p))
+
+# %% ../nbs/10_lm.ipynb #6688270f
+class StudentIntervals(Mapping):
+    """Parameter -> (lo, hi): each value -/+ the Student-t quantile times its standard error. A mapping like a dict; the quantile (scipy's)
+    is computed on first use, so that a fit that is never asked for its intervals does not import scipy."""
+    def __init__(self, values: dict, # parameter -> value
+                 stderr: dict, # parameter -> standard error (inf: not determined)
+                 dof: float, # degrees of freedom of the residual variance
+                 level: float = 0.95, # coverage of the intervals
+                ):
+        self.values, self.stderr, self.dof, self.level, self._table = dict(values), dict(stderr), dof, level, None
+
+    def _intervals(self) -> dict:
+        if self._table is None:
+            tq = t_quantile((1 + self.level)/2, self.dof)
+            self._table = {n: (v - tq*self.stderr[n], v + tq*self.stderr[n]) for n, v in self.values.items()}
+        return self._table
+
+    def __getitem__(self, name): return self._intervals()[name]
+    def __iter__(self): return iter(self.values)
+    def __len__(self) -> int: return len(self.values)
+    def __repr__(self) -> str: return repr(self._intervals())
 
 # %% ../nbs/10_lm.ipynb #80294203
 def to_free(theta, lo, hi):

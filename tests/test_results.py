@@ -125,3 +125,28 @@ def test_pandas_missing_gives_a_clear_error(monkeypatch, lm_fit):
     monkeypatch.setitem(sys.modules, "pandas", None)
     with pytest.raises(ImportError, match="FitResult.to_dataframe needs pandas"): lm_fit.to_dataframe()
     assert isinstance(lm_fit, FitResult) and Estimate.to_dataframe and pd
+
+
+def test_intervals_are_read_lazily_and_behave_like_a_dict():
+    "fit's intervals compute the t quantile (scipy) when first read; they compare, serialise and pickle as the dict they stand for."
+    import json
+    import pickle
+    import subprocess
+    import sys
+    code = ("import sys, math, torch, paramfittorchdemo as pf\nfrom paramfittorchdemo.fitting import fit\n"
+            "ts = torch.linspace(0, 3, 16); y = torch.stack([2*torch.exp(-0.7*ts), torch.exp(-0.7*ts)], -1)\n"
+            "d = pf.SimODEData(ts, [y[:, :1], y[:, 1:]])\n"  # no simulation: nothing has imported scipy yet
+            "m = pf.FunctionODE(lambda t, y, k: -k*y, dim=1, k=0.5)\n"
+            "r = fit(m, d)\nbefore = 'scipy.special' in sys.modules\n"
+            "lo, hi = r.ci['k']\nprint(r.status, before, 'scipy.special' in sys.modules, lo < r.params['k'] < hi)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["converged", "False", "True", "True"], out.stdout
+    from paramfittorchdemo.lm import StudentIntervals, t_quantile
+    ci = StudentIntervals({"a": 1.0, "b": 2.0}, {"a": 0.1, "b": math.inf}, dof=50)
+    tq = t_quantile(0.975, 50)
+    want = {"a": (1.0 - 0.1*tq, 1.0 + 0.1*tq), "b": (-math.inf, math.inf)}
+    assert ci == want and dict(ci) == want and list(ci) == ["a", "b"] and len(ci) == 2
+    assert pickle.loads(pickle.dumps(ci)) == want
+    from paramfittorchdemo._checks import to_plain
+    assert json.loads(json.dumps(to_plain(ci))) == {"a": list(want["a"]), "b": ["-Infinity", "Infinity"]}
