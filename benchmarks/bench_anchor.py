@@ -270,32 +270,14 @@ def bench_problem(name: str, methods: list, first_methods: list, a, errors: list
 
 
 # ---------------------------------------------------------------- neural ODE epoch
-def reference_train(model, data, epochs: int, lr: float, batch_size: int, method: str, step_size: float, seed: int) -> float:
-    "The post's loop, as bench_fit.py's reference_train; returns the last epoch's summed mini-batch loss (the printed number)."
-    import torch
-    from torch.utils.data import DataLoader
-    from torchdiffeq import odeint
-    trainloader = DataLoader(data, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    criterion = torch.nn.MSELoss()
-    for epoch in range(epochs):
-        running_loss = 0.0
-        for batchdata in trainloader:
-            optimizer.zero_grad()
-            ts, states = batchdata
-            initial_state = states[:, 0, :]
-            pred = odeint(model, initial_state, ts[0], method=method, options={'step_size': step_size}).transpose(0, 1)
-            loss = criterion(pred, states)
-            loss.backward()
-            optimizer.step()
-            running_loss += loss.item()
-    return running_loss
-
-
 def bench_nde(epochs: int, reps: int, torch_threads: int, warm_up: bool) -> dict:
     "ms per epoch and the loss after `epochs` epochs: the post's loop and this library's train, same data, model and seed."
     import torch
     from paramfittorchdemo import VDP, NeuralDiffEq, create_sim_dataset, train
+    # bench_fit's reference_train is the post's loop; imported here, as bench_fit imports torch, which the JAX and scipy first-call
+    # processes must not
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from bench_fit import reference_train
     torch.set_num_threads(torch_threads)
     data = create_sim_dataset(VDP(mu=0.20), ts=torch.linspace(0.0, 30.0, 100), num_samples=30, sigma_noise=0.1,
                               initial_conditions_default=torch.tensor([0.50, 0.10]), seed=0)

@@ -56,7 +56,7 @@ def rel_err(p, truth):
 
 
 def reference_train(model, data, epochs, lr, batch_size, method, step_size, seed):
-    "The post's loop, as written there (printing and plotting aside)."
+    "The post's loop, as written there (printing and plotting aside); returns the last epoch's summed mini-batch loss (the printed number)."
     trainloader = DataLoader(data, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed))
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     criterion = torch.nn.MSELoss()
@@ -71,6 +71,7 @@ def reference_train(model, data, epochs, lr, batch_size, method, step_size, seed
             loss.backward()
             optimizer.step()
             running_loss += loss.item()
+    return running_loss
 
 
 def _residuals(spec, data, rtol: float, atol: float):

@@ -18,7 +18,7 @@ from ._checks import (ATOL, MAX_STEPS, RTOL, check_number, check_progress, model
                                      to_plain, write_json)
 from .callbacks import DivergenceError, History
 from .data import SimODEData
-from .lm import (CONVERGED, FAILED, MAX_TIME, STRUCTURED, FitWarning, LMResult, describe_null, failure_advice,
+from .lm import (CONVERGED, FAILED, MAX_TIME, STRUCTURED, FitWarning, LMResult, StudentIntervals, describe_null, failure_advice,
                  fit_phases, from_free, gauss_newton_covariance, horizon_fractions, residual_autocorrelation, state_bound, t_quantile,
                  to_free)
 from .models import blame_model, param_dict
@@ -1053,8 +1053,7 @@ def _result(done: _Outcome, s: _Settings, log: _Log, model: nn.Module) -> Estima
         warnings.warn("estimate: the data do not determine every parameter: " + "; ".join(unc.identifiability), FitWarning, stacklevel=3)
     params = dict(zip(s.names, theta[0].tolist()))
     stderr = dict(zip(fnames, unc.se[:res.Pf].tolist()))
-    tq = t_quantile(0.975, unc.dof)
-    est = Estimate(params=params, stderr=stderr, ci={n: (params[n] - tq*se, params[n] + tq*se) for n, se in stderr.items()},
+    est = Estimate(params=params, stderr=stderr, ci=StudentIntervals({n: params[n] for n in stderr}, stderr, unc.dof),
                    correlation=unc.corr.cpu(), free=fnames, fixed=[n for i, n in enumerate(s.names) if i not in s.free],
                    bounds={n: (float(res.lo[k]), float(res.hi[k])) for k, n in enumerate(fnames)},
                    initial_conditions=y0[0].cpu(), ic_stderr=unc.se[res.Pf:].reshape(y0.shape[1:]).cpu() if res.fit_ic else None,

@@ -586,6 +586,15 @@ def torchdiffeq_solve(f, y0, ts, method: str, step_size, rtol, atol, max_steps: 
                      f"which holds an explicit solver's steps far below the time scale of the solution")
         raise SolverError(f"{method} stopped near t={t:.6g}: {why}{words}.", kind, t, stiff) from None
 
+def _rk4_budgeted_plan(ts: torch.Tensor, step_size: float | None, dtype, max_steps: int) -> tuple:
+    "`_rk4_plan`, refused with a SolverError before any work when its grid has more steps than `max_steps` (integrate, MLPAdjoint)."
+    plan = _rk4_plan(ts, step_size, dtype)
+    gl = plan[0]
+    if len(gl) - 1 > max_steps:
+        raise SolverError(f"rk4 would take {len(gl) - 1} steps over [{gl[0]:g}, {gl[-1]:g}], more than max_steps={max_steps}; "
+                          f"use a larger step_size or raise max_steps.", "steps", gl[0])
+    return plan
+
 def integrate(f, # right-hand side f(t, y)
               y0: torch.Tensor, # initial states, (..., state)
               ts: torch.Tensor, # output times, (time,)
@@ -607,10 +616,7 @@ def integrate(f, # right-hand side f(t, y)
         if stats is not None: stats.solves += 1; stats.alive = None
         return y0.unsqueeze(-2)
     if method == "rk4":
-        n = len(_rk4_plan(ts, step_size, y0.real.dtype)[0]) - 1
-        if n > max_steps:
-            raise SolverError(f"rk4 would take {n} steps over [{float(ts[0]):g}, {float(ts[-1]):g}], more than max_steps={max_steps}; "
-                              f"use a larger step_size or raise max_steps.", "steps", float(ts[0]))
+        n = len(_rk4_budgeted_plan(ts, step_size, y0.real.dtype, max_steps)[0]) - 1
         if stats is not None: stats.solves += 1; stats.nfe += 4*n; stats.steps += n; stats.alive = None
         return rk4(f, y0, ts, step_size)
     if method == "dopri5":
@@ -687,9 +693,9 @@ _RK4_ROWS = (np.array([1/3]), np.array([-1/3, 1.0]), np.array([1.0, -1.0, 1.0]),
 def _mlp_forward(bf: _Buffers, gl: list, WTa: list, y0):
     """The rk4 solve (3/8 rule), every stage's layer inputs kept in `bf`: per step, four evaluations of a matrix product and one
     activation call per layer, and four products and sums for the stage states."""
-    dot, add, K, K2, tmp, calls, last, u, WL = np.dot, np.add, bf.K, bf.K2, bf.tmp.reshape(-1), bf.calls, bf.last, bf.u, WTa[-1]
-    out2 = bf.tmp
-    rows, by_dt = None, {}  # the stage coefficients times dt, per distinct step size
+    dot, add, K, K2, calls, last, u, WL = np.dot, np.add, bf.K, bf.K2, bf.calls, bf.last, bf.u, WTa[-1]
+    comb, flat = bf.tmp, bf.tmp.reshape(-1)  # a stage's combination of the derivatives: (B, n), and the same memory flat for `dot`
+    by_dt = {}  # the stage coefficients times dt, per distinct step size
     def f(e, s):
         for (x, z, act, args, o), W in zip(calls[e], WTa):
             dot(x, W, out=z); act(*args, out=o)
@@ -700,10 +706,10 @@ def _mlp_forward(bf: _Buffers, gl: list, WTa: list, y0):
         if (rows := by_dt.get(dt)) is None:
             rows = by_dt[dt] = [(r*dt).astype(K.dtype) for r in _RK4_ROWS]
         y = u[e]
-        f(e, 0); dot(rows[0], K2[:1], out=tmp); add(out2, y, out=u[e + 1])
-        f(e + 1, 1); dot(rows[1], K2[:2], out=tmp); add(out2, y, out=u[e + 2])
-        f(e + 2, 2); dot(rows[2], K2[:3], out=tmp); add(out2, y, out=u[e + 3])
-        f(e + 3, 3); dot(rows[3], K2, out=tmp); add(out2, y, out=u[e + 4])
+        f(e, 0); dot(rows[0], K2[:1], out=flat); add(comb, y, out=u[e + 1])
+        f(e + 1, 1); dot(rows[1], K2[:2], out=flat); add(comb, y, out=u[e + 2])
+        f(e + 2, 2); dot(rows[2], K2[:3], out=flat); add(comb, y, out=u[e + 3])
+        f(e + 3, 3); dot(rows[3], K2, out=flat); add(comb, y, out=u[e + 4])
 
 # %% ../nbs/02_solvers.ipynb #55897793
 def _interpolation(plan: list, T: int, N: int, dtype) -> torch.Tensor:
@@ -797,12 +803,9 @@ class MLPAdjoint:
                       max_steps: int = MAX_STEPS, # a SolverError, before any work, for a grid of more steps than this
                      ) -> torch.Tensor: # the mean squared error, a 0-d tensor; every layer's `.grad` is set
         "The mean squared error of `rk4(seq, y0, ts, step_size)` against `states`, and its gradient in every weight and bias."
-        gl, plan, *_ = _rk4_plan(ts, step_size, y0.dtype)
+        gl, plan, *_ = _rk4_budgeted_plan(ts, step_size, y0.dtype, max_steps)
         dtype = np.dtype(str(y0.dtype).replace("torch.", ""))
         B, N = y0.shape[0], len(gl) - 1
-        if N > max_steps:
-            raise SolverError(f"rk4 would take {N} steps over [{gl[0]:g}, {gl[-1]:g}], more than max_steps={max_steps}; "
-                              f"use a larger step_size or raise max_steps.", "steps", gl[0])
         Ws = [m.weight.detach() for m in self.layers]  # (out, in)
         WTa = [torch.cat([W.T, (m.bias.detach() if m.bias is not None else W.new_zeros(W.shape[0]))[None]])
                for m, W in zip(self.layers, Ws)]  # (in + 1, out): W^T over the bias row
