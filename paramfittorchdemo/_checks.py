@@ -18,16 +18,17 @@ import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['RTOL', 'ATOL', 'SIM_RTOL', 'SIM_ATOL', 'MAX_STEPS', 'SIM_MAX_STEPS', 'check_tensor', 'check_ts', 'model_dim',
-           'check_state', 'device_of', 'check_real', 'as_scalar', 'check_number', 'check_flag', 'check_budget',
-           'interactive', 'check_progress', 'tqdm_class', 'progress_bar', 'check_model_data', 'to_plain', 'from_plain',
-           'write_json', 'need_pandas']
+__all__ = ['RTOL', 'ATOL', 'SIM_RTOL', 'SIM_ATOL', 'MAX_STEPS', 'SIM_MAX_STEPS', 'MAX_MEMORY', 'check_tensor', 'check_ts',
+           'model_dim', 'check_state', 'device_of', 'check_real', 'as_scalar', 'check_number', 'check_flag',
+           'check_memory', 'check_budget', 'interactive', 'check_progress', 'tqdm_class', 'progress_bar',
+           'check_model_data', 'to_plain', 'from_plain', 'write_json', 'need_pandas']
 
 # %% ../nbs/00_checks.ipynb #f0795425
 RTOL, ATOL = 1e-6, 1e-8  # tolerances of the fits (fit, estimate, ODEBlock): accurate well beyond any data's noise
 SIM_RTOL, SIM_ATOL = 1e-7, 1e-9  # simulate and train: torchdiffeq's own defaults, so that the post's code gives the post's numbers
 MAX_STEPS = 20_000  # step budget of one solve in a fit: a trial point that needs more is hopeless
 SIM_MAX_STEPS = 100_000  # step budget of `simulate`: long spans of data take more steps than one fit's trial
+MAX_MEMORY = 2e9  # bytes that autograd may keep for the gradient of one solve (train, fit's gradient path, simulate with a graph)
 
 # %% ../nbs/00_checks.ipynb #21e6cebf
 def check_tensor(x, name: str, caller: str):
@@ -172,13 +173,21 @@ def check_flag(value, # what arrived
     return bool(value)
 
 # %% ../nbs/00_checks.ipynb #6f78664e
+def check_memory(max_memory, # memory budget in bytes of a solve's gradient, or None (no limit)
+                 caller: str, # for the message
+                ) -> float | None: # the budget, as a float (or None)
+    "Check a memory budget: a positive number of bytes, or None."
+    return check_number(max_memory, "max_memory", caller, positive=True, allow_none=True, what=" of bytes (e.g. 4e9 for 4 GB)")
+
 def check_budget(max_steps, # step budget of one solve
                  max_time, # time budget in seconds, or None
                  caller: str, # for the message
+                 max_memory = MAX_MEMORY, # memory budget in bytes of a solve's gradient, or None (no limit)
                 ):
-    "Check a step budget (a positive integer) and a time budget (a positive number of seconds, or None)."
+    "Check a step budget (a positive integer), a time budget (a positive number of seconds, or None) and a memory budget (bytes, or None)."
     check_number(max_steps, "max_steps", caller, integer=True, positive=True)
     check_number(max_time, "max_time", caller, positive=True, allow_none=True, what=" of seconds")
+    check_memory(max_memory, caller)
 
 # %% ../nbs/00_checks.ipynb #98a2d502
 def interactive() -> bool:

@@ -17,8 +17,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from ._checks import (ATOL, MAX_STEPS, RTOL, check_model_data, check_number, check_progress, need_pandas, to_plain,
-                                     write_json)
+from ._checks import (ATOL, MAX_MEMORY, MAX_STEPS, RTOL, check_budget, check_model_data, check_number, check_progress,
+                                     need_pandas, to_plain, write_json)
 from .callbacks import (MAX_TRACKED, Callback, DivergenceError, History, ProgressBar, TrainState, check_callbacks, end_hooks,
                         run_hooks)
 from .data import SimODEData
@@ -137,13 +137,13 @@ class FitResult:
 _OPTIMIZERS = ("auto", "lm", "lbfgs", "adam-lbfgs")
 _LM_MAX_PARAMS = 100  # Levenberg-Marquardt ('auto' picks it) for at most this many parameters: its Jacobian costs P + 1 solves
 
-def _check_fit_args(optimizer, max_iter, xtol, ftol, max_steps, max_time, horizons, callbacks) -> list: # the callbacks as a list
+def _check_fit_args(optimizer, max_iter, xtol, ftol, max_steps, max_time, horizons, callbacks,
+                    max_memory=MAX_MEMORY) -> list: # the callbacks as a list
     "fit's own options, checked before any work."
     if optimizer not in _OPTIMIZERS: raise ValueError(f"fit: unknown optimizer {optimizer!r}; expected one of {', '.join(_OPTIMIZERS)}.")
     check_number(max_iter, "max_iter", "fit", integer=True, positive=True)
     check_number(xtol, "xtol", "fit", positive=True); check_number(ftol, "ftol", "fit", positive=True)
-    check_number(max_steps, "max_steps", "fit", integer=True, positive=True)
-    check_number(max_time, "max_time", "fit", positive=True, allow_none=True)
+    check_budget(max_steps, max_time, "fit", max_memory)
     horizon_fractions(horizons, "fit")
     return check_callbacks(callbacks, "fit")
 
@@ -227,10 +227,12 @@ def _print_loss(iteration: int, cost: torch.Tensor): print(f"iteration {iteratio
 class _FitRun:
     "One call of `fit`: the working copy of the model, the data, the residuals, the counters, the hooks and the best point seen."
     def __init__(self, model: nn.Module, data: SimODEData, spec: ParamSpec, theta0: torch.Tensor, ts: torch.Tensor, Y: torch.Tensor,
-                 method: str, step_size, rtol: float, atol: float, max_steps: int, max_time: float | None, verbose: bool):
+                 method: str, step_size, rtol: float, atol: float, max_steps: int, max_time: float | None, verbose: bool,
+                 max_memory: float | None = MAX_MEMORY): # bytes autograd may keep for a solve's gradient (the gradient path)
         self.model, self.data, self.spec, self.theta0, self.ts, self.Y, self.y0 = model, data, spec, theta0, ts, Y, Y[:, 0]
         self.method, self.step_size, self.rtol, self.atol, self.max_steps = method, step_size, rtol, atol, max_steps
         self.adaptive, self.max_time, self.verbose, self.hooks = method not in FIXED_STEP_METHODS, max_time, verbose, None
+        self.max_memory = max_memory
         self.work = copy.deepcopy(model).to(theta0.dtype)  # the fit runs on a copy in its own dtype, without gradients
         for p in self.work.parameters(): p.requires_grad_(False)
         self.stats, self.history, self.t_start = SolveStats(), [], time.perf_counter()
@@ -379,9 +381,9 @@ class _GradientPath:
         p = {n: v.reshape(s) for n, v, s in zip(spec.names, self.x.split(spec.sizes), spec.shapes)}
         if self.compiled is not None:
             return integrate(lambda t, y: self.compiled(p, t, y), r.y0, r.ts, r.method, r.step_size, r.rtol, r.atol, stats=r.stats,
-                             deadline=r.deadline)
+                             deadline=r.deadline, max_memory=r.max_memory)
         return with_parameters(r.work, p, lambda f: integrate(f, r.y0, r.ts, r.method, r.step_size, r.rtol, r.atol, stats=r.stats,
-                                                              deadline=r.deadline))
+                                                              deadline=r.deadline, max_memory=r.max_memory))
 
     def loss_and_grad(self) -> torch.Tensor:
         "The mean squared error at x, and its gradient in x.grad: by the complex step, or by backpropagation through the solver."
@@ -401,6 +403,7 @@ class _GradientPath:
         if r.deadline is not None and time.perf_counter() > r.deadline: raise _Budget()
         try: loss = self.loss_and_grad()
         except SolverError as e:
+            if e.kind == "memory": raise SolverError(f"fit of {type(r.work).__name__}: {e}", e.kind, e.t) from None  # not the point's fault
             r.stats.failure, loss = str(e).rstrip("."), torch.tensor(math.nan, dtype=x.dtype, device=x.device)
         lv = loss.item()
         if math.isfinite(lv) and bool(torch.isfinite(x.grad).all()):
@@ -493,14 +496,16 @@ def fit(model: nn.Module, # model whose trainable parameters are fitted (updated
         callbacks: Union[Callback, list, None] = None, # Callbacks called at the start, after every iteration and at the end
         max_steps: int = MAX_STEPS, # step budget of every ODE solve; a trial solve beyond it fails (and the step is retried shorter)
         max_time: float | None = None, # wall-clock budget in seconds (None: none); the fit stops with status 'max_time'
+        max_memory: float | None = MAX_MEMORY, # bytes autograd may keep for a solve's gradient (L-BFGS, Adam); None: no limit
         horizons = "auto", # LM: fit the first fractions of the time span in turn, then all of it ('auto': 1/8, 1/4, 1/2; None: no)
         progress: bool | None = None, # a bar over the iterations; None: with several starts, in a notebook or a terminal
        ) -> FitResult:
     "Least-squares fit of `model`'s parameters to all of `data` at once."
-    cbs = _with_progress(_check_fit_args(optimizer, max_iter, xtol, ftol, max_steps, max_time, horizons, callbacks), progress, starts)
+    cbs = _with_progress(_check_fit_args(optimizer, max_iter, xtol, ftol, max_steps, max_time, horizons, callbacks, max_memory),
+                         progress, starts)
     ts, Y, spec, theta0 = _fit_setup(model, data, method, step_size, rtol, atol, dtype)
     optimizer = _choose_optimizer(optimizer, spec.size, starts)
-    run = _FitRun(model, data, spec, theta0, ts, Y, method, step_size, rtol, atol, max_steps, max_time, verbose)
+    run = _FitRun(model, data, spec, theta0, ts, Y, method, step_size, rtol, atol, max_steps, max_time, verbose, max_memory)
     _check_path(optimizer, run.mode, spec.size, adam_steps)
     options = dict(optimizer=optimizer, method=method, rtol=rtol, atol=atol, step_size=step_size,
                    dtype=str(theta0.dtype).replace("torch.", ""), max_iter=max_iter, xtol=xtol, ftol=ftol,

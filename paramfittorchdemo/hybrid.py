@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._checks import ATOL, RTOL, as_scalar, check_flag, check_number, check_ts, device_of, model_dim
+from ._checks import ATOL, MAX_MEMORY, RTOL, as_scalar, check_flag, check_memory, check_number, check_ts, device_of, model_dim
 from .solvers import integrate, solver_options
 
 # %% auto #0
@@ -167,6 +167,7 @@ class ODEBlock(nn.Module):
                  rtol: float = RTOL, # relative tolerance of an adaptive method
                  atol: float = ATOL, # absolute tolerance of an adaptive method
                  last_only: bool = False, # return only the states at ts[-1], (batch, dim)
+                 max_memory: float | None = MAX_MEMORY, # bytes autograd may keep for a solve's gradient (None: no limit)
                 ):
         super().__init__()
         if not isinstance(func, nn.Module):
@@ -177,6 +178,7 @@ class ODEBlock(nn.Module):
         self.func, self.dim = func, model_dim(func)
         self.method, self.step_size, self.rtol, self.atol = method, step_size, rtol, atol
         self.last_only = check_flag(last_only, "last_only", "ODEBlock")
+        self.max_memory = check_memory(max_memory, "ODEBlock")
         self.register_buffer("ts", ts.detach().clone())
 
     def forward(self,
@@ -187,7 +189,8 @@ class ODEBlock(nn.Module):
             got = f"shape {tuple(y0.shape)}" if isinstance(y0, torch.Tensor) else type(y0).__name__
             raise ValueError(f"ODEBlock needs y0 of shape (batch, {self.dim or 'state'}), got {got}; "
                              f"check that the layer before it outputs {self.dim or 'state'} features.")
-        ys = integrate(self.func, y0, self.ts, self.method, self.step_size, self.rtol, self.atol)  # (batch, time, dim)
+        ys = integrate(self.func, y0, self.ts, self.method, self.step_size, self.rtol, self.atol,
+                       max_memory=self.max_memory)  # (batch, time, dim)
         return ys[..., -1, :] if self.last_only else ys
 
     def extra_repr(self) -> str:

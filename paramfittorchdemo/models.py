@@ -11,7 +11,7 @@ import time
 import torch
 from torch import nn
 
-from ._checks import SIM_MAX_STEPS, as_scalar, check_budget, check_flag, check_number, check_state, check_ts, device_of
+from ._checks import MAX_MEMORY, SIM_MAX_STEPS, as_scalar, check_budget, check_flag, check_number, check_state, check_ts, device_of
 from .solvers import SolverError, rhs_work, small_work_threads, solver_options, torchdiffeq_solve
 
 # %% auto #0
@@ -53,18 +53,19 @@ def simulate(model: nn.Module, # vector field called as model(t, y)
              atol: float | None = None, # absolute tolerance of an adaptive method (torchdiffeq's default 1e-9)
              max_steps: int = SIM_MAX_STEPS, # step budget of the solve: a SolverError beyond it, instead of a run without end
              max_time: float | None = None, # wall-clock budget in seconds (None: none)
+             max_memory: float | None = MAX_MEMORY, # bytes autograd may keep for the gradient when the solve records one (None: no limit)
             ) -> torch.Tensor: # trajectories, (batch, time, state), on the model's device
     "Integrate `model` from every row of `y0` and return the states at `ts`."
     solver_options(method, step_size, rtol, atol)
     check_ts(ts, "simulate")
     check_state(model, y0, "simulate")
-    check_budget(max_steps, max_time, "simulate")
+    check_budget(max_steps, max_time, "simulate", max_memory)
     device = device_of(model)
     if device is not None: y0, ts = y0.to(device), ts.to(device)
     deadline = None if max_time is None else time.perf_counter() + max_time
     try:
         with small_work_threads(rhs_work(model, y0.numel(), y0.shape[-1]), y0.device), blame_model(model, "simulate"):
-            return torchdiffeq_solve(model, y0, ts, method, step_size, rtol, atol, max_steps, deadline)  # (batch, time, state)
+            return torchdiffeq_solve(model, y0, ts, method, step_size, rtol, atol, max_steps, deadline, max_memory)  # (batch, time, state)
     except SolverError as e:
         advice = (" Simulate it with method='scipy_solver' (LSODA, which switches to an implicit method where the problem is stiff),"
                   " or rescale the model so that its fast mode is not resolved." if e.stiff else

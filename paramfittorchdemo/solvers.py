@@ -17,13 +17,13 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from ._checks import ATOL, MAX_STEPS, RTOL
+from ._checks import ATOL, MAX_MEMORY, MAX_STEPS, RTOL
 
 # %% auto #0
-__all__ = ['FIXED_STEP_METHODS', 'ADAPTIVE_METHODS', 'NATIVE_METHODS', 'SMALL_WORK', 'solver_options', 'rk4', 'SolverError',
-           'SolveStats', 'dopri5', 'rhs_work', 'small_work_threads', 'torchdiffeq_solve', 'integrate', 'mlp_layers',
-           'MLPAdjoint', 'ParamSpec', 'with_parameters', 'population_rhs', 'broadcasts', 'complex_eps', 'jacobian_mode',
-           'rhs_traits', 'solve_with_jacobian']
+__all__ = ['FIXED_STEP_METHODS', 'ADAPTIVE_METHODS', 'GRAPH_TENSOR_BYTES', 'PLAN_PIECE', 'NATIVE_METHODS', 'SMALL_WORK',
+           'solver_options', 'rk4', 'SolverError', 'SolveStats', 'dopri5', 'rhs_work', 'small_work_threads',
+           'torchdiffeq_solve', 'integrate', 'mlp_layers', 'MLPAdjoint', 'ParamSpec', 'with_parameters',
+           'population_rhs', 'broadcasts', 'complex_eps', 'jacobian_mode', 'rhs_traits', 'solve_with_jacobian']
 
 # %% ../nbs/02_solvers.ipynb #19db9ba9
 FIXED_STEP_METHODS = ("euler", "midpoint", "heun2", "heun3", "rk4", "explicit_adams", "implicit_adams", "fixed_adams")
@@ -54,14 +54,60 @@ def solver_options(method: str = "dopri5", # torchdiffeq method name
         kw[name] = float(tol)
     return kw
 
+# %% ../nbs/02_solvers.ipynb #cd43bef9
+GRAPH_TENSOR_BYTES = 1200  # what autograd keeps per saved tensor besides its numbers (node, tensor, storage records): 1.15-1.17 kB measured
+
+def _bytes(n: float) -> str:
+    "A number of bytes in words: '2 GB', '175 kB'."
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= size: return f"{n/size:.3g} {unit}"
+    return f"{n:.0f} bytes"
+
+class _GraphMemory:
+    "The memory autograd keeps for the gradient of a solve: its first step measured under saved-tensor hooks, later steps counted."
+    def __init__(self, limit: float | None): # bytes the graph may keep; None: no limit
+        self.limit, self.per_step, self.measured = limit, 0, False  # per_step: bytes per step, once measured
+        self.on = limit is not None and torch.is_grad_enabled()
+
+    def first(self, fn, *args):
+        "fn(*args); the first call under autograd is measured, and what its graph keeps is taken as the cost of every step."
+        if not self.on or self.measured: return fn(*args)
+        count, storages = 0, {}
+        def pack(x):
+            nonlocal count
+            count += 1
+            try: s = x.untyped_storage(); storages[s.data_ptr()] = s.nbytes()  # views of one storage count once
+            except Exception: storages[id(x)] = x.numel()*x.element_size()  # a tensor without a plain storage
+            return x
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x): out = fn(*args)
+        self.per_step, self.measured = count*GRAPH_TENSOR_BYTES + sum(storages.values()), True
+        self.on = self.per_step > 0  # nothing saved: the solve records no graph
+        return out
+
+    def over(self, steps: int) -> bool:
+        "Whether `steps` steps would keep more than the limit."
+        return self.on and steps*self.per_step > self.limit
+
+    def words(self, n: int, # steps (or evaluations) of the solve
+              unit: str = "step") -> str:
+        "Why the solve stops, and what to do, for a SolverError's message."
+        return (f"the graph that autograd keeps for its gradient would pass max_memory={_bytes(self.limit)} at {n} {unit}s "
+                f"(about {_bytes(self.per_step)} per {unit}); solve under torch.no_grad() when no gradient is needed, solve a shorter "
+                f"span or fewer trajectories at once, or raise max_memory (None: no limit) if the memory is there")
+
 # %% ../nbs/02_solvers.ipynb #8ec2ed5a
-def _fixed_grid(ts: torch.Tensor, step_size: float | None) -> torch.Tensor:
-    "The integration grid torchdiffeq's fixed-step solvers use for `ts` and `step_size`."
-    if step_size is None: return ts
-    start, end = ts[0], ts[-1]
-    niters = torch.ceil((end - start)/step_size + 1).item()
-    grid = torch.arange(0, niters, dtype=ts.dtype, device=ts.device)*step_size + start
-    grid[-1] = ts[-1]
+def _rk4_steps(ts: torch.Tensor, step_size: float | None) -> int:
+    "How many steps rk4's grid has for `ts` and `step_size`, counted without building it (the count `_fixed_grid` makes)."
+    if step_size is None: return len(ts) - 1
+    return int(torch.ceil((ts[-1] - ts[0])/step_size + 1).item()) - 1
+
+def _fixed_grid(ts: torch.Tensor, step_size: float | None, i0: int = 0, i1: int | None = None) -> torch.Tensor:
+    "Points i0..i1 (default: all) of the integration grid torchdiffeq's fixed-step solvers use for `ts` and `step_size`."
+    n = _rk4_steps(ts, step_size)
+    i1 = n if i1 is None else i1
+    if step_size is None: return ts[i0:i1 + 1]
+    grid = torch.arange(i0, i1 + 1, dtype=ts.dtype, device=ts.device)*step_size + ts[0]
+    if i1 == n: grid[-1] = ts[-1]
     return grid
 
 def _fast_rhs(f):
@@ -76,50 +122,82 @@ def _stage_times(f, rdt, dev):
         return lambda t: fixed
     return lambda t: torch.tensor(t, dtype=rdt, device=dev)
 
-def _output_plan(grid: list, tl: list) -> list:
-    "For each grid step i, the output times it covers as (j, slope) pairs, as torchdiffeq's linear interpolation does."
-    plan, j = [[] for _ in range(len(grid) - 1)], 1
+def _output_plan(grid: list, tl: list, j: int = 1) -> tuple:
+    """For each step i of the grid piece `grid`, the output times it covers as (j, slope) pairs, as torchdiffeq's linear interpolation
+    does, starting at output j; and the first output not covered."""
+    plan = [[] for _ in range(len(grid) - 1)]
     for i in range(len(grid) - 1):
         t0, t1 = grid[i], grid[i + 1]
         while j < len(tl) and t1 >= tl[j]:
             plan[i].append((j, 0.0 if tl[j] == t0 else 1.0 if tl[j] == t1 else (tl[j] - t0)/(t1 - t0)))
             j += 1
-    return plan
+    return plan, j
 
 # %% ../nbs/02_solvers.ipynb #40e94f2a
 _PLANS: dict = {}
+PLAN_PIECE = 4096  # grid steps per piece of an rk4 plan: a longer grid is planned piece by piece, so its plan never exists whole
+
+def _plan_piece(ts: torch.Tensor, step_size: float | None, dtype, i0: int, i1: int, tl: list, j: int) -> tuple:
+    "Steps i0..i1 of rk4's plan: (grid points, output plan, stage times at 0, 1/3 and 2/3 of each step), and the next output."
+    grid = _fixed_grid(ts, step_size, i0, i1)
+    gl, g = grid.tolist(), grid.to(dtype)
+    dts = g[1:] - g[:-1]
+    plan, j = _output_plan(gl, tl, j)
+    return (gl, plan, g.unbind(), (g[:-1] + dts/3).unbind(), (g[:-1] + dts*(2/3)).unbind()), j
 
 def _rk4_plan(ts: torch.Tensor, step_size: float | None, dtype):
-    "Grid, output plan and stage times for `rk4`, cached per time grid: training solves the same grid every batch without a host sync."
+    """rk4's plan for `ts`, piece by piece (see `_plan_piece`). A grid of one piece is cached per time grid: training solves the same grid
+    every batch without a host sync. Memory: a piece at a time, whatever the number of steps."""
     key = (id(ts), ts._version, step_size, dtype)  # the cache holds `ts` itself, so its id cannot be reused while cached
-    if key not in _PLANS or _PLANS[key][0] is not ts:
-        if len(_PLANS) > 32: _PLANS.clear()
-        grid = _fixed_grid(ts, step_size)
-        gl = grid.tolist()
-        g = grid.to(dtype)
-        dts = g[1:] - g[:-1]
-        _PLANS[key] = (ts, (gl, _output_plan(gl, ts.tolist()), g.unbind(), (g[:-1] + dts/3).unbind(), (g[:-1] + dts*(2/3)).unbind()))
-    return _PLANS[key][1]
+    if key in _PLANS and _PLANS[key][0] is ts:
+        yield _PLANS[key][1]
+        return
+    n = _rk4_steps(ts, step_size)
+    if n > PLAN_PIECE:
+        tl, j = ts.tolist(), 1
+        for i0 in range(0, n, PLAN_PIECE):
+            piece, j = _plan_piece(ts, step_size, dtype, i0, min(i0 + PLAN_PIECE, n), tl, j)
+            yield piece
+        return
+    if len(_PLANS) > 32: _PLANS.clear()
+    _PLANS[key] = (ts, _plan_piece(ts, step_size, dtype, 0, n, ts.tolist(), 1)[0])
+    yield _PLANS[key][1]
+
+def _whole_plan(ts: torch.Tensor, step_size: float | None, dtype) -> tuple:
+    "rk4's grid points and output plan for every step at once, (grid list, plan list): for `MLPAdjoint`, whose arrays hold every step."
+    gl, plan = [], []
+    for piece in _rk4_plan(ts, step_size, dtype):
+        gl += piece[0][1:] if gl else piece[0]  # neighbouring pieces share their boundary point
+        plan += piece[1]
+    return gl, plan
 
 # %% ../nbs/02_solvers.ipynb #152a7423
 def rk4(f, # right-hand side f(t, y) -> dy/dt
         y0: torch.Tensor, # initial states, (..., state)
         ts: torch.Tensor, # output times, (time,), increasing
         step_size: float | None = None, # grid step; None steps from output time to output time
+        *,
+        max_memory: float | None = None, # bytes autograd may keep for the gradient (see `_GraphMemory`); None: no limit
        ) -> torch.Tensor: # states at `ts`, (..., time, state)
     "Classic fixed-grid RK4 (3/8 rule), the same scheme and grid as torchdiffeq's `rk4`."
-    gl, plan, t_a, t_b, t_c = _rk4_plan(ts, step_size, y0.real.dtype)
-    out, y, f = [y0], y0, _fast_rhs(f)
-    for i, cover in enumerate(plan):
-        dt = gl[i + 1] - gl[i]
-        k1 = f(t_a[i], y)
-        k2 = f(t_b[i], y + k1*(dt/3))
-        k3 = f(t_c[i], y + (k2 - k1*(1/3))*dt)
-        k4 = f(t_a[i + 1], y + (k1 - k2 + k3)*dt)
-        y1 = y + (k1 + 3*(k2 + k3) + k4)*(dt*0.125)
-        for _, s in cover: out.append(y if s == 0.0 else y1 if s == 1.0 else y + s*(y1 - y))
-        y = y1
+    out, y, f, mem, measured = [y0], y0, _fast_rhs(f), _GraphMemory(max_memory), False
+    for gl, plan, t_a, t_b, t_c in _rk4_plan(ts, step_size, y0.real.dtype):
+        for i, cover in enumerate(plan):
+            y1 = mem.first(_rk4_step, f, y, gl[i + 1] - gl[i], t_a[i], t_b[i], t_c[i], t_a[i + 1])
+            if mem.on and not measured:  # after the first step: the grid's steps are known, so refuse before the others
+                measured, n = True, _rk4_steps(ts, step_size)
+                if mem.over(n): raise SolverError(f"rk4 stopped before its second step: {mem.words(n)}.", "memory", gl[i + 1])
+            for _, s in cover: out.append(y if s == 0.0 else y1 if s == 1.0 else y + s*(y1 - y))
+            y = y1
     return torch.stack(out, dim=-2)
+
+def _rk4_step(f, y, dt: float, t0, t1, t2, t3):
+    "One step of the 3/8 rule from y over dt, with its four stage times t0..t3 as 0-d tensors."
+    k1 = f(t0, y)
+    k2 = f(t1, y + k1*(dt/3))
+    k3 = f(t2, y + (k2 - k1*(1/3))*dt)
+    k4 = f(t3, y + (k1 - k2 + k3)*dt)
+    return y + (k1 + 3*(k2 + k3) + k4)*(dt*0.125)
 
 # %% ../nbs/02_solvers.ipynb #412267ff
 class SolverError(RuntimeError):
@@ -345,11 +423,12 @@ def dopri5(f, # right-hand side f(t, y) -> dy/dt
            first_step: float | None = None, # the first trial step; None: Hairer's starting-step estimate (2 more evaluations)
            deadline: float | None = None, # time.perf_counter() value after which the solve stops with a SolverError
            drop_slow: bool = True, # own steps: drop groups far slower than the rest (starts of one problem; False: separate problems)
+           max_memory: float | None = None, # bytes autograd may keep for the gradient (see `_GraphMemory`); None: no limit
           ) -> torch.Tensor: # states at `ts`, (..., time, state)
     "Dormand-Prince 5(4) with error control and 4th-order dense output at the output times."
     stats = stats if stats is not None else SolveStats()
     if own_steps and groups and groups > 1 and getattr(f, "autonomous", False):
-        return _dopri5_grouped(f, y0, ts, rtol, atol, groups, max_steps, stats, bound, deadline, drop_slow)
+        return _dopri5_grouped(f, y0, ts, rtol, atol, groups, max_steps, stats, bound, deadline, drop_slow, max_memory)
     tl, rhs, T = ts.tolist(), _fast_rhs(f), _stage_times(f, y0.real.dtype, y0.device)
     G, t, t_end, y, live = groups or 1, tl[0], tl[-1], y0, _Groups(groups, stats)
     k1, ya = rhs(T(t), y), _error_scale(y, rtol, atol)  # ya: the error scale of the current state
@@ -358,13 +437,15 @@ def dopri5(f, # right-hand side f(t, y) -> dy/dt
     hmin = _TINY*max(1.0, abs(t_end))
     covering, owner, j, steps, rejected, first = [], [], 1, 0, 0, None  # steps that pass output times, and which covers which
     hh, ks, y6, y1 = h, None, None, None  # the last step tried (for the stiffness estimate when the budget runs out)
+    mem = _GraphMemory(max_memory)
     while j < len(tl):
         if stop := _out_of_budget(steps + rejected, max_steps, deadline):
             st = _stiffness(hh, ks, y6, y1) if steps + rejected else float("nan")
             live.stop(t, f"{stop[1]} before t={tl[j]:.6g}" + _stiff_words(t_end - tl[0], h, st), stop[0], st > 2.0)
+        if mem.over(steps + 1): live.stop(t, mem.words(steps + 1), "memory")
         hit = t + h >= t_end - _TINY*abs(t_end)  # only the last output time is stepped onto; the others are interpolated
         hh = t_end - t if hit else h
-        ks, y6, y1 = _dp_step(rhs, y, k1, hh, _dp_times(T, t, hh))
+        ks, y6, y1 = mem.first(_dp_step, rhs, y, k1, hh, _dp_times(T, t, hh))
         y1a, nfe = _error_scale(y1, rtol, atol), nfe + 6
         norms, out = _norms_on_host(_error_norms(ks, hh, torch.maximum(ya, y1a), G), y1a, G, bound, rtol, atol)
         worst = live.judge(norms, out, t, hh < hmin)
@@ -426,12 +507,13 @@ def _grouped_outputs(y0, ts, log: list) -> torch.Tensor:
     th = ((ts[1:] - t0s)/hs).reshape(G, NT - 1, *([1]*(y0.ndim - 1)))
     return torch.cat([y0.unsqueeze(1), _dense_eval(coef, th)], 1).movedim(1, -2)
 
-def _survivors(alive, stopped: str, stats: SolveStats) -> list:
-    """Which groups a solve with a step size per group kept, as a list; stats.failure says why the others were dropped (`stopped`: the
-    budget did), and a solve that kept none fails."""
+def _survivors(alive, stopped: str, stats: SolveStats, kind: str = "steps") -> list:
+    """Which groups a solve with a step size per group kept, as a list; stats.failure says why the others were dropped (`stopped`: a
+    budget did, of `kind`), and a solve that kept none fails."""
     alive = alive.tolist()
     if not all(alive): stats.failure = stopped or "dopri5 dropped a group: its step size underflowed or its solution left the bound"
     if not any(alive):
+        if stopped and kind == "memory": raise SolverError(stopped + ".", kind)  # every group still stepping was stopped by the budget
         raise SolverError("dopri5 stopped: the step size underflowed, the solution left its bound or the step budget ran out "
                           "in every group.", "underflow")
     return alive
@@ -445,7 +527,7 @@ def _give_up_stiff(active, tried, t, hh, ks, y6, y1, t_end: float, max_steps: in
     return over & (hh.abs()*num/den.clamp_min(_TINY) > 2.0)
 
 def _dopri5_grouped(f, y0, ts, rtol: float, atol: float, G: int, max_steps: int, stats: SolveStats, bound: float | None = None,
-                    deadline: float | None = None, drop_slow: bool = True):
+                    deadline: float | None = None, drop_slow: bool = True, max_memory: float | None = None):
     """dopri5 with a separate step size and time for each of the G groups (autonomous right-hand sides only). A group held at the
     stability limit with more steps ahead than its budget is given up early; with `drop_slow`, so is a group that needs far more steps
     than the others once most are done (several starts of one problem), not when the groups are separate problems."""
@@ -456,16 +538,22 @@ def _dopri5_grouped(f, y0, ts, rtol: float, atol: float, G: int, max_steps: int,
     t = torch.full((G,), tl[0], dtype=rdt, device=dev)
     y, k1, ya = y0, rhs(T0, y0), _error_scale(y0, rtol, atol)
     h = _first_steps(rhs, T0, y, k1, ya, view, t_end - tl[0])
-    log, last_end, nfe, steps, stopped = [], t.clone(), 2, 0, ""  # log: every step, for the dense output; stopped: why, if the budget did
+    log, last_end, nfe, steps = [], t.clone(), 2, 0  # log: every step, for the dense output
+    stopped, kind = "", "steps"  # why groups were stopped, if a budget did, and which budget
     alive = torch.ones(G, dtype=torch.bool, device=dev)
     active, finished = alive.clone(), torch.zeros(G, dtype=torch.bool, device=dev)  # still stepping; reached the last output time
     tried = torch.zeros(G, dtype=torch.long, device=dev)  # steps tried per group
     own = isinstance(max_steps, torch.Tensor)  # a budget per group, (G,)
     if own: max_steps, most = max_steps.to(dev), int(max_steps.max())
+    mem = _GraphMemory(max_memory)
     while True:
         if stop := _out_of_budget(steps, most if own else max_steps, deadline):
             alive = alive & ~active  # the groups still running are dropped, the finished ones kept
             stopped = f"dopri5 stopped {int(active.sum())} of {G} groups: {stop[1]}"
+            break
+        if mem.over(steps + 1):
+            alive, kind = alive & ~active, "memory"
+            stopped = f"dopri5 stopped {int(active.sum())} of {G} groups: {mem.words(steps + 1)}"
             break
         if own and (spent := active & (tried >= max_steps)).any():  # a group that used its own budget fails, the others go on
             alive, active = alive & ~spent, active & ~spent
@@ -474,7 +562,7 @@ def _dopri5_grouped(f, y0, ts, rtol: float, atol: float, G: int, max_steps: int,
         hit = t + h >= t_end - _TINY*abs(t_end)
         hh = torch.where(hit, t_end - t, h)
         H = hh.view(view)
-        ks, y6, y1 = _dp_step(rhs, y, k1, H, times)
+        ks, y6, y1 = mem.first(_dp_step, rhs, y, k1, H, times)
         y1a, nfe, steps = _error_scale(y1, rtol, atol), nfe + 6, steps + 1
         norms = _error_norms(ks, H, torch.maximum(ya, y1a), G).nan_to_num(nan=math.inf)  # a step that blew up is rejected
         alive = alive & ~_dropped(active, norms, hh < hmin, y1, bound, G)
@@ -494,7 +582,7 @@ def _dopri5_grouped(f, y0, ts, rtol: float, atol: float, G: int, max_steps: int,
             stopped = (f"dopri5 gave up {int(stiff.sum())} of {G} groups: held at the stability limit (the problem looks stiff), "
                        f"they would need more steps than their budget of {max_steps}")
         if not active.any(): break
-    alive = _survivors(alive, stopped, stats)
+    alive = _survivors(alive, stopped, stats, kind)
     stats.solves += 1; stats.nfe += nfe; stats.steps += steps; stats.alive, stats.group_steps = alive, tried
     return _nan_where_dropped(_grouped_outputs(y0, ts.to(rdt), log), alive)
 
@@ -528,16 +616,28 @@ _ADAPTIVE_RK = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")  # to
 class _Budget(Exception):
     "Raised inside a torchdiffeq solve by `_Guarded` when the evaluation budget or the time runs out."
 
+_SOLVER_TENSORS = 8  # tensors of the state's size that torchdiffeq's Runge-Kutta steps save per evaluation, at most (measured: 2 to 8.3)
+
 class _Guarded:
-    "A right-hand side that counts its evaluations, remembers the last (t, y) and stops the solve when the budget or the time runs out."
-    def __init__(self, f, max_evals: int, deadline: float | None):
+    """A right-hand side that counts its evaluations, remembers the last (t, y) and stops the solve when the budget, the time or the memory
+    runs out. Memory: the first evaluation's graph (measured) plus what the solver saves around it, per evaluation."""
+    def __init__(self, f, max_evals: int, deadline: float | None, max_memory: float | None = None,
+                 evals: int = 0): # evaluations the whole solve needs, where known (a fixed grid): the memory is checked for all of them
         self.f, self.max_evals, self.deadline, self.n, self.last = f, max_evals, deadline, 0, None
+        self.mem, self.evals = _GraphMemory(max_memory), evals
     def __call__(self, t, y):
         self.n += 1
         self.last = (t, y)
         if self.n > self.max_evals: raise _Budget("budget")
         if self.deadline is not None and self.n % 8 == 0 and time.perf_counter() > self.deadline: raise _Budget("time")
-        return self.f(t, y)
+        if self.n > 1:
+            if self.mem.over(self.n): raise _Budget("memory")
+            return self.f(t, y)
+        out = self.mem.first(self.f, t, y)
+        if self.mem.on:
+            self.mem.per_step += _SOLVER_TENSORS*(GRAPH_TENSOR_BYTES + y.numel()*y.element_size())
+            if self.mem.over(max(self.evals, 1)): raise _Budget("memory")
+        return out
 
 def _fastest_mode(f, t, y) -> complex:
     "The eigenvalue of df/dy with the largest magnitude at (t, y) (..., state), by forward differences: how fast the fastest mode moves."
@@ -553,10 +653,14 @@ def _fastest_mode(f, t, y) -> complex:
             return complex(ev[ev.abs().argmax()])
         except Exception: return complex("nan")
 
-def torchdiffeq_solve(f, y0, ts, method: str, step_size, rtol, atol, max_steps: int, deadline: float | None) -> torch.Tensor:
-    "torchdiffeq's odeint with a step budget and a deadline; its failures become SolverErrors that say what happened: (..., time, state)."
+_STAGES = dict(euler=1, midpoint=2, heun2=2, heun3=3, rk4=4, explicit_adams=1, implicit_adams=1, fixed_adams=1)  # evaluations per step
+
+def torchdiffeq_solve(f, y0, ts, method: str, step_size, rtol, atol, max_steps: int, deadline: float | None,
+                      max_memory: float | None = None) -> torch.Tensor:
+    """torchdiffeq's odeint with a step budget, a deadline and a memory budget for its gradient's graph; its failures become SolverErrors
+    that say what happened: (..., time, state)."""
     from torchdiffeq import odeint
-    kw = solver_options(method, step_size, rtol, atol)
+    kw, evals = solver_options(method, step_size, rtol, atol), 0
     if method in _ADAPTIVE_RK: kw["options"] = dict(max_num_steps=max_steps)
     elif "options" in kw:  # a fixed grid: the number of steps is known before any work
         n = math.ceil((float(ts[-1]) - float(ts[0]))/kw["options"]["step_size"])
@@ -564,13 +668,17 @@ def torchdiffeq_solve(f, y0, ts, method: str, step_size, rtol, atol, max_steps: 
             raise SolverError(f"{method} would take {n} steps of {kw['options']['step_size']:g} "
                               f"over [{float(ts[0]):g}, {float(ts[-1]):g}], more than max_steps={max_steps}; "
                               f"use a larger step_size or raise max_steps.", "steps", float(ts[0]))
-    g = _Guarded(f, 13*max_steps + 100, deadline)
+        evals = n*_STAGES.get(method, 1)
+    g = _Guarded(f, 13*max_steps + 100, deadline, max_memory if method != "scipy_solver" else None, evals)
     try:
         return odeint(g, y0, ts.to(y0.real.dtype), **kw).movedim(0, -2)
     except (_Budget, AssertionError) as e:
         t = float(g.last[0].detach()) if g.last is not None else float(ts[0])
         what = str(e)
         if isinstance(e, _Budget) and what == "time": kind, why = "time", "it ran out of time"
+        elif isinstance(e, _Budget) and what == "memory":
+            n = max(g.evals, g.n)
+            raise SolverError(f"{method} stopped near t={t:.6g}: {g.mem.words(n, 'evaluation')}.", "memory", t) from None
         elif isinstance(e, _Budget) or "max_num_steps" in what: kind, why = "steps", f"it used its budget of {max_steps} steps"
         elif "underflow" in what: kind, why = "underflow", "the step size underflowed"
         else: raise
@@ -586,14 +694,13 @@ def torchdiffeq_solve(f, y0, ts, method: str, step_size, rtol, atol, max_steps: 
                      f"which holds an explicit solver's steps far below the time scale of the solution")
         raise SolverError(f"{method} stopped near t={t:.6g}: {why}{words}.", kind, t, stiff) from None
 
-def _rk4_budgeted_plan(ts: torch.Tensor, step_size: float | None, dtype, max_steps: int) -> tuple:
-    "`_rk4_plan`, refused with a SolverError before any work when its grid has more steps than `max_steps` (integrate, MLPAdjoint)."
-    plan = _rk4_plan(ts, step_size, dtype)
-    gl = plan[0]
-    if len(gl) - 1 > max_steps:
-        raise SolverError(f"rk4 would take {len(gl) - 1} steps over [{gl[0]:g}, {gl[-1]:g}], more than max_steps={max_steps}; "
-                          f"use a larger step_size or raise max_steps.", "steps", gl[0])
-    return plan
+def _rk4_budget(ts: torch.Tensor, step_size: float | None, max_steps: int) -> int:
+    "rk4's number of steps, refused with a SolverError before any work (it is counted, not built) when it is more than `max_steps`."
+    n = _rk4_steps(ts, step_size)
+    if n > max_steps:
+        raise SolverError(f"rk4 would take {n} steps over [{float(ts[0]):g}, {float(ts[-1]):g}], more than max_steps={max_steps}; "
+                          f"use a larger step_size or raise max_steps.", "steps", float(ts[0]))
+    return n
 
 def integrate(f, # right-hand side f(t, y)
               y0: torch.Tensor, # initial states, (..., state)
@@ -610,20 +717,21 @@ def integrate(f, # right-hand side f(t, y)
               first_step: float | None = None, # dopri5: the first trial step (None: estimated)
               deadline: float | None = None, # time.perf_counter() value after which an adaptive solve stops with a SolverError
               drop_slow: bool = True, # dopri5 with own steps per group: drop groups far slower than the rest (see `dopri5`)
+              max_memory: float | None = MAX_MEMORY, # bytes autograd may keep for the gradient (see `_GraphMemory`); None: no limit
              ) -> torch.Tensor: # states at `ts`, (..., time, state)
-    "Integrate with the lean native solvers where available, torchdiffeq otherwise; every solve has a step budget."
+    "Integrate with the lean native solvers where available, torchdiffeq otherwise; every solve has a step and a memory budget."
     if len(ts) == 1:  # nothing to integrate: the output is the initial state
         if stats is not None: stats.solves += 1; stats.alive = None
         return y0.unsqueeze(-2)
     if method == "rk4":
-        n = len(_rk4_budgeted_plan(ts, step_size, y0.real.dtype, max_steps)[0]) - 1
+        n = _rk4_budget(ts, step_size, max_steps)
         if stats is not None: stats.solves += 1; stats.nfe += 4*n; stats.steps += n; stats.alive = None
-        return rk4(f, y0, ts, step_size)
+        return rk4(f, y0, ts, step_size, max_memory=max_memory)
     if method == "dopri5":
         return dopri5(f, y0, ts, rtol=rtol, atol=atol, groups=groups, max_steps=max_steps, stats=stats, bound=bound, own_steps=own_steps,
-                      first_step=first_step, deadline=deadline, drop_slow=drop_slow)
+                      first_step=first_step, deadline=deadline, drop_slow=drop_slow, max_memory=max_memory)
     if stats is not None: stats.solves += 1
-    return torchdiffeq_solve(f, y0, ts, method, step_size, rtol, atol, max_steps, deadline)
+    return torchdiffeq_solve(f, y0, ts, method, step_size, rtol, atol, max_steps, deadline, max_memory)
 
 # %% ../nbs/02_solvers.ipynb #7ccc653f
 _ACTIVATIONS = {nn.ReLU: "relu", nn.LeakyReLU: "leaky", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.SiLU: "silu"}
@@ -792,7 +900,7 @@ class MLPAdjoint:
              batch: int, # trajectories solved together
             ) -> bool:
         "Whether the adjoint's arrays for this solve stay small (`_MLP_MAX_ELEMENTS`); else autograd is the better choice."
-        steps, n = len(_rk4_plan(ts, step_size, ts.dtype)[0]) - 1, self.widths[0]
+        steps, n = _rk4_steps(ts, step_size), self.widths[0]  # counted, not built: a grid far too long costs nothing here
         return 4*steps*batch*(3*sum(self.widths) + 6*n*n) <= _MLP_MAX_ELEMENTS
 
     def loss_and_grad(self,
@@ -803,7 +911,8 @@ class MLPAdjoint:
                       max_steps: int = MAX_STEPS, # a SolverError, before any work, for a grid of more steps than this
                      ) -> torch.Tensor: # the mean squared error, a 0-d tensor; every layer's `.grad` is set
         "The mean squared error of `rk4(seq, y0, ts, step_size)` against `states`, and its gradient in every weight and bias."
-        gl, plan, *_ = _rk4_budgeted_plan(ts, step_size, y0.dtype, max_steps)
+        _rk4_budget(ts, step_size, max_steps)
+        gl, plan = _whole_plan(ts, step_size, y0.dtype)
         dtype = np.dtype(str(y0.dtype).replace("torch.", ""))
         B, N = y0.shape[0], len(gl) - 1
         Ws = [m.weight.detach() for m in self.layers]  # (out, in)

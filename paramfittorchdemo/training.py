@@ -13,7 +13,7 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
-from ._checks import MAX_STEPS, SIM_ATOL, SIM_RTOL, check_budget, check_model_data, check_number
+from ._checks import MAX_MEMORY, MAX_STEPS, SIM_ATOL, SIM_RTOL, check_budget, check_model_data, check_number
 from .callbacks import (MAX_TRACKED, Callback, DivergenceError, History, PlotSnapshots, PrintLoss, TrainState, check_callbacks,
                         end_hooks, run_hooks)
 from .checkpoints import Checkpointer
@@ -49,7 +49,9 @@ def _adjoint_applies(seq: nn.Sequential, params: list) -> bool:
 class _LossGrad:
     "Computes the MSE of a batch and sets `.grad` on the model's parameters: by the written-out adjoint, by complex step or by autograd."
     def __init__(self, model: nn.Module, method: str, solver_kw: dict, dim: int):
-        self.model, self.method, self.kw, self.deadline = model, method, solver_kw, None
+        self.model, self.method, self.deadline = model, method, None
+        self.kw = {k: v for k, v in solver_kw.items() if k != "max_memory"}  # the options of every solve
+        self.max_memory = solver_kw.get("max_memory", MAX_MEMORY)  # only solves through autograd keep a graph
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.spec = ParamSpec.of(model)
         self.mode, self.adjoint = "autograd", None
@@ -74,7 +76,8 @@ class _LossGrad:
             grad = (jac[0]*r).sum(dim=(1, 2, 3))*(2/r.numel())
             for p, g in zip(self.params, grad.split(self.spec.sizes)): p.grad = g.reshape(p.shape).to(p.dtype)
             return r.square().mean()
-        pred = integrate(self.model, y0, ts, self.method, deadline=self.deadline, **self.kw)  # (batch, time, state)
+        pred = integrate(self.model, y0, ts, self.method, deadline=self.deadline, max_memory=self.max_memory,
+                         **self.kw)  # (batch, time, state)
         loss = torch.nn.functional.mse_loss(pred, states)
         for p in self.params: p.grad = None
         loss.backward()
@@ -82,7 +85,7 @@ class _LossGrad:
 
 # %% ../nbs/09_training.ipynb #aca589ec
 def _check_train_args(model, data, lr, epochs, batch_size, method, step_size, show_every, save_plots_every, max_steps, max_time,
-                      args: tuple, kwargs: dict) -> dict: # the solver's options: step_size, rtol, atol, max_steps
+                      max_memory, args: tuple, kwargs: dict) -> dict: # the solver's options: step_size, rtol, atol, max_steps, max_memory
     "train's arguments, checked before any work."
     if args: raise TypeError(f"train takes no extra positional arguments, got {args!r}.")
     unknown = set(kwargs) - {"rtol", "atol"}
@@ -90,14 +93,14 @@ def _check_train_args(model, data, lr, epochs, batch_size, method, step_size, sh
     check_model_data(model, data, "train", SimODEData)
     check_number(lr, "lr", "train", positive=True); check_number(epochs, "epochs", "train", integer=True, positive=True)
     check_number(batch_size, "batch_size", "train", integer=True, positive=True)
-    check_budget(max_steps, max_time, "train")
+    check_budget(max_steps, max_time, "train", max_memory)
     check_number(show_every, "show_every", "train", integer=True, positive=True, allow_none=True)
     check_number(save_plots_every, "save_plots_every", "train", integer=True, positive=True, allow_none=True)
     fixed = method in FIXED_STEP_METHODS
     if fixed: check_number(step_size, "step_size", "train", positive=True, allow_none=True)
     solver_options(method, step_size if fixed else None, kwargs.get("rtol"), kwargs.get("atol"))  # refuses bad choices early
     return dict(step_size=step_size if fixed else None, rtol=kwargs.get("rtol", SIM_RTOL), atol=kwargs.get("atol", SIM_ATOL),
-                max_steps=max_steps)
+                max_steps=max_steps, max_memory=max_memory)
 
 def _check_checkpoint_args(checkpoint, checkpoint_every, resume):
     "train's checkpoint options, checked before any work."
@@ -127,6 +130,9 @@ def _train_advice(e: SolverError | None, method: str, dtype=None) -> str:
         return ("The problem is stiff, which holds explicit solvers to tiny steps: fit a shorter time span, rescale the model so "
                 "that its fast mode is not resolved, or fit with a fixed-step method and a step_size below the fast time scale.")
     if e is not None and e.kind == "steps": return "Raise max_steps if the solution really needs that many steps, or try a smaller lr."
+    if e is not None and e.kind == "memory":
+        return ("Each solve keeps every step for the gradient: a smaller batch_size, shorter or sparser time series, or a larger "
+                "step_size with a fixed-step method take less; raise max_memory if the memory is there.")
     if dtype in (torch.float16, torch.bfloat16):
         return f"{str(dtype).replace('torch.', '')} overflows easily: train the model in float32 (model.float())."
     if method in FIXED_STEP_METHODS: return "Try a smaller lr, a smaller step_size, or an adaptive method such as 'dopri5'."
@@ -262,11 +268,12 @@ def train(model: torch.nn.Module, # Model to train
           resume: bool = False, # go on from `checkpoint` if that file exists (else start afresh)
           max_steps: int = MAX_STEPS, # step budget of every ODE solve; beyond it the run stops with a DivergenceError that says why
           max_time: float | None = None, # wall-clock budget in seconds (None: none): the run stops, keeping the last parameters
+          max_memory: float | None = MAX_MEMORY, # bytes autograd may keep for a solve's gradient (None: no limit); beyond: DivergenceError
           **kwargs: dict # `rtol` and `atol` for an adaptive `method`
          ) -> History: # loss and parameter values per epoch
     "Fit the parameters of `model` to `data` with mini-batch Adam on the mean squared error."
     solver_kw = _check_train_args(model, data, lr, epochs, batch_size, method, step_size, show_every, save_plots_every, max_steps,
-                                  max_time, args, kwargs)
+                                  max_time, max_memory, args, kwargs)
     _check_checkpoint_args(checkpoint, checkpoint_every, resume)
     hooks = _train_callbacks(show_every, save_plots_every, plot_dir, model_name, callbacks)
     loop = _TrainLoop(model, data, lr, batch_size, method, solver_kw, seed, hooks)
