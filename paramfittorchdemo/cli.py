@@ -121,7 +121,7 @@ def demo_main(argv: list | None = None, # command-line arguments (None: sys.argv
         return 2 if bad else 1
     print(f"\n{a.problem}: {r['epochs']} epochs in {r['seconds']:.1f} s, final loss {r['final_loss']:.4g}")
     print(_report_table(r))
-    print(f"plots written to {Path(a.out).resolve()}:"); [print(f"  {x}") for x in r["plots"]]
+    print(f"plots written to {a.out}:"); [print(f"  {x}") for x in r["plots"]]
     return 0
 
 # %% ../nbs/14_cli.ipynb #f3b38193
@@ -502,7 +502,7 @@ def _summary(r: dict, a: argparse.Namespace, truth: nn.Module | None, data_note:
         if k in true: line += f"  (true {true[k]:.4g})"
         lines.append(line)
     if len(r["params"]) > 20: lines.append(f"  ... {len(r['params']) - 20} more in params.json")
-    lines.append(f"wrote {', '.join(files)} to {out.resolve()}")
+    lines.append(f"wrote {', '.join(files)} to {out}")
     return "\n".join(lines)
 
 # %% ../nbs/14_cli.ipynb #ff2d37d2

@@ -168,11 +168,11 @@ def create_sim_dataset(model: nn.Module, # model to simulate from
                        sigma_initial_conditions: float = 0.1, # Noise level to add to the initial conditions
                        *,
                        seed: int | None = None, # seed for the initial conditions and noise; None uses torch's global generator
-                       generator: torch.Generator | None = None, # a CPU generator to draw from (overrides `seed`)
+                       generator: torch.Generator | None = None, # a CPU generator to draw from (overrides seed)
                        method: str = "dopri5", # solver used to simulate
-                       max_steps: int = SIM_MAX_STEPS, # step budget of the simulation (see `simulate`)
+                       max_steps: int = SIM_MAX_STEPS, # step budget of the simulation (see simulate)
                        max_time: float | None = None, # wall-clock budget of the simulation in seconds (None: none)
-                      ) -> SimODEData: # `num_samples` noisy trajectories on the grid `ts`
+                      ) -> SimODEData: # num_samples noisy trajectories on the grid ts
     "Simulate noisy trajectories of `model` from random initial conditions."
     if not isinstance(model, nn.Module):
         raise TypeError(f"create_sim_dataset needs model as a torch.nn.Module, got {type(model).__name__}.")

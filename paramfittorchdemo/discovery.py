@@ -269,7 +269,7 @@ def _from_pysindy(coef, powers, dim: int, degree: int, names: tuple, include_bia
 
 # %% ../nbs/13_discovery.ipynb #bb089577
 def sindy(states, # (N, dim) tensor/array of states, (batch, N, dim), or a list of (N_b, dim) (several trajectories)
-          derivatives=None, # time derivatives (or any target, e.g. a learned term) at the states, like `states`; None: estimated from `ts`
+          derivatives=None, # time derivatives (or any target, e.g. a learned term) at the states, like states; None: estimated from ts
           ts=None, # (N,) times, or a list of (N_b,) per trajectory; needed (and only used) when derivatives is None
           *,
           degree: int = 2, # highest total degree of the polynomial library
@@ -278,7 +278,7 @@ def sindy(states, # (N, dim) tensor/array of states, (batch, N, dim), or a list 
           names=None, # state names for printing; None: x, y, z (x0, x1, ... beyond 3 states)
           include_bias: bool = True, # include the constant feature 1
           normalize: bool = False, # normalize library columns before thresholding (threshold and alpha then apply to the scaled problem)
-         ) -> PolynomialODE: # the sparse model; its active coefficients can be refitted with `fit`
+         ) -> PolynomialODE: # the sparse model; its active coefficients can be refitted with fit
     "Fit a sparse polynomial model with pysindy (STLSQ) and return it as a torch PolynomialODE whose active coefficients can be refitted."
     ps = _import_pysindy()
     caller = "sindy"

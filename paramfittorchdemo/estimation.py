@@ -1125,7 +1125,7 @@ def _first_problem(s: _Settings, log: _Log, obs: Observations, y0, starts, seed:
 
 # %% ../nbs/12_estimation.ipynb #3318e110
 def estimate(model: nn.Module, # the ODE model; its fitted parameters are written into it
-             obs, # the measurements: an `Observations` (or a `SimODEData`)
+             obs, # the measurements: an Observations (or a SimODEData)
              *,
              params: dict | None = None, # name -> Param (start, bounds, positive, fixed=True), a number (its start, fitted) or None
              initial_conditions="estimate", # 'estimate' (per trajectory), 'first' (the first observation) or a tensor (batch, state)
@@ -1142,7 +1142,7 @@ def estimate(model: nn.Module, # the ODE model; its fitted parameters are writte
              method: str = "dopri5", # solver
              rtol: float = RTOL, atol: float = ATOL, # its tolerances
              step_size: float | None = None, # grid step of a fixed-step solver
-             max_iter: int = _LM_MAX_ITER, xtol: float = _LM_XTOL, ftol: float = _LM_FTOL, # Levenberg-Marquardt limits, as in `fit`
+             max_iter: int = _LM_MAX_ITER, xtol: float = _LM_XTOL, ftol: float = _LM_FTOL, # Levenberg-Marquardt limits, as in fit
              verbose: bool = False, # print the loss after every iteration
              progress: bool | None = None, # a bar over the iterations: True, False, or None (only in a notebook or a terminal)
              max_steps: int = MAX_STEPS, # step budget of every ODE solve; a trial solve beyond it fails (and the step is retried shorter)

@@ -20,7 +20,7 @@ __all__ = ['STATUSES', 'RUNNING', 'CONVERGED', 'STALLED', 'MAX_ITER', 'MAX_TIME'
            'LOOSE_FACTOR', 'AUTO_HORIZONS', 'STAGE_XTOL', 'STRUCTURED', 'FitWarning', 'lm_step', 'LMResult', 'lm',
            'distinct_starts', 'lm_phases', 'failure_advice', 'state_bound', 'fit_phases', 'horizon_fractions',
            'horizon_lengths', 'residual_autocorrelation', 'gauss_newton_covariance', 'describe_null', 'standard_errors',
-           't_quantile', 'StudentIntervals']
+           't_quantile', 'StudentIntervals', 'to_free', 'from_free']
 
 # %% ../nbs/10_lm.ipynb #d771d81a
 STATUSES = ("running", "converged", "stalled", "max_iter", "max_time", "solver_failed", "abandoned", "stopped")
@@ -231,12 +231,12 @@ def _subset(residuals, rows: torch.Tensor, theta: torch.Tensor, idx: torch.Tenso
 LOOSE_MAX_ITER = 20  # iterations of the loose phase, and of each stage of a growing-horizon schedule
 LOOSE_FTOL = 1e-6  # ... which stop once a step promises a relative loss drop below this (or ftol, if larger)
 
-def lm_phases(residuals, # residuals at the requested accuracy, as for `lm`
+def lm_phases(residuals, # residuals at the requested accuracy, as for lm
               loose, # the same from loose solves, or None for a single phase
               theta: torch.Tensor, # starts, (K, P)
-              max_iter: int, xtol: float, ftol: float, # as for `lm`; the loose phase runs at most LOOSE_MAX_ITER iterations of its own
-              history: list | None = None, on_iter = None, deadline: float | None = None, failure = None, # as for `lm`
-              independent: bool = False, # the rows are separate problems (datasets), as for `lm`: each one is refined
+              max_iter: int, xtol: float, ftol: float, # as for lm; the loose phase runs at most LOOSE_MAX_ITER iterations of its own
+              history: list | None = None, on_iter = None, deadline: float | None = None, failure = None, # as for lm
+              independent: bool = False, # the rows are separate problems (datasets), as for lm: each one is refined
              ) -> LMResult:
     "Levenberg-Marquardt in two phases: loose solves while far from the optimum, then the requested accuracy from where they stopped."
     if loose is None: return lm(residuals, theta, max_iter, xtol, ftol, history, on_iter, deadline, failure, independent)
@@ -301,7 +301,7 @@ class _Budgeted:
         self.solve, self.stats, self.max_steps, self.budget, self.rows = solve, stats, max_steps, None, None
 
     def __call__(self, theta: torch.Tensor, rtol: float, atol: float,
-                 idx: torch.Tensor | None = None, # independent problems: which rows theta holds (see `lm`)
+                 idx: torch.Tensor | None = None, # independent problems: which rows theta holds (see lm)
                 ) -> tuple: # r (k, m), J (k, m, P), ok (k,)
         if idx is not None: return self._rows(theta, rtol, atol, idx)
         n0 = self.stats.steps + self.stats.rejected
@@ -334,10 +334,10 @@ def fit_phases(solve, # solve(theta (k, P), rtol, atol, max_steps) -> r (k, m), 
                rtol: float, atol: float, # the requested accuracy
                stats, # the SolveStats the solves add to (steps, rejected steps, and the last failure)
                max_steps: int, # step budget of a solve
-               max_iter: int, xtol: float, ftol: float, # as for `lm`
-               history: list | None = None, on_iter = None, deadline: float | None = None, # as for `lm`
+               max_iter: int, xtol: float, ftol: float, # as for lm
+               history: list | None = None, on_iter = None, deadline: float | None = None, # as for lm
                stage: bool = False, # a stage of a growing-horizon schedule: only loose solves, until the step is below STAGE_XTOL
-               independent: bool = False, # the rows are separate problems: solve(theta, rtol, atol, max_steps, idx (k,)), as for `lm`
+               independent: bool = False, # the rows are separate problems: solve(theta, rtol, atol, max_steps, idx (k,)), as for lm
               ) -> LMResult:
     "The library's fitting policy in one place: a step budget per solve, loose solves first, then the requested accuracy."
     call = _Budgeted(solve, stats, max_steps)
@@ -410,7 +410,7 @@ def gauss_newton_covariance(J: torch.Tensor, # Jacobian of the residuals at the 
 
 _NEGLIGIBLE = 1e-6  # describe_null: a share of a parameter's axis (or a link between two) below this is none
 
-def describe_null(V: torch.Tensor, # null directions from `gauss_newton_covariance`, (P, n)
+def describe_null(V: torch.Tensor, # null directions from gauss_newton_covariance, (P, n)
                   names: list, # parameter names, (P,)
                  ) -> tuple: # the parameters involved (a list of names), and the lines that say what is not determined
     "Name the parameters the data do not determine: those that do not affect the fit, and the groups that enter only in combination."

@@ -415,23 +415,23 @@ def _check_run(chunk_size, backend: str, max_retries, progress, caller: str):
     if backend not in ("local", "ray"): raise ValueError(f"{caller} needs backend 'local' or 'ray', got {backend!r}.")
 
 # %% ../nbs/15_many.ipynb #af106b1e
-def fit_many(model: nn.Module, # the model: its structure, and its parameter values as the start where `starts` gives none (not changed)
+def fit_many(model: nn.Module, # the model: its structure, and its parameter values as the start where starts gives none (not changed)
              datasets, # a list (or dict) of SimODEData, (D,), or a long pandas DataFrame with a dataset column
              *,
              starts: torch.Tensor | None = None, # (D, P) a start per dataset, or (D, K, P) K starts each (the best one is kept)
-             params: dict | None = None, # name -> Param (start, bounds, fixed=True), a number (its start) or None, as in `estimate`
+             params: dict | None = None, # name -> Param (start, bounds, fixed=True), a number (its start) or None, as in estimate
              weights=None, # per-state multipliers of the squared residuals, (state,); None: equal
              method: str = "dopri5", # solver: 'dopri5' or 'rk4' natively, any torchdiffeq method otherwise
              rtol: float = RTOL, atol: float = ATOL, # tolerances of an adaptive solver
              step_size: float | None = None, # grid step of a fixed-step solver
              dtype: torch.dtype | None = torch.float64, # arithmetic of the fits (None: the model's own dtype)
-             max_iter: int = 100, xtol: float = 1e-6, ftol: float = 1e-10, # Levenberg-Marquardt limits per dataset, as in `fit`
+             max_iter: int = 100, xtol: float = 1e-6, ftol: float = 1e-10, # Levenberg-Marquardt limits per dataset, as in fit
              max_steps: int = MAX_STEPS, # step budget of every ODE solve
              max_time: float | None = None, # wall-clock budget of each chunk in seconds (None: none)
-             horizons="auto", # as in `fit`: 'auto' refits, over growing horizons, the datasets whose plain fit misses the data's shape
+             horizons="auto", # as in fit: 'auto' refits, over growing horizons, the datasets whose plain fit misses the data's shape
              level: float = LEVEL, # confidence level of the intervals
              chunk_size: int = CHUNK_SIZE, # datasets fitted together (memory grows with it); each chunk is one Ray task
-             backend: str = "local", # 'local' (chunks in turn, here) or 'ray' (chunks as Ray tasks, on `address`)
+             backend: str = "local", # 'local' (chunks in turn, here) or 'ray' (chunks as Ray tasks, on address)
              address: str | None = None, # Ray: the cluster to join (None: a local Ray instance, unless one is running already)
              max_retries: int = 3, # Ray: how often a chunk whose worker died is run again
              ray_options: dict | None = None, # Ray: options of each task, e.g. {'num_gpus': 1}
@@ -499,12 +499,12 @@ def _as_observations(observations, dataset_col: str, caller: str) -> tuple: # (l
     return _dataset_list(observations, dataset_col, caller, (Observations, SimODEData), "Observations", "Observations (or SimODEData)",
                          "estimate for one dataset, or pass [obs]", lambda obs: obs)
 
-def estimate_many(model: nn.Module, # the model: its structure, and its parameter values as the start where `starts` gives none
+def estimate_many(model: nn.Module, # the model: its structure, and its parameter values as the start where starts gives none
                   observations, # a list (or dict) of Observations, (D,), or a long pandas DataFrame with a dataset column
                   *,
                   starts: torch.Tensor | None = None, # (D, P) starting parameters per dataset (None: the model's values)
                   chunk_size: int = CHUNK_SIZE, # datasets per chunk; each chunk is one Ray task
-                  backend: str = "local", # 'local' or 'ray', as in `fit_many`
+                  backend: str = "local", # 'local' or 'ray', as in fit_many
                   address: str | None = None, # Ray: the cluster to join
                   max_retries: int = 3, # Ray: how often a chunk whose worker died is run again
                   ray_options: dict | None = None, # Ray: options of each task

@@ -173,7 +173,7 @@ class Observations:
         return _from_arrays(cls, ts, ys, ids, columns)
 
     @classmethod
-    def from_sim(cls, data, # a `SimODEData` (anything with lists `.ts`, each (time,), and `.values`, each (time, state))
+    def from_sim(cls, data, # a SimODEData (anything with lists .ts, each (time,), and .values, each (time, state))
                  *,
                  ids: Optional[Sequence[str]] = None, # trajectory names, (B,)
                  columns: Optional[Sequence[str]] = None, # state names, (state,); default "y0", "y1", ...
@@ -199,9 +199,9 @@ class Observations:
         return _from_table(cls, _read_csv(path, "Observations.from_csv", encoding, delimiter), format, id_col, time_col, columns, sep)
 
     @classmethod
-    def from_dataframe(cls, df, # a pandas DataFrame, or anything with `.columns` and `df[col].tolist()`
+    def from_dataframe(cls, df, # a pandas DataFrame, or anything with .columns and df[col].tolist()
                        *,
-                       format: str = "long", # "long" or "wide", as in `from_csv`
+                       format: str = "long", # "long" or "wide", as in from_csv
                        id_col: str = "id", # long format: the column naming the trajectory, optional
                        time_col: str = "time", # the column of time points
                        columns: Optional[Sequence[str]] = None, # the observed quantities to read; None reads all
@@ -216,7 +216,7 @@ class Observations:
                      id_col: str = "id", # long format: name of the id column
                      time_col: str = "time", # name of the time column
                      sep: str = ":", # wide format: separator in "<trajectory><sep><quantity>"
-                    ): # a pandas DataFrame that `from_dataframe` reads back
+                    ): # a pandas DataFrame that from_dataframe reads back
         "The observations as a pandas DataFrame (pandas is imported only here)."
         try: import pandas as pd
         except ImportError:

@@ -114,11 +114,11 @@ def plot_phase_plane(true_model: torch.nn.Module, # true underlying model for th
     return fig, ax
 
 # %% ../nbs/06_plotting.ipynb #f9d23138
-def plot_history(history, # a `History` returned by `train`, or a sequence of loss values
+def plot_history(history, # a History returned by train, or a sequence of loss values
                  *,
                  ax: plt.Axes = None, # axes to draw on; a new figure when None
                  title: str = "Training loss", # axes title
-                 **kwargs, # style passed to `ax.plot`
+                 **kwargs, # style passed to ax.plot
                 ) -> Tuple[plt.Figure, plt.Axes]:
     "Plot the loss per epoch on a log scale."
     loss = list(getattr(history, "loss", history))

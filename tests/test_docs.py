@@ -179,6 +179,18 @@ def test_tutorial_renders_to_html(nb_path, tmp_path):
         f"{nb_path.name}: the page shows a traceback"
 
 
+def test_index_is_executed():
+    "The home page (nbs/index.ipynb, also the README's source) shows what its examples print and draw."
+    nb = _read(NBS / "index.ipynb")
+    assert not _errors(nb), f"index.ipynb: error outputs {_errors(nb)}"
+    problems = [p for i, c in _visible_code(nb) for p in _missing_outputs(i, c)]
+    assert not problems, "index.ipynb is not (fully) executed: " + "; ".join(problems)
+    shown = [c for _, c in _visible_code(nb) if c.source.strip()]
+    assert shown and all(c.get("outputs") for c in shown), "index.ipynb: an example cell has no output: execute it before committing"
+    if _draws(nb):
+        assert _n_images(nb) >= 1, "index.ipynb draws a figure but has no image output"
+
+
 # ---------------------------------------------------------------------------------------------------------
 # module notebooks: the API pages, committed with the outputs of their examples
 
@@ -329,3 +341,120 @@ def test_readme_links_point_to_files():
     assert any(l.startswith("nbs/tutorials/") for l in links), "README.md links to no tutorial"
     missing = [l for l in links if not (ROOT / l).is_file()]
     assert not missing, f"README.md links to files that do not exist: {missing}"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the check of the processed pages (.ci/docs.py, run by .ci/run after nbdev's processing): it finds what it must
+
+def _docs_check():
+    spec = importlib.util.spec_from_file_location("ci_docs", ROOT / ".ci" / "docs.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+_CFG = dict(doc_host="https://example.github.io", doc_baseurl="/pkg", user="someone", repo="pkg", branch="main")
+
+
+def _md(text): return nbformat.v4.new_markdown_cell(text)
+
+
+def _show_doc_output(md):
+    "A code cell whose output is show_doc's markdown, as nbdev's processing leaves it."
+    cell = nbformat.v4.new_code_cell("show_doc(f)")
+    cell.outputs = [nbformat.v4.new_output("display_data", data={"text/markdown": md, "text/plain": "f"})]
+    return cell
+
+
+def _site(tmp_path, pages: dict, files=()):
+    "pages: notebook path under _proc -> list of cells; files: repository files that exist."
+    proc, root = tmp_path / "_proc", tmp_path / "repo"
+    for rel, cells in pages.items():
+        p = proc / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        nb = nbformat.v4.new_notebook(); nb.cells = cells
+        nbformat.write(nb, p)
+    for rel in files:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text("line 1\nline 2\nline 3\n")
+    return _docs_check().Site(proc, root / "nbs", root, _CFG)
+
+
+def test_docs_check_pandoc_ids():
+    ids = _docs_check().pandoc_id
+    assert ids("The same on Ray") == "the-same-on-ray"
+    assert ids("VDP.forward") == "vdp.forward"  # what nbdev's links to a method point to
+    assert ids("[`fit`](https://example.github.io/pkg/fitting.html#fit): the main job") == "fit-the-main-job"
+    assert ids("2. Checks, *first*") == "checks-first"
+
+
+def test_docs_check_finds_broken_links(tmp_path):
+    site = _site(tmp_path, {
+        "03_models.ipynb": [_md("# Models\n\n## Simulate it\n\nsee [below](#simulate-it), [gone](#nowhere)"),
+                            _show_doc_output("---\n\n### VDP\n\n```python\ndef VDP(mu)\n```\n\n*The oscillator.*")],
+        "index.ipynb": [_md("[`VDP`](https://example.github.io/pkg/models.html#vdp) and [`_helper`](https://example.github.io/pkg/models.html#_helper)"),
+                        _md("[`fit`](https://example.github.io/pkg/fitting.html#fit), [models](03_models.ipynb#simulate-it), "
+                            "[tutorial](tutorials/vdp.ipynb)"),
+                        _md("[code](https://github.com/someone/pkg/blob/main/pkg/models.py#L2), "
+                            "[line](https://github.com/someone/pkg/blob/main/pkg/models.py#L40), "
+                            "[nb](https://github.com/someone/pkg/blob/main/nbs/tutorials/vdp.ipynb), "
+                            "[elsewhere](https://pytorch.org/docs) [old](https://github.com/someone/pkg/blob/dev/pkg/models.py)")],
+    }, files=["pkg/models.py"])
+    problems = "\n".join(site.problems())
+    for broken in ("#nowhere", "models.html has no anchor #_helper", "no page fitting.html", "no page tutorials/vdp.html",
+                   "pkg/models.py has no line 40", "no file nbs/tutorials/vdp.ipynb", "branch dev, not main"):
+        assert broken in problems, f"not reported: {broken}\n{problems}"
+    for fine in ("#simulate-it:", "models.html#vdp:", "models.py#L2:", "pytorch.org"):
+        assert fine not in problems, f"reported though it is fine: {fine}\n{problems}"
+    assert len(site.problems()) == 7
+
+
+def test_docs_check_links_nbdev_makes(tmp_path):
+    "The links nbdev makes of backticked names (NbdevLookup, this package's _modidx.py) are the links the check reads."
+    from nbdev.doclinks import NbdevLookup
+    md = NbdevLookup().linkify("`fit` and `simulate`")
+    assert "](" in md, "nbdev links no name of this package: is paramfittorchdemo installed (its nbdev entry point)?"
+    cfg = _settings()
+    url = cfg["doc_host"].rstrip("/") + "/" + cfg["doc_baseurl"].strip("/") + "/"
+    site = _site(tmp_path, {"index.ipynb": [_md(md)], "03_models.ipynb": [_show_doc_output("### simulate\n\n*Solve.*")]})
+    site.url = url
+    problems = site.problems()
+    assert len(problems) == 1 and "no page fitting.html" in problems[0], problems
+
+
+def test_docs_check_finds_bad_outputs(tmp_path):
+    def out(text, name="stdout"):
+        c = nbformat.v4.new_code_cell("x")
+        c.outputs = [nbformat.v4.new_output("stream", name=name, text=text)]
+        return c
+    site = _site(tmp_path, {"14_cli.ipynb": [
+        _show_doc_output("### f\n\n```python\ndef f(\n    x, # a [`SimODEData`](https://example.github.io/pkg/data.html#simodedata)\n):\n```"),
+        out("wrote params.json to /tmp/tmpab12_x9z/vdp\n"),
+        out("2026-12-02 08:17:05,489\tINFO util.py:155 -- Missing packages: ['ipywidgets'].\n", "stderr"),
+        out("/x/tqdm/auto.py:21: TqdmWarning: IProgress not found.\n", "stderr"),
+        out("\rfit_many: 100%|##########| 200/200 [00:05<00:00, 34.19dataset/s]", "stderr"),
+        out("wrote params.json to vdp\ntrain: 100%|##########| 3/3 [00:00<00:00, 38.76epoch/s]\n"),  # fine: a bar printed on purpose
+    ]})
+    problems = site.problems()
+    kinds = ["link markup in a signature", "a temporary folder", "a log line", "a warning", "a progress bar"]
+    for kind in kinds:
+        assert any(kind in p for p in problems), f"not reported: {kind}\n{problems}"
+    assert not any(" cell 5" in p for p in problems), problems
+    assert len(problems) == len(kinds), problems
+
+
+def test_docs_check_finds_cells_that_mix_imports_with_code(tmp_path):
+    "A cell the doc processing executes (here for its import) runs without the cells before it: nbdev only warns."
+    def nb(cells):
+        n = nbformat.v4.new_notebook()
+        n.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
+        n.cells = [nbformat.v4.new_code_cell("#| export\ndef f(): return 1"), nbformat.v4.new_code_cell("y = f()")]
+        n.cells += [nbformat.v4.new_code_cell(c) for c in cells]
+        return n
+    check = _docs_check()
+    mixed, separate = tmp_path / "mixed.ipynb", tmp_path / "separate.ipynb"
+    nbformat.write(nb(["import json\nprint(json.dumps(y))"]), mixed)
+    nbformat.write(nb(["import json", "print(json.dumps(y))"]), separate)
+    found = check.mixed_cells(mixed)
+    assert len(found) == 1 and "import json" in found[0], found
+    assert check.mixed_cells(separate) == []

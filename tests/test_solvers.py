@@ -252,3 +252,66 @@ def test_grouped_dopri5_budget_per_group():
     ys = integrate(_decay_groups([1.0, 2.0, 3.0]), y0, ts, groups=3, stats=stats, max_steps=budget, drop_slow=False)
     assert stats.alive == [True, True, False] and "budgets" in stats.failure
     assert torch.isnan(ys[2]).all() and torch.isfinite(ys[:2]).all()
+
+
+# MLPAdjoint, rk4's written-out adjoint through a plain perceptron: the sweep over activations, dtypes and grids
+# (nbs/02_solvers.ipynb shows one case)
+
+_ACTIVATIONS = {"tanh-relu": (torch.nn.Tanh, torch.nn.ReLU), "sigmoid-silu": (torch.nn.Sigmoid, torch.nn.SiLU),
+                "leaky-0.2-1.5": (lambda: torch.nn.LeakyReLU(0.2), lambda: torch.nn.LeakyReLU(1.5))}
+
+
+@pytest.mark.parametrize("acts", list(_ACTIVATIONS.values()), ids=list(_ACTIVATIONS))
+@pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-10), (torch.float32, 1e-4)], ids=["float64", "float32"])
+@pytest.mark.parametrize("step_size", [0.1, None])
+def test_mlp_adjoint_matches_autograd(acts, dtype, tol, step_size):
+    "Every activation the adjoint knows, layers with and without biases: the loss and every gradient are autograd's through rk4."
+    from paramfittorchdemo.solvers import MLPAdjoint, mlp_layers
+    nn = torch.nn
+    torch.manual_seed(0)
+    m = NeuralDiffEq(2)
+    m.ann = nn.Sequential(nn.Linear(2, 6), acts[0](), nn.Linear(6, 5, bias=False), acts[1](), nn.Linear(5, 4), nn.Linear(4, 2)).to(dtype)
+    assert mlp_layers(m) is m.ann
+    y0, ts, S = torch.randn(3, 2, dtype=dtype), torch.linspace(0, 4, 9, dtype=dtype), torch.randn(3, 9, 2, dtype=dtype)
+    loss = MLPAdjoint(m.ann).loss_and_grad(y0, ts, S, step_size)
+    got = [p.grad.clone() for p in m.parameters()]
+    for p in m.parameters(): p.grad = None
+    ref = torch.nn.functional.mse_loss(rk4(m, y0, ts, step_size), S)
+    ref.backward()
+    assert abs(loss.item() - ref.item()) < tol*max(1.0, ref.item())
+    for a, p in zip(got, m.parameters()):
+        assert (a - p.grad).abs().max().item() < tol*max(1.0, p.grad.abs().max().item())
+
+
+def test_mlp_layers_only_for_a_plain_perceptron():
+    "Only a plain perceptron gets the adjoint: not an unknown layer, an activation first or last, a hook, or a forward of its own."
+    from paramfittorchdemo.solvers import mlp_layers
+    nn = torch.nn
+    assert mlp_layers(LotkaVolterra()) is None
+    for seq in (nn.Sequential(nn.Linear(2, 4), nn.Dropout(0.1), nn.Linear(4, 2)), nn.Sequential(nn.Tanh(), nn.Linear(2, 2)),
+                nn.Sequential(nn.Linear(2, 4), nn.Tanh())):
+        m = NeuralDiffEq(2)
+        m.ann = seq
+        assert mlp_layers(m) is None, seq
+    m = NeuralDiffEq(2)
+    hook = m.ann[0].register_forward_hook(lambda *a: None)
+    assert mlp_layers(m) is None
+    hook.remove()
+    assert mlp_layers(m) is m.ann
+
+    class Scaled(NeuralDiffEq):
+        def forward(self, t, y): return 2*self.ann(y)
+    assert mlp_layers(Scaled(2)) is None
+
+
+def test_mlp_adjoint_blow_up_and_budgets():
+    from paramfittorchdemo.solvers import MLPAdjoint
+    m = NeuralDiffEq(2)
+    with torch.no_grad(): m.ann[-1].weight.mul_(1e30)
+    adj = MLPAdjoint(m.ann)
+    loss = adj.loss_and_grad(torch.ones(2, 2), torch.linspace(0, 10, 5), torch.zeros(2, 5, 2), 0.1)
+    assert not torch.isfinite(loss)  # a blow-up gives a non-finite loss, not an exception
+    # the post's problem fits the adjoint's memory; 10,000 rk4 steps for 64 trajectories do not (training then uses autograd)
+    assert adj.fits(torch.linspace(0, 30, 100), 0.1, 5) and not adj.fits(torch.linspace(0, 100, 100), 0.01, 64)
+    with pytest.raises(SolverError, match="more than max_steps=50"):
+        adj.loss_and_grad(torch.ones(2, 2), torch.linspace(0, 100, 5), torch.zeros(2, 5, 2), 0.1, max_steps=50)
