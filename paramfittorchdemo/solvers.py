@@ -177,7 +177,7 @@ def rk4(f, # right-hand side f(t, y) -> dy/dt
         ts: torch.Tensor, # output times, (time,), increasing
         step_size: float | None = None, # grid step; None steps from output time to output time
         *,
-        max_memory: float | None = None, # bytes autograd may keep for the gradient (see `_GraphMemory`); None: no limit
+        max_memory: float | None = None, # bytes autograd may keep for the gradient (a SolverError beyond it); None: no limit
        ) -> torch.Tensor: # states at `ts`, (..., time, state)
     "Classic fixed-grid RK4 (3/8 rule), the same scheme and grid as torchdiffeq's `rk4`."
     out, y, f, mem, measured = [y0], y0, _fast_rhs(f), _GraphMemory(max_memory), False
@@ -423,7 +423,7 @@ def dopri5(f, # right-hand side f(t, y) -> dy/dt
            first_step: float | None = None, # the first trial step; None: Hairer's starting-step estimate (2 more evaluations)
            deadline: float | None = None, # time.perf_counter() value after which the solve stops with a SolverError
            drop_slow: bool = True, # own steps: drop groups far slower than the rest (starts of one problem; False: separate problems)
-           max_memory: float | None = None, # bytes autograd may keep for the gradient (see `_GraphMemory`); None: no limit
+           max_memory: float | None = None, # bytes autograd may keep for the gradient (a SolverError beyond it); None: no limit
           ) -> torch.Tensor: # states at `ts`, (..., time, state)
     "Dormand-Prince 5(4) with error control and 4th-order dense output at the output times."
     stats = stats if stats is not None else SolveStats()
@@ -716,8 +716,8 @@ def integrate(f, # right-hand side f(t, y)
               own_steps: bool = True, # dopri5 with `groups`: a step size per group (autonomous models)
               first_step: float | None = None, # dopri5: the first trial step (None: estimated)
               deadline: float | None = None, # time.perf_counter() value after which an adaptive solve stops with a SolverError
-              drop_slow: bool = True, # dopri5 with own steps per group: drop groups far slower than the rest (see `dopri5`)
-              max_memory: float | None = MAX_MEMORY, # bytes autograd may keep for the gradient (see `_GraphMemory`); None: no limit
+              drop_slow: bool = True, # dopri5 with own steps per group: drop groups far slower than the rest (see dopri5)
+              max_memory: float | None = MAX_MEMORY, # bytes autograd may keep for the gradient (a SolverError beyond it); None: no limit
              ) -> torch.Tensor: # states at `ts`, (..., time, state)
     "Integrate with the lean native solvers where available, torchdiffeq otherwise; every solve has a step and a memory budget."
     if len(ts) == 1:  # nothing to integrate: the output is the initial state
@@ -885,7 +885,7 @@ _MLP_MAX_ELEMENTS = 50_000_000  # what the adjoint may keep per solve (evaluatio
 
 class MLPAdjoint:
     "rk4 solves through a plain perceptron `seq` with the gradient of their mean squared error by a written-out discrete adjoint (CPU)."
-    def __init__(self, seq: nn.Sequential): # from `mlp_layers`
+    def __init__(self, seq: nn.Sequential): # from mlp_layers
         self.layers, self.kinds = [], []
         for m in seq:
             if type(m) is nn.Linear: self.layers.append(m); self.kinds.append((None, None))
@@ -1018,7 +1018,7 @@ def jacobian_mode(model: nn.Module, # the model
                   spec: ParamSpec, # its trainable parameters
                   theta: torch.Tensor, # a parameter vector to check at, (P,)
                   dim: int, # state dimension
-                  broadcasts: bool, # from `broadcasts`
+                  broadcasts: bool, # from broadcasts
                  ) -> str: # 'complex' or 'central'
     "'complex' when complex-step derivatives of the right-hand side match autograd, else 'central'."
     gen = torch.Generator().manual_seed(0)
