@@ -32,6 +32,10 @@ Columns:
                optimum's, minus 1. Both losses by one accurate evaluator (LSODA, rtol 1e-10); the optimum is scipy least_squares
                (trf, 3-point, tolerances 1e-12) on that evaluator, started from the best of the methods' results. The optimum is
                only as sharp as the evaluators: distances under ~1e-6 and loss ratios under ~1e-8 are all "at the optimum"
+  first MB     the first-call process's resident-memory peak over its whole life (VmHWM read by the process itself at its end:
+               interpreter, imports, data and first fit)
+  peak MB, +MB the resident-memory peak of this process during the method's warm calls and its rise over their start (the largest
+               over the reps; benchmarks/peak.py); the neural-ODE table has the same two columns for its timed runs
 Neural ODE: the post's recipe (VDP mu=0.20, 30 trajectories x 100 points on [0, 30], NeuralDiffEq(dim=2) after manual_seed(1),
 Adam lr 1e-3, batch 5, rk4 step 0.1, seed 0), the post's loop (torchdiffeq, DataLoader, MSELoss) against this library's `train`:
 ms per epoch (median of interleaved runs of --nde-epochs epochs after a 1-epoch warm-up), torch on its default threads (--nde-threads
@@ -48,6 +52,9 @@ import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peak import MB, NOTE, mb, peak_memory, process_peak_bytes, worst  # noqa: E402
 
 RTOL, ATOL = 1e-6, 1e-8
 LOSS_SLACK = 1e-4  # the library's loss may exceed the optimum's by this fraction before the run fails
@@ -174,9 +181,12 @@ def first_call_child(a) -> None:
     run = RUNNERS[a.first[0]](PROBLEMS[a.first[1]], d["ts"], d["ys"], threads=a.threads, lm_tol=a.lm_tol,
                               scipy_config=tuple(d["scipy_config"]))
     t1 = time.perf_counter()
-    out = run()
+    before = process_peak_bytes()  # the peak of the interpreter, the imports and the data, before peak_memory resets it
+    with peak_memory() as mem:
+        out = run()
     t2 = time.perf_counter()
-    print(MARK + json.dumps(dict(seconds=t2 - t0, imports=t1 - t0, fit=t2 - t1, params=out["params"], status=out["status"])))
+    print(MARK + json.dumps(dict(seconds=t2 - t0, imports=t1 - t0, fit=t2 - t1, params=out["params"], status=out["status"],
+                                 peak_mb=max(before, mem.peak)/MB, fit_peak_mb=mem.peak_mb, fit_rise_mb=mem.rise_mb)))
 
 
 def first_call(method: str, problem: str, ts: list, ys: list, scipy_config: tuple, a) -> dict:
@@ -230,13 +240,16 @@ def pick_scipy_config(spec: dict, ts: list, ys: list, warm_up: bool) -> tuple:
 
 
 def warm_times(runners: dict, reps: int, warm_up: bool) -> tuple:
-    "One warm-up call each (--quick: none), then reps rounds, the methods interleaved; per method the times and the last result."
+    """One warm-up call each (--quick: none), then reps rounds, the methods interleaved; per method the times, the last result and
+    the Peak of its timed calls (the largest over the reps)."""
     last = {m: run() for m, run in runners.items()} if warm_up else {}
-    times = {m: [] for m in runners}
+    times, mems = {m: [] for m in runners}, {m: [] for m in runners}
     for _ in range(reps):
         for m, run in runners.items():
-            t0 = time.perf_counter(); last[m] = run(); times[m].append(time.perf_counter() - t0)
-    return times, last
+            with peak_memory() as mem:
+                t0 = time.perf_counter(); last[m] = run(); times[m].append(time.perf_counter() - t0)
+            mems[m].append(mem)
+    return times, last, {m: worst(ms) for m, ms in mems.items()}
 
 
 def first_calls(name: str, methods: list, ts: list, ys: list, cfg: tuple, a, errors: list) -> dict:
@@ -257,7 +270,7 @@ def bench_problem(name: str, methods: list, first_methods: list, a, errors: list
     cfg = ("lm", 1e-3) if a.quick else pick_scipy_config(spec, ts, ys, warm_up=True)
     first = first_calls(name, first_methods, ts, ys, cfg, a, errors)
     runners = {m: RUNNERS[m](spec, ts, ys, threads=a.threads, lm_tol=a.lm_tol, scipy_config=cfg) for m in methods}
-    times, last = warm_times(runners, a.reps, not a.quick)
+    times, last, mems = warm_times(runners, a.reps, not a.quick)
     opt, opt_loss, res = reference_optimum(spec, ts, ys, [out["params"] for out in last.values()])
     rows = {}
     for m in methods:
@@ -265,7 +278,7 @@ def bench_problem(name: str, methods: list, first_methods: list, a, errors: list
         f = first.get(m)
         note = last[m]["note"] + ("" if f is None else f"; first: imports {f['imports']:.2f} s + fit {f['fit']:.2f} s")
         rows[m] = dict(warm=statistics.median(times[m]), warm_times=times[m], params=p, status=last[m]["status"], note=note,
-                       dist=rel_dist(p, opt), loss=mse(res, p), loss_rel=mse(res, p)/opt_loss - 1, first=f)
+                       dist=rel_dist(p, opt), loss=mse(res, p), loss_rel=mse(res, p)/opt_loss - 1, first=f, **mems[m].as_dict())
     return dict(rows=rows, optimum=opt, optimum_loss=opt_loss, scipy_config=list(cfg))
 
 
@@ -294,12 +307,15 @@ def bench_nde(epochs: int, reps: int, torch_threads: int, warm_up: bool) -> dict
             "library train": lambda e: train(model(), data, epochs=e, lr=1e-3, batch_size=5, show_every=None, seed=0).loss[-1]}
     for run in runs.values():
         if warm_up: run(1)
-    times, loss = {m: [] for m in runs}, {}
+    times, loss, mems = {m: [] for m in runs}, {}, {m: [] for m in runs}
     for _ in range(reps):
         for m, run in runs.items():
-            t0 = time.perf_counter(); loss[m] = float(run(epochs)); times[m].append((time.perf_counter() - t0)/epochs*1e3)
+            with peak_memory() as mem:
+                t0 = time.perf_counter(); loss[m] = float(run(epochs)); times[m].append((time.perf_counter() - t0)/epochs*1e3)
+            mems[m].append(mem)
     return dict(epochs=epochs, reps=reps, threads=torch_threads,
-                rows={m: dict(ms_per_epoch=statistics.median(times[m]), ms_all=times[m], loss=loss[m]) for m in runs})
+                rows={m: dict(ms_per_epoch=statistics.median(times[m]), ms_all=times[m], loss=loss[m], **worst(mems[m]).as_dict())
+                      for m in runs})
 
 
 def nde_full_recipe(epochs: int = 1500) -> dict:
@@ -332,7 +348,8 @@ def table_rows(results: dict) -> list:
         dx_warm = rows["diffrax"]["warm"] if "diffrax" in rows else None
         for m, row in rows.items():
             f = row["first"] or {}
-            lines.append(f"{name:<7} {m:<8} {fmt(f.get('imports')):>8} {fmt(f.get('fit')):>9} {fmt(row['warm'], '.4f'):>9} "
+            lines.append(f"{name:<7} {m:<8} {fmt(f.get('imports')):>8} {fmt(f.get('fit')):>9} {mb(f.get('peak_mb')):>8} "
+                         f"{fmt(row['warm'], '.4f'):>9} {mb(row['peak_mb']):>7} {mb(row['rise_mb']):>5} "
                          f"{fmt(ratio(row['warm'], dx_warm), '.2f'):>9} {fmt(ratio(fc[m], fc.get('diffrax')), '.3f'):>13} "
                          f"{fmt(ratio(fc[m], fc.get('scipy')), '.2f'):>11} {row['dist']:>11.1e} {row['loss_rel']:>11.1e}  {row['note']}")
         lines.append(f"{'':<7} {'optimum':<8} mse {r['optimum_loss']:.8g} at {[round(v, 7) for v in r['optimum']]} "
@@ -344,7 +361,10 @@ def print_fits(results: dict, info: dict):
     print(info["versions"])
     print(f"threads: {info['threads_note']}; fits float64, ODE rtol={RTOL}, atol={ATOL}; warm: median of {info['reps']} interleaved calls")
     if not info["have_jax"]: print(JAX_NOTE)
-    print(f"{'problem':<7} {'method':<8} {'imports':>8} {'first fit':>9} {'warm [s]':>9} {'x diffrax':>9} {'first/diffrax':>13} "
+    print("first MB: the first-call process's resident-memory peak over its whole life (VmHWM, read by it at its end)")
+    print(f"{NOTE} (the method's warm calls, the largest over the reps)")
+    print(f"{'problem':<7} {'method':<8} {'imports':>8} {'first fit':>9} {'first MB':>8} {'warm [s]':>9} {'peak MB':>7} {'+MB':>5} "
+          f"{'x diffrax':>9} {'first/diffrax':>13} "
           f"{'first/scipy':>11} {'|dp|/p opt':>11} {'loss/opt-1':>11}  note")
     for line in table_rows(results): print(line)
 
@@ -352,10 +372,11 @@ def print_fits(results: dict, info: dict):
 def print_nde(nde: dict):
     rows = nde["rows"]
     print(f"\nneural ODE, the post's recipe: {nde['epochs']} epoch(s) per run, median of {nde['reps']} run(s), {nde['threads_note']}")
-    print(f"{'method':<16} {'ms/epoch':>9} {'speed-up':>9} {'loss after':>12}")  # speed-up: over the post's loop
+    print(f"{'method':<16} {'ms/epoch':>9} {'speed-up':>9} {'loss after':>12} {'peak MB':>8} {'+MB':>5}")  # speed-up: over the post's loop
     ref = rows["reference loop"]["ms_per_epoch"]
     for m, row in rows.items():
-        print(f"{m:<16} {row['ms_per_epoch']:>9.1f} {ref/row['ms_per_epoch']:>8.2f}x {row['loss']:>12.6g}")
+        print(f"{m:<16} {row['ms_per_epoch']:>9.1f} {ref/row['ms_per_epoch']:>8.2f}x {row['loss']:>12.6g} {mb(row['peak_mb']):>8} "
+              f"{mb(row['rise_mb']):>5}")
     la, lb = rows["reference loop"]["loss"], rows["library train"]["loss"]
     print(f"loss difference library - reference: {lb - la:.2e} (relative {abs(lb - la)/abs(la):.1e})")
     if "train, autograd" in rows:

@@ -9,9 +9,11 @@ Rows per problem:
   fit        this library's `fit` (Levenberg-Marquardt, dopri5, float64)
   scipy      scipy.optimize.least_squares over solve_ivp (LSODA), all trajectories in one system, same tolerances;
              the baseline for the ratios is the fastest scipy configuration that reached scipy's best loss
-Times are medians of repeated runs after a warm-up, single-threaded, all in this process.
+Times are medians of repeated runs after a warm-up, single-threaded, all in this process; peak MB and +MB are the resident
+memory's peak during a row's timed runs and its rise over the start of them (benchmarks/peak.py).
 """
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -25,6 +27,9 @@ from torchdiffeq import odeint
 
 from paramfittorchdemo import Lorenz, LotkaVolterra, VDP, create_sim_dataset, train
 from paramfittorchdemo.fitting import fit
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peak import NOTE, mb, peak_memory  # noqa: E402
 
 RTOL, ATOL = 1e-6, 1e-8
 
@@ -106,11 +111,13 @@ def common_mse(spec, data, p) -> float:
 
 
 def timed(fn, repeats):
+    "(median time, last result, Peak of the timed runs) of `repeats` runs after a warm-up."
     fn()  # warm-up
     times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter(); out = fn(); times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
+    with peak_memory() as mem:
+        for _ in range(repeats):
+            t0 = time.perf_counter(); out = fn(); times.append(time.perf_counter() - t0)
+    return statistics.median(times), out, mem
 
 
 def run(quick: bool):
@@ -126,30 +133,30 @@ def run(quick: bool):
             m = spec["start"](); reference_train(m, data, epochs, seed=0, **spec["train"]); return params_of(m)
         def lib():
             m = spec["start"](); train(m, data, epochs=epochs, seed=0, show_every=None, **spec["train"]); return params_of(m)
-        t_ref, p_ref = timed(ref, reps)
-        t_lib, p_lib = timed(lib, reps)
+        t_ref, p_ref, m_ref = timed(ref, reps)
+        t_lib, p_lib, m_lib = timed(lib, reps)
         same = max(abs(a - b) for a, b in zip(p_ref, p_lib))
-        rows.append((name, f"reference loop ({epochs} ep)", t_ref, t_ref/epochs*1e3, "", rel_err(p_ref, spec["truth"]), ""))
+        rows.append((name, f"reference loop ({epochs} ep)", t_ref, t_ref/epochs*1e3, "", rel_err(p_ref, spec["truth"]), "", m_ref))
         rows.append((name, f"train ({epochs} ep)", t_lib, t_lib/epochs*1e3, "", rel_err(p_lib, spec["truth"]),
-                     f"{t_ref/t_lib:.1f}x faster/epoch, |dp|={same:.1e}"))
+                     f"{t_ref/t_lib:.1f}x faster/epoch, |dp|={same:.1e}", m_lib))
         checks.append((f"{name}: train matches the reference loop to 1e-5", same < 1e-5))
         # full-batch least squares: scipy vs fit
         # scipy's default finite-difference step (1.5e-8) is below the solver's noise at rtol=1e-6; 1e-3 is the usual fix
         sp = []
         for meth, ds in (("lm", None), ("lm", 1e-3), ("trf", 1e-3)):
-            t_sp, (p_sp, ncalls, cost) = timed(lambda: scipy_fit(spec, data, start, meth, ds), reps)
+            t_sp, (p_sp, ncalls, cost), m_sp = timed(lambda: scipy_fit(spec, data, start, meth, ds), reps)
             sp.append((t_sp, p_sp, cost))
             rows.append((name, f"scipy {meth}, diff_step={ds}", t_sp, None, f"{ncalls} solves", rel_err(p_sp, spec["truth"]),
-                         f"mse {cost:.6g}"))
+                         f"mse {cost:.6g}", m_sp))
         best_cost = min(c for _, _, c in sp)
         best_sp = min((x for x in sp if x[2] <= best_cost*(1 + 1e-6)), key=lambda x: x[0])  # fastest scipy run that reached the optimum
         def lm():
             m = spec["start"](); r = fit(m, data, rtol=RTOL, atol=ATOL); return r
-        t_fit, res = timed(lm, reps)
+        t_fit, res, m_fit = timed(lm, reps)
         p_fit = list(res.params.values())
         to_scipy = rel_err(p_fit, best_sp[1])
         rows.append((name, "fit (LM, dopri5)", t_fit, None, f"{res.stats.solves} solves, {res.stats.nfe} f-evals",
-                     rel_err(p_fit, spec["truth"]), f"{t_fit/best_sp[0]:.2f}x scipy's time, {to_scipy:.1e} from scipy's optimum"))
+                     rel_err(p_fit, spec["truth"]), f"{t_fit/best_sp[0]:.2f}x scipy's time, {to_scipy:.1e} from scipy's optimum", m_fit))
         checks.append((f"{name}: fit reaches scipy's optimum (rel. change < 1e-3)", to_scipy < 1e-3))
         lowest = min(common_mse(spec, data, p) for _, p, _ in sp)  # scipy's variants stop at slightly different points of a flat optimum
         checks.append((f"{name}: fit's loss <= scipy's lowest (+1e-6, one accurate evaluator)",
@@ -165,27 +172,30 @@ def run(quick: bool):
     starts = torch.tensor(spec["truth"], dtype=torch.float64)*(0.7 + 0.6*torch.rand(K, 4, generator=gen, dtype=torch.float64))
     def one_by_one():  # the loop a user would write without populations
         return [fit(spec["start"](), data, starts=starts[k:k + 1]) for k in range(K)]
-    t_seq, singles = timed(one_by_one, 1)
-    tK, rK = timed(lambda: fit(spec["start"](), data, starts=starts), 1 if quick else 3)
+    t_seq, singles, m_seq = timed(one_by_one, 1)
+    tK, rK, m_K = timed(lambda: fit(spec["start"](), data, starts=starts), 1 if quick else 3)
     t1 = t_seq/K
     best = min(r.loss for r in singles)
     n_single = sum(r.loss < best*1.001 for r in singles)
     nconv = int((rK.starts["loss"] < rK.starts["loss"].min()*1.001).sum())
     rows.append(("lotka-volterra", f"fit, {K} starts one by one", t_seq, None, f"{sum(r.stats.solves for r in singles)} solves",
                  min(rel_err(list(r.params.values()), spec["truth"]) for r in singles),
-                 f"{t1:.3f} s per start; {n_single}/{K} reached the best loss"))
+                 f"{t1:.3f} s per start; {n_single}/{K} reached the best loss", m_seq))
     rows.append(("lotka-volterra", f"fit, {K} starts together", tK, None, f"{rK.stats.solves} solves",
                  rel_err(list(rK.params.values()), spec["truth"]),
-                 f"{tK/t1:.2f}x one start, {t_seq/tK:.1f}x faster than one by one; {nconv}/{K} reached the best loss"))
+                 f"{tK/t1:.2f}x one start, {t_seq/tK:.1f}x faster than one by one; {nconv}/{K} reached the best loss", m_K))
     if not quick: checks.append((f"{K} starts together in at most 4x the mean time of one start", tK <= 4*t1))
     return rows, checks
 
 
 def print_table(rows, checks):
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); tolerances rtol={RTOL}, atol={ATOL}")
-    print(f"{'problem':<15} {'method':<28} {'time [s]':>9} {'ms/epoch':>9} {'work':>26} {'max rel err':>12}  note")
-    for p, m, t, per, work, err, note in rows:
-        print(f"{p:<15} {m:<28} {t:>9.3f} {'' if per is None else f'{per:.1f}':>9} {work:>26} {err:>12.2e}  {note}")
+    print(NOTE)
+    print(f"{'problem':<15} {'method':<28} {'time [s]':>9} {'ms/epoch':>9} {'peak MB':>8} {'+MB':>6} {'work':>26} "
+          f"{'max rel err':>12}  note")
+    for p, m, t, per, work, err, note, mem in rows:
+        print(f"{p:<15} {m:<28} {t:>9.3f} {'' if per is None else f'{per:.1f}':>9} {mb(mem.peak_mb):>8} {mb(mem.rise_mb):>6} {work:>26} "
+              f"{err:>12.2e}  {note}")
     print()
     for what, ok in checks: print(f"[{'ok' if ok else 'FAIL'}] {what}")
 

@@ -20,6 +20,9 @@ Rows (every method from the same starts, on the same datasets):
                   Ray task each), after one warm-up call that starts the workers; its parameters are compared with the local run's;
   fit_many cuda   the same call with the model on the GPU (--device cuda).
 A fit succeeds when every parameter is within 10% of the truth. fits/s is datasets per second of wall-clock time.
+peak MB is the resident-memory peak of this process while the row ran and +MB its rise over the row's start (benchmarks/peak.py;
+the Ray workers' memory is not in it); the cuda row's note adds torch's peak CUDA allocation. --json writes them as peak_mb,
+rise_mb, cuda_peak_mb.
 """
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_robust import TOL_10, make_families, make_problem, run_scipy, start_point  # noqa: E402
+from peak import NOTE, mb, measure  # noqa: E402
 
 from paramfittorchdemo.fitting import fit  # noqa: E402
 from paramfittorchdemo.many import fit_many  # noqa: E402
@@ -56,8 +60,10 @@ def success(params: np.ndarray, truth: np.ndarray) -> np.ndarray:
     return np.all(np.abs(params - truth) <= TOL_10*np.abs(truth), axis=1)
 
 
-def row(method: str, system: str, n: int, seconds: float, ok: np.ndarray, note: str = "") -> dict:
-    return dict(method=method, system=system, datasets=n, seconds=seconds, fits_per_s=n/seconds, success=int(ok.sum()), note=note)
+def row(method: str, system: str, n: int, seconds: float, ok: np.ndarray, mem, note: str = "") -> dict:
+    "A table row; mem: the Peak of the call that made it."
+    return dict(method=method, system=system, datasets=n, seconds=seconds, fits_per_s=n/seconds, success=int(ok.sum()), **mem.as_dict(),
+                note=note)
 
 
 def run_fit_many(fam, probs, starts, truth, device: str = "cpu", **kw) -> tuple:
@@ -93,10 +99,12 @@ def run_scipy_loop(probs, starts, truth) -> tuple:
 
 
 def format_table(rows: list) -> str:
-    head = f"| {'system':16s} | {'method':14s} | {'datasets':>8s} | {'seconds':>8s} | {'fits/s':>8s} | {'success (10%)':>13s} | note"
+    head = (f"| {'system':16s} | {'method':14s} | {'datasets':>8s} | {'seconds':>8s} | {'fits/s':>8s} | {'peak MB':>7s} | {'+MB':>5s} "
+            f"| {'success (10%)':>13s} | note")
     lines = [head, "|" + "|".join("-"*(len(c) + 0) for c in head.split("|")[1:-1]) + "|------"]
     for r in rows:
         lines.append(f"| {r['system']:16s} | {r['method']:14s} | {r['datasets']:8d} | {r['seconds']:8.2f} | {r['fits_per_s']:8.2f} | "
+                     f"{mb(r['peak_mb']):>7s} | {mb(r['rise_mb']):>5s} | "
                      f"{r['success']:>5d}/{r['datasets']:<4d} {100*r['success']/r['datasets']:3.0f}% | {r['note']}")
     return "\n".join(lines)
 
@@ -126,29 +134,32 @@ def main(argv=None) -> int:
     for system in systems:
         n = a.n or (16 if a.quick else DEFAULT_N.get(system, 16))
         fam, probs, starts, truth = problems(system, n, a.seed, a.start)
-        dt, ok, local = run_fit_many(fam, probs, starts, truth)
-        rows.append(row("fit_many", system, n, dt, ok, ", ".join(f"{local.status.count(s)} {s}" for s in sorted(set(local.status)))))
+        (dt, ok, local), mem = measure(run_fit_many, fam, probs, starts, truth)
+        rows.append(row("fit_many", system, n, dt, ok, mem, ", ".join(f"{local.status.count(s)} {s}" for s in sorted(set(local.status)))))
         print(format_table(rows[-1:]), file=sys.stderr)
         if not a.no_loops:
             m = min(loop_n, n)
-            dt, ok = run_fit_loop(fam, probs[:m], starts[:m], truth[:m])
-            rows.append(row("fit loop", system, m, dt, ok))
-            dt, ok = run_scipy_loop(probs[:m], starts[:m], truth[:m])
-            rows.append(row("scipy loop", system, m, dt, ok))
+            (dt, ok), mem = measure(run_fit_loop, fam, probs[:m], starts[:m], truth[:m])
+            rows.append(row("fit loop", system, m, dt, ok, mem))
+            (dt, ok), mem = measure(run_scipy_loop, probs[:m], starts[:m], truth[:m])
+            rows.append(row("scipy loop", system, m, dt, ok, mem))
         if a.ray:
             chunk = max(1, -(-n//cores))
             run_fit_many(fam, probs[:cores], starts[:cores], truth[:cores], backend="ray", chunk_size=1)  # start the workers
-            dt, ok, rr = run_fit_many(fam, probs, starts, truth, backend="ray", chunk_size=chunk)
+            (dt, ok, rr), mem = measure(run_fit_many, fam, probs, starts, truth, backend="ray", chunk_size=chunk)
             dt_l, _, loc = run_fit_many(fam, probs, starts, truth, chunk_size=chunk)
             diff = float((rr.params - loc.params).abs().max())
-            rows.append(row("fit_many ray", system, n, dt, ok, f"{cores} tasks of {chunk}; local with the same chunks {dt_l:.2f} s "
-                                                                f"(ray overhead {100*(dt/dt_l - 1):+.0f}%); max |ray - local| {diff:.1e}"))
+            rows.append(row("fit_many ray", system, n, dt, ok, mem,
+                            f"{cores} tasks of {chunk}; local with the same chunks {dt_l:.2f} s (ray overhead {100*(dt/dt_l - 1):+.0f}%); "
+                            f"max |ray - local| {diff:.1e}; peak MB: this process only"))
         if a.device:
             run_fit_many(fam, probs[:4], starts[:4], truth[:4], device=a.device)  # warm-up: kernels, allocator
-            dt, ok, _ = run_fit_many(fam, probs, starts, truth, device=a.device)
-            rows.append(row(f"fit_many {a.device}", system, n, dt, ok))
+            on_cuda = a.device.startswith("cuda")
+            (dt, ok, _), mem = measure(run_fit_many, fam, probs, starts, truth, device=a.device, cuda=on_cuda)
+            rows.append(row(f"fit_many {a.device}", system, n, dt, ok, mem, f"cuda peak {mb(mem.cuda_peak_mb)} MB" if on_cuda else ""))
         print(format_table(rows[-1:]), file=sys.stderr)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {cores} CPU cores; {time.perf_counter() - t0:.0f} s in all")
+    print(NOTE)
     print(format_table(rows))
     if a.json:
         with open(a.json, "w") as f: json.dump(rows, f, indent=1)

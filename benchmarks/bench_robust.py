@@ -32,13 +32,16 @@ A run that misses the 10% criterion is counted under one failure kind: "exceptio
 it reports a failure (the library's `status`, or "not converged: <message>" before `status` existed; "scipy: max_nfev",
 "scipy: solver failed", ...); when it reports success, "wrong optimum" if its loss is above the lowest known on the problem
 (found by any method, or the truth's own loss; same 1e-3 tolerance), else "best fit >10% off" (the data's best fit lies
-more than 10% from the truth). `--json` saves every run's record (parameters, initial states, losses, status, time).
+more than 10% from the truth). Each run's memory is measured too (benchmarks/peak.py): the resident-memory peak while it ran
+and its rise over the run's start; the table shows the worst of each over a group's runs. `--json` saves every run's record
+(parameters, initial states, losses, status, time, peak_mb, rise_mb).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -58,6 +61,9 @@ from paramfittorchdemo.data import SimODEData
 from paramfittorchdemo.estimation import estimate
 from paramfittorchdemo.observations import Observations
 from paramfittorchdemo.fitting import fit
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peak import NOTE, mb, peak_memory  # noqa: E402
 
 TOL_10 = 0.10  # success: every parameter within this relative distance of the truth
 TOL_LOWEST = 1e-3  # success: loss within this relative distance of the lowest loss found on the problem
@@ -357,12 +363,13 @@ def run_problem(problem: Problem, kind: str, variants=None) -> list:
     for variant in variants or fam.variants:
         runs = []
         for method, runner in METHODS[variant]:
-            t0 = time.perf_counter()
-            try: out = runner(problem, variant, start)
-            except Exception as e:  # a failure to record, not to stop the suite for
-                out = dict(params=[math.nan]*len(start), y0=None, reported_loss=math.nan, success=False,
-                           status=f"exception: {type(e).__name__}")
-            seconds = time.perf_counter() - t0
+            with peak_memory() as mem:
+                t0 = time.perf_counter()
+                try: out = runner(problem, variant, start)
+                except Exception as e:  # a failure to record, not to stop the suite for
+                    out = dict(params=[math.nan]*len(start), y0=None, reported_loss=math.nan, success=False,
+                               status=f"exception: {type(e).__name__}")
+                seconds = time.perf_counter() - t0
             loss = common_loss(problem, variant, out["params"], out["y0"]) if out["y0"] is not None else math.inf
             rel = np.abs(np.asarray(out["params"], dtype=float)/problem.truth - 1)
             runs.append(dict(family=fam.name, variant=variant, method=method, dataset=problem.index, start=kind,
@@ -371,7 +378,7 @@ def run_problem(problem: Problem, kind: str, variants=None) -> list:
                              y0=None if out["y0"] is None else np.asarray(out["y0"]).tolist(),
                              max_rel_err=float(np.nan_to_num(rel.max(), nan=math.inf)), ok_10=bool(np.all(rel <= TOL_10)),
                              loss=loss, reported_loss=float(out["reported_loss"]), success=out["success"], status=out["status"],
-                             seconds=seconds))
+                             seconds=seconds, **mem.as_dict()))
         lowest = min(r["loss"] for r in runs)
         truth_loss = common_loss(problem, variant, problem.truth, problem.y0)
         for r in runs:
@@ -394,15 +401,22 @@ def run_family(fam: Family, n: Optional[int] = None, seed: int = 0, variants=Non
     return records
 
 
+def _top(xs):
+    "The largest of the values that are not None (None if none)."
+    xs = [x for x in xs if x is not None]
+    return max(xs) if xs else None
+
+
 def summarize(records: list, by: tuple = ("family", "variant", "method")) -> list:
-    "One row per group of records (groups in order of appearance): run count, successes, median and worst time, failure kinds."
+    "One row per group of records (in order of appearance): run count, successes, median and worst time, worst memory, failure kinds."
     groups = {}
     for r in records: groups.setdefault(tuple(r[k] for k in by), []).append(r)
     rows = []
     for key, rs in groups.items():
         times = [r["seconds"] for r in rs]
         rows.append(dict(zip(by, key), n=len(rs), ok_10=sum(r["ok_10"] for r in rs), ok_lowest=sum(r["ok_lowest"] for r in rs),
-                         median_s=statistics.median(times), worst_s=max(times),
+                         median_s=statistics.median(times), worst_s=max(times), peak_mb=_top(r.get("peak_mb") for r in rs),
+                         rise_mb=_top(r.get("rise_mb") for r in rs),
                          kinds=dict(Counter(r["kind"] for r in rs if r["kind"]).most_common())))
     return rows
 
@@ -410,11 +424,12 @@ def summarize(records: list, by: tuple = ("family", "variant", "method")) -> lis
 def format_table(rows: list, by: tuple = ("family", "variant", "method")) -> str:
     "The rows of `summarize` as an aligned text table."
     def rate(k, n): return f"{k}/{n} ({100*k/n:.0f}%)"
-    head = [*by, "n", "success(10%)", "success(lowest)", "median s", "worst s", "failures"]
+    head = [*by, "n", "success(10%)", "success(lowest)", "median s", "worst s", "peak MB", "+MB", "failures"]
     body = [[*(str(r[k]) for k in by), str(r["n"]), rate(r["ok_10"], r["n"]), rate(r["ok_lowest"], r["n"]), f"{r['median_s']:.3f}",
-             f"{r['worst_s']:.3f}", ", ".join(f"{k} x{c}" for k, c in r["kinds"].items()) or "-"] for r in rows]
+             f"{r['worst_s']:.3f}", mb(r["peak_mb"]), mb(r["rise_mb"]), ", ".join(f"{k} x{c}" for k, c in r["kinds"].items()) or "-"]
+            for r in rows]
     width = [max(len(x) for x in col) for col in zip(head, *body)]
-    right = {"n", "success(10%)", "success(lowest)", "median s", "worst s"}
+    right = {"n", "success(10%)", "success(lowest)", "median s", "worst s", "peak MB", "+MB"}
     def line(cells):
         return "  ".join(c.rjust(w) if h in right else c.ljust(w) for c, w, h in zip(cells, width, head)).rstrip()
     return "\n".join([line(head), line(["-"*w for w in width]), *map(line, body)])
@@ -452,6 +467,7 @@ def main(argv=None) -> int:
           f"{len(records)} runs in {time.perf_counter() - t0:.0f} s")
     print(f"success(10%): every parameter within {TOL_10:.0%} of the truth; success(lowest): loss within a relative {TOL_LOWEST:g} "
           f"of the lowest loss any method found (losses recomputed by LSODA, rtol={EVAL_RTOL:g})")
+    print(f"{NOTE} (per run; the worst of the group's runs)")
     print(format_table(summarize(records, by), by))
     if a.json:
         with open(a.json, "w") as f: json.dump(records, f, indent=1)

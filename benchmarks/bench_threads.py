@@ -4,7 +4,8 @@ Fits work on tiny tensors, where torch's intra-op thread pool brings no speed an
 cores, makes every operation wait for threads that are not scheduled. The library runs small work on one thread
 (`paramfittorchdemo.solvers.small_work_threads`, threshold `SMALL_WORK`) and restores the thread count afterwards. This
 script times the same calls with that policy switched off (torch's default threads) and on, first on an idle machine, then
-with one busy process per core running beside them, and prints the ratios.
+with one busy process per core running beside them, and prints the ratios, and the memory of each row's timed calls (both
+thread settings; benchmarks/peak.py).
 
     python benchmarks/bench_threads.py            # medians of 3 (1 for calls over 5 s): about 5 minutes on a 2-core machine
     python benchmarks/bench_threads.py --quick    # one repeat
@@ -15,6 +16,7 @@ import argparse
 import multiprocessing as mp
 import os
 import statistics
+import sys
 import time
 
 import torch
@@ -22,6 +24,9 @@ import torch
 import paramfittorchdemo.solvers as solvers
 from paramfittorchdemo import (HybridODE, LotkaVolterra, NeuralDiffEq, VDP, create_sim_dataset, estimate, fit, load_lynx_hare,
                                Param, train)
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from peak import NOTE, mb, peak_memory  # noqa: E402
 
 
 def _spin(stop):
@@ -74,7 +79,8 @@ def run(quick: bool = False):
     cores = os.cpu_count() or 1
     print(f"torch {torch.__version__}, default intra-op threads {torch.get_num_threads()}, {cores} cores; medians of {repeats} "
           f"(1 for calls over 5 s)")
-    print(f"{'workload':<40} {'machine':<16} {'default threads [s]':>20} {'library [s]':>12} {'ratio':>7}")
+    print(NOTE + " (this process: the default-threads and the library's calls, after the warm-up)")
+    print(f"{'workload':<40} {'machine':<16} {'default threads [s]':>20} {'library [s]':>12} {'ratio':>7} {'peak MB':>8} {'+MB':>6}")
     for load in (False, True):
         stop, procs = mp.Event(), []
         if load:
@@ -84,12 +90,14 @@ def run(quick: bool = False):
         try:
             for name, f in work.items():
                 f()  # warm up (imports, first-call caches)
-                solvers.SMALL_WORK = 0  # torch's own thread count for everything
-                t_default = _time(f, repeats)
-                solvers.SMALL_WORK = small  # the library's choice
-                t_lib = _time(f, repeats)
+                with peak_memory() as mem:
+                    solvers.SMALL_WORK = 0  # torch's own thread count for everything
+                    t_default = _time(f, repeats)
+                    solvers.SMALL_WORK = small  # the library's choice
+                    t_lib = _time(f, repeats)
                 where = f"busy ({cores} spinners)" if load else "idle"
-                print(f"{name:<40} {where:<16} {t_default:>20.3f} {t_lib:>12.3f} {t_default/t_lib:>6.1f}x")
+                print(f"{name:<40} {where:<16} {t_default:>20.3f} {t_lib:>12.3f} {t_default/t_lib:>6.1f}x {mb(mem.peak_mb):>8} "
+                      f"{mb(mem.rise_mb):>6}")
         finally:
             solvers.SMALL_WORK = small
             stop.set()

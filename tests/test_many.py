@@ -317,4 +317,4 @@ def test_bench_many_smoke(capsys):
     spec.loader.exec_module(bench)
     assert bench.main(["--systems", "lv", "--n", "4", "--loop-n", "2"]) == 0
     out = capsys.readouterr().out
-    assert "| fit_many " in out and "| scipy loop " in out and "4/4" in out
+    assert "| fit_many " in out and "| scipy loop " in out and "4/4" in out and "| peak MB |" in out

@@ -96,6 +96,7 @@ def test_command_line_prints_the_table_and_saves_records(bench, tmp_path, capsys
     out = tmp_path/"runs.json"
     assert bench.main(["--families", "michaelis-menten", "--n", "1", "--json", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "success(10%)" in text and "michaelis-menten  estimate  scipy" in text
+    assert "success(10%)" in text and "michaelis-menten  estimate  scipy" in text and "peak MB" in text
     records = json.loads(out.read_text())
     assert len(records) == 8 and {r["method"] for r in records} == {"fit", "estimate", "scipy"}
+    assert all(r["peak_mb"] > 100 for r in records)  # this process's resident peak while the run ran: torch alone keeps >100 MB
