@@ -68,6 +68,14 @@ NOTE = ("peak MB: resident-memory peak while the row's timed work ran (VmHWM, re
         "+MB: not measured")
 
 
+def reset_peak() -> bool:
+    """Start a new peak: hand malloc's free pages back, then reset the high-water mark to the resident memory now (Linux); False where
+    that is impossible (the peak is then the process's so far). Also used by tests/conftest.py and .ci/nbdev_test_memory.py."""
+    if not RESETS: return False
+    _trim_heap()
+    return _reset_peak()
+
+
 def process_peak_bytes() -> int:
     "The process's resident-memory peak since it started or since the last reset, bytes."
     hwm = _status_bytes("VmHWM")
@@ -117,8 +125,7 @@ def peak_memory(cuda: bool = False):
         import torch
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    if RESETS: _trim_heap()
-    start = _status_bytes("VmRSS") if RESETS and _reset_peak() else None
+    start = _status_bytes("VmRSS") if reset_peak() else None
     yield mem
     if cuda:
         torch.cuda.synchronize()

