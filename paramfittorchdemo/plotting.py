@@ -15,8 +15,7 @@ from .data import SimODEData
 from .models import simulate
 
 # %% auto #0
-__all__ = ['fig_ax', 'plot_time_series', 'plot_phase_plane', 'plot_history', 'plot_fit', 'plot_residuals', 'plot_traces',
-           'plot_profile']
+__all__ = ['plot_time_series', 'plot_phase_plane', 'plot_history', 'plot_fit', 'plot_residuals', 'plot_traces', 'plot_profile']
 
 # %% ../nbs/06_plotting.ipynb #396a2eac
 class _Pyplot:
