@@ -64,10 +64,11 @@ class History:
 
 # %% ../nbs/07_callbacks.ipynb #f90b0468
 class DivergenceError(FloatingPointError):
-    "Training stopped because the loss or the gradients became NaN or infinite; `.history` holds the run so far."
-    def __init__(self, message: str, history: History):
+    """Training stopped because the loss or the gradients became NaN or infinite; `.history` holds the run so far, `.failure` what the
+    ODE solver reported, if a solve failed."""
+    def __init__(self, message: str, history: History, failure: str = ""):
         super().__init__(message)
-        self.history = history
+        self.history, self.failure = history, failure
 
 # %% ../nbs/07_callbacks.ipynb #ea085db7
 @dataclass
