@@ -16,8 +16,10 @@ from .estimation import *
 from .discovery import *
 from .many import *
 
-# `from paramfittorchdemo import *` binds the public API: the names each star-imported module lists in its own __all__, and the names
-# imported one by one above; not the submodules themselves (`data`, `models`, ...), which stay reachable as paramfittorchdemo.data etc.
+# `from paramfittorchdemo import *` binds the public API (listed in nbs/index.ipynb, pinned by tests/test_api.py): the names each
+# star-imported module lists in its own __all__, and the names imported one by one above; not the submodules themselves (`data`,
+# `models`, ...), which stay reachable as paramfittorchdemo.data etc. Helpers shared between modules are exported with `#| exporti`,
+# so that they are in no __all__.
 import sys as _sys
 __all__ = ["__version__", "ADAPTIVE_METHODS", "FIXED_STEP_METHODS", "SolverError", "solver_options", "FitWarning"]
 for _name in ("models", "hybrid", "data", "observations", "plotting", "callbacks", "checkpoints", "training", "fitting", "estimation",

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import datetime
+import importlib
 import math
 import sys
 import warnings
@@ -21,7 +22,7 @@ from torch import nn
 __all__ = ['RTOL', 'ATOL', 'SIM_RTOL', 'SIM_ATOL', 'MAX_STEPS', 'SIM_MAX_STEPS', 'MAX_MEMORY', 'check_tensor', 'check_ts',
            'model_dim', 'check_state', 'device_of', 'check_real', 'as_scalar', 'check_number', 'check_flag',
            'check_memory', 'check_budget', 'interactive', 'check_progress', 'tqdm_class', 'progress_bar',
-           'check_model_data', 'to_plain', 'from_plain', 'write_json', 'need_pandas']
+           'check_model_data', 'to_plain', 'from_plain', 'write_json', 'need_pandas', 'moved_names']
 
 # %% ../nbs/00_checks.ipynb #f0795425
 RTOL, ATOL = 1e-6, 1e-8  # tolerances of the fits (fit, estimate, ODEBlock): accurate well beyond any data's noise
@@ -309,3 +310,17 @@ def need_pandas(caller: str): # the pandas module
     try: import pandas as pd
     except ImportError: raise ImportError(f"{caller} needs pandas: pip install pandas (or use to_dict / to_json).") from None
     return pd
+
+# %% ../nbs/00_checks.ipynb #00d45051
+def moved_names(module: str, # the old module's name, e.g. 'paramfittorchdemo.training'
+                moved: dict, # old name -> the module that holds it now, e.g. {'fit': 'paramfittorchdemo.fitting'}
+               ): # a module-level `__getattr__` for `module`
+    "Serve the names that moved out of `module` from their new module, each read with a DeprecationWarning naming the new import."
+    package = module.partition(".")[0]
+    def __getattr__(name: str):
+        new = moved.get(name)
+        if new is None: raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        warnings.warn(f"`{module}.{name}` is where version 0.1.0 kept {name}; that path works for one more release: import it as "
+                      f"`from {package} import {name}` (or `from {new} import {name}`).", DeprecationWarning, stacklevel=2)
+        return getattr(importlib.import_module(new), name)
+    return __getattr__

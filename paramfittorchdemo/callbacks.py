@@ -23,13 +23,13 @@ from .models import param_dict
 from .plotting import plot_time_series, plt
 
 # %% auto #0
-__all__ = ['MAX_TRACKED', 'History', 'DivergenceError', 'TrainState', 'Callback', 'check_callbacks', 'run_hooks', 'end_hooks',
-           'PrintLoss', 'PlotSnapshots', 'ProgressBar', 'BestParameters', 'EarlyStopping', 'TensorBoardLogger',
-           'MLflowLogger']
+__all__ = ['History', 'DivergenceError', 'TrainState', 'Callback', 'PrintLoss', 'PlotSnapshots', 'ProgressBar', 'BestParameters',
+           'EarlyStopping', 'TensorBoardLogger', 'MLflowLogger']
 
-# %% ../nbs/07_callbacks.ipynb #ba05691a
+# %% ../nbs/07_callbacks.ipynb #f62273ea
 MAX_TRACKED = 64  # the parameter values of models with at most this many scalars are tracked (History.params, TrainState.params)
 
+# %% ../nbs/07_callbacks.ipynb #ba05691a
 @dataclass
 class History:
     "What happened during `train`: loss and parameter values per epoch."
@@ -64,10 +64,11 @@ class History:
 
 # %% ../nbs/07_callbacks.ipynb #f90b0468
 class DivergenceError(FloatingPointError):
-    "Training stopped because the loss or the gradients became NaN or infinite; `.history` holds the run so far."
-    def __init__(self, message: str, history: History):
+    """Training stopped because the loss or the gradients became NaN or infinite; `.history` holds the run so far, `.failure` what the
+    ODE solver reported, if a solve failed."""
+    def __init__(self, message: str, history: History, failure: str = ""):
         super().__init__(message)
-        self.history = history
+        self.history, self.failure = history, failure
 
 # %% ../nbs/07_callbacks.ipynb #ea085db7
 @dataclass
@@ -105,7 +106,7 @@ def check_callbacks(callbacks, # None, one Callback, or a list or tuple of them
     for cb in cbs:
         if not isinstance(cb, Callback) and not any(callable(getattr(cb, h, None)) for h in _HOOKS):
             raise TypeError(f"{caller} needs callbacks as Callback objects (or a list of them), got {type(cb).__name__} {cb!r}; "
-                            f"subclass paramfittorchdemo.training.Callback and override on_epoch_end, on_fit_start or on_fit_end.")
+                            f"subclass paramfittorchdemo.Callback and override on_epoch_end, on_fit_start or on_fit_end.")
     return cbs
 
 def run_hooks(callbacks: list, hook: str, state: TrainState) -> bool:

@@ -21,7 +21,7 @@ import torch
 from .callbacks import History
 
 # %% auto #0
-__all__ = ['save_checkpoint', 'load_checkpoint', 'Checkpointer']
+__all__ = ['save_checkpoint', 'load_checkpoint']
 
 # %% ../nbs/08_checkpoints.ipynb #419e3392
 def _fsync_dir(folder: Path):

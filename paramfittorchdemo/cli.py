@@ -18,6 +18,8 @@ import shutil
 import sys
 import tempfile
 import traceback
+import warnings
+from importlib.resources import files
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -26,11 +28,13 @@ from torch import nn
 
 from . import __version__
 from ._checks import model_dim, to_plain, write_json
+from .callbacks import DivergenceError
 from .data import SimODEData, create_sim_dataset
 from .estimation import Param, estimate
 from .fitting import fit
+from .lm import FitWarning
 from .models import VDP, Lorenz, LotkaVolterra, ModelError, param_dict
-from .observations import Observations
+from .observations import Observations, load_lynx_hare
 from .plotting import plot_history, plot_phase_plane, plot_time_series
 from .solvers import ParamSpec, SolverError, solver_options
 from .training import train
@@ -283,8 +287,16 @@ def _with_options(message: str) -> str:
     if not seen: return message
     return f"{message} On the command line: {' or '.join(f'{_OPTION_OF[k]} {v}' for k, v in seen.items())}."
 
+_EXAMPLE = "lynx-hare"  # --data lynx-hare: the dataset that ships with the package, read by load_lynx_hare
+_EXAMPLE_START = dict(alpha=0.5, beta=0.02, delta=1.0, gamma=0.02)  # a start of LotkaVolterra on its scale (rates per year, per 1000 pelts)
+
+def _example_csv() -> Path:
+    "Where the shipped lynx-hare CSV file lies in the installed package."
+    return Path(str(files("paramfittorchdemo")/"datasets"/"hudson_bay_lynx_hare.csv"))
+
 def _read_data(a: argparse.Namespace) -> Observations:
-    "The measurements in the CSV file `--data`."
+    "The measurements of `--data`: the CSV file it names, or the shipped lynx-hare pelts."
+    if a.data == _EXAMPLE: return load_lynx_hare()
     if Path(a.data).is_dir(): raise ValueError(f"--data {a.data}: is a folder, not a CSV file.")
     if not Path(a.data).is_file(): raise FileNotFoundError(f"--data {a.data}: no such file.")
     columns = None
@@ -355,7 +367,7 @@ def _outcome(result, converged: bool | None, status: str | None = None) -> dict:
 
 def _solver_kw(a: argparse.Namespace) -> dict:
     "The solver options given on the command line; each back end keeps its own defaults for the others."
-    return {k: getattr(a, k) for k in ("method", "step_size", "rtol", "atol") if getattr(a, k) is not None}
+    return {k: getattr(a, k) for k in ("method", "step_size", "rtol", "atol", "max_steps") if getattr(a, k) is not None}
 
 def _by_estimate(model, obs: Observations, a: argparse.Namespace, simulated: bool) -> dict:
     "Levenberg-Marquardt with `estimate`: standard errors, intervals and a report."
@@ -449,8 +461,8 @@ def _check_result(r: dict):
     if not math.isfinite(r["loss"]) or bad:
         what = (f"loss {r['loss']}" if not math.isfinite(r["loss"])
                 else f"parameter{'s' if len(bad) > 1 else ''} {', '.join(bad[:5])} not finite")
-        raise FloatingPointError(f"{r['backend']} ended with {what} ({r['message']}); try other starting values (--param), "
-                                 f"and check that the data and the model are on the same scale.")
+        raise FloatingPointError(f"{r['backend']} ended with {what} ({_on_the_command_line(r['message'])}); try other starting values "
+                                 f"(--param), and check that the data and the model are on the same scale.")
 
 def _publish(out: Path, # the output folder (may exist, with an earlier run's results)
              write, # write(folder) -> list of the names of the files it wrote
@@ -488,7 +500,8 @@ def _write_status(out: Path, a: argparse.Namespace, status: str, message: str, e
 # %% ../nbs/14_cli.ipynb #783238ee
 def _summary(r: dict, a: argparse.Namespace, truth: nn.Module | None, data_note: str, out: Path, files: list) -> str:
     "A few lines for stdout: what ran, the loss, each parameter (with its error, interval and true value where known)."
-    state = "" if r["converged"] is None else "converged, " if r["converged"] else f"not converged ({r['message']}), "
+    why = _on_the_command_line(r["message"])
+    state = "" if r["converged"] is None else "converged, " if r["converged"] else f"not converged ({why}), "
     lines = [f"{a.model}: {r['backend']} (--optimizer {a.optimizer}) on {data_note}: {r['steps']} {r['step']}s, "
              f"loss {r['loss']:.4g}, {state}{r['seconds']:.2f} s"]
     true = param_dict(truth) if truth is not None else {}
@@ -515,8 +528,11 @@ class _Parser(argparse.ArgumentParser):
 
 def _fit_parser() -> argparse.ArgumentParser:
     "The options of `paramfittorchdemo-fit`."
+    start = " ".join(f"--param {k}={v:g}" for k, v in _EXAMPLE_START.items())
     p = _Parser(prog="paramfittorchdemo-fit", description="Fit a built-in or user-supplied ODE model to a CSV file or to simulated "
-                "data, and write params.json, history.csv, fit.png, loss.png (and report.txt) into --out.")
+                "data, and write params.json, history.csv, fit.png, loss.png (and report.txt) into --out.",
+                epilog=f"Example, on the data that ship with the package: paramfittorchdemo-fit --model lotka-volterra --data {_EXAMPLE} "
+                       f"{start} --positive --loss log --out lynx-hare")
     g = p.add_argument_group("model")
     g.add_argument("--model", default="vdp",
                    help="vdp, lotka-volterra, lorenz, or module:Class, a torch.nn.Module importable from the current folder (default: vdp)")
@@ -528,7 +544,10 @@ def _fit_parser() -> argparse.ArgumentParser:
                    help="hold a parameter at its starting value (repeatable; --optimizer lm)")
     g.add_argument("--positive", action="store_true", help="fit every parameter as positive (--optimizer lm)")
     d = p.add_argument_group("data")
-    d.add_argument("--data", metavar="FILE.csv", help="measurements to fit, read with Observations.from_csv")
+    d.add_argument("--data", metavar="FILE.csv",
+                   help=f"measurements to fit: a CSV file, read with Observations.from_csv; or {_EXAMPLE}, the Hudson's Bay lynx and "
+                        f"hare pelts (1900-1920, thousands) that ship with the package, in {_example_csv()} (time column year; "
+                        f"copy it to start a file of your own)")
     d.add_argument("--format", choices=["long", "wide"], help="CSV layout (default: long)")
     d.add_argument("--id-col", help="long format: the column naming the trajectories (default: id; absent means one trajectory)")
     d.add_argument("--time-col", help="the column of time points (default: time)")
@@ -557,6 +576,7 @@ def _fit_parser() -> argparse.ArgumentParser:
                    help="step of a fixed-step solver (default: rk4 steps 0.1 with adam, else between output times)")
     o.add_argument("--rtol", type=_positive_float, help="relative tolerance of an adaptive solver")
     o.add_argument("--atol", type=_positive_float, help="absolute tolerance of an adaptive solver")
+    o.add_argument("--max-steps", type=_int_at_least(1), help="step budget of every ODE solve (default: 20000)")
     o.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where to fit (default: cpu)")
     o.add_argument("--seed", type=_int_at_least(0, 2**63 - 1), default=0,
                    help="seed for the simulated data, the mini-batch order and the model's initialisation (default: 0)")
@@ -572,6 +592,8 @@ def _fit_parser() -> argparse.ArgumentParser:
 
 _ONLY_WITH = [  # (options, whether they apply, to what)
     (("format", "id_col", "time_col", "columns", "encoding", "delimiter"), lambda a: a.data is not None, "--data"),
+    (("format", "id_col", "time_col", "columns", "encoding", "delimiter"), lambda a: a.data != _EXAMPLE,
+     f"a CSV file of your own (--data FILE.csv); --data {_EXAMPLE} reads its columns hare and lynx, by year"),
     (("id_col",), lambda a: a.format != "wide", "--format long"),
     (("num_samples", "t_end", "n_times", "noise", "y0"), lambda a: a.data is None, "simulated data (no --data)"),
     (("fix", "positive", "loss"), lambda a: a.optimizer == "lm", "--optimizer lm"),
@@ -618,6 +640,32 @@ def _message(e: BaseException) -> str:
     if text and isinstance(e, (ValueError, TypeError, ImportError, OSError, FloatingPointError, SolverError)): return text
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
+_REMEDIES = [  # what the library suggests in words of its Python API, and the same on the command line
+    (r"try shooting=, horizons= or starts=", "try other starting values with --param NAME=VALUE"),
+    (r"start closer to plausible values", "start closer to plausible values with --param NAME=VALUE"),
+    (r"an adaptive method such as 'dopri5'", "an adaptive --method such as dopri5"),
+    (r"try other starting values(?! with --param)", "try other starting values with --param NAME=VALUE"),
+    (r"\b(max_steps|max_iter|step_size|rtol|atol|lr)=(?=[\w.+-])", lambda m: f"--{m[1].replace('_', '-')} "),  # max_iter=30
+    (r"\b(max_steps|max_iter|step_size|rtol|atol|lr)\b=?", lambda m: f"--{m[1].replace('_', '-')}"),  # raise max_steps=, a smaller lr
+]
+
+def _on_the_command_line(text: str) -> str:
+    "A library message with the arguments it suggests (`max_steps=`, `shooting=`, ...) as the options of this command."
+    for pattern, words in _REMEDIES: text = re.sub(pattern, words, text)
+    return text
+
+def _bad_start(e: DivergenceError, model: nn.Module, a: argparse.Namespace) -> str:
+    "Why a fit that never reached a finite loss failed: its starting values give no solution; what to change on the command line."
+    values = param_dict(model)
+    start = ", ".join(f"{k}={v:.4g}" for k, v in list(values.items())[:8]) + (", ..." if len(values) > 8 else "")
+    solver = f" ({e.failure.split('; ')[0]})" if e.failure else ""
+    hint = ""
+    if a.data == _EXAMPLE and isinstance(model, LotkaVolterra):
+        hint = ", for these data e.g. " + " ".join(f"--param {k}={v:g}" for k, v in _EXAMPLE_START.items())
+    budget = f"; or raise --max-steps, now {a.max_steps}" if a.max_steps is not None and "budget" in e.failure else ""
+    return (f"the starting values {start} give no solution of {type(model).__name__} over the data's time span{solver}. Usually the "
+            f"start is far from the data: give starting values on its scale with --param NAME=VALUE{hint}{budget}.")
+
 def _raised_in(e: BaseException, cls: type) -> bool:
     "True when the traceback of `e` passes through the file that defines `cls` (a user's model class)."
     try: src = os.path.realpath(inspect.getfile(cls))
@@ -656,13 +704,19 @@ def _prepare(a: argparse.Namespace) -> tuple:
     return truth, model, obs, data, note, by_estimate
 
 def _run(a: argparse.Namespace, model: nn.Module, obs, data, by_estimate: bool, out: Path) -> dict:
-    "Fit with the back end the options choose, and check that the result is finite."
-    if by_estimate: r = _by_estimate(model, obs if obs is not None else Observations.from_sim(data), a, simulated=obs is None)
-    elif a.optimizer == "adam":
-        out.mkdir(parents=True, exist_ok=True)  # train keeps its checkpoint there
-        r = _by_train(model, data, a, out/"checkpoint.pt")
-    else: r = _by_fit(model, data, a)
-    _check_result(r)
+    """Fit with the back end the options choose, and check that the result is finite; the library's warnings about the fit come after
+    it, one line each in the words of this command (none when it fails: the error says it all)."""
+    with warnings.catch_warnings(record=True) as caught:
+        if by_estimate: r = _by_estimate(model, obs if obs is not None else Observations.from_sim(data), a, simulated=obs is None)
+        elif a.optimizer == "adam":
+            out.mkdir(parents=True, exist_ok=True)  # train keeps its checkpoint there
+            r = _by_train(model, data, a, out/"checkpoint.pt")
+        else: r = _by_fit(model, data, a)
+        _check_result(r)
+    for w in caught:
+        if issubclass(w.category, FitWarning):
+            print(f"paramfittorchdemo-fit: warning: {_on_the_command_line(' '.join(str(w.message).split()))}", file=sys.stderr)
+        else: warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     return r
 
 # %% ../nbs/14_cli.ipynb #91c226e7
@@ -683,7 +737,10 @@ def _fit_command(a: argparse.Namespace) -> str:
             if not existed and out.is_dir() and not any(out.iterdir()): out.rmdir()
             raise _Failed(_message(e), 2) from e
         cause = e.__cause__ if isinstance(e, ModelError) and e.__cause__ is not None else e  # what the model itself raised
-        why = f"{type(model).__name__} raised {type(cause).__name__}: {' '.join(str(cause).split())}" if user else _message(e)
+        if user: why = f"{type(model).__name__} raised {type(cause).__name__}: {' '.join(str(cause).split())}"
+        elif isinstance(e, DivergenceError) and a.optimizer != "adam" and not any(math.isfinite(v) for v in e.history.loss):
+            why = _bad_start(e, model, a)  # fit and estimate never had a finite loss: the start gives no solution
+        else: why = _on_the_command_line(_message(e))
         message = f"the fit of {a.model} failed: {why}"
         _write_status(out, a, "failed", message, e)
         raise _Failed(message, 1) from e

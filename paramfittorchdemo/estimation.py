@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 import warnings
@@ -19,8 +20,8 @@ from ._checks import (ATOL, MAX_STEPS, RTOL, check_number, check_progress, model
 from .callbacks import DivergenceError, History
 from .data import SimODEData
 from .lm import (CONVERGED, FAILED, MAX_TIME, STRUCTURED, FitWarning, LMResult, StudentIntervals, describe_null, failure_advice,
-                 fit_phases, from_free, gauss_newton_covariance, horizon_fractions, residual_autocorrelation, state_bound, t_quantile,
-                 to_free)
+                 fit_phases, from_free, gauss_newton_covariance, horizon_fractions, residual_autocorrelation, state_bound, status_line,
+                 t_quantile, to_free)
 from .models import blame_model, param_dict
 from .observations import Observations
 from .plotting import plot_fit, plot_profile, plot_residuals, plot_traces
@@ -400,12 +401,18 @@ class Estimate:
     not_identifiable: list = field(default_factory=list) # fitted quantities the data do not determine (their standard errors are inf)
     identifiability: list = field(default_factory=list) # what the data do not determine, in words
     at_bound: list = field(default_factory=list) # fitted quantities held at a bound (no error bar; the others' are conditional on them)
+    ic_names: list = field(default_factory=list) # the initial states' names 'y0[trajectory, state]', as initial_conditions.flatten()
 
     # What predict, residuals and profile work from: not constructor fields; `estimate` attaches them (`_attach`).
     _res = None # the residuals of the final problem (_Residuals): the data, the model and its solver
     _u = None # the optimum in fitting coordinates, (n_varys,)
     _cov_u = None # its covariance, (n_varys, n_varys)
     _settings = None # how the fit ran (_Settings)
+
+    def __post_init__(self):
+        if not self.ic_names and isinstance(self.initial_conditions, torch.Tensor) and self.initial_conditions.ndim == 2:
+            B, n = self.initial_conditions.shape  # built without names: the initial states are named by position
+            self.ic_names = [f"y0[{b}, {k}]" for b in range(B) for k in range(n)]
 
     def _attach(self, res, u: torch.Tensor, cov_u: torch.Tensor, settings) -> Estimate:
         "Keep the fit's machinery, its optimum in fitting coordinates and their covariance, and its settings."
@@ -424,6 +431,10 @@ class Estimate:
     def x(self) -> torch.Tensor:
         "The fitted parameter values, (len(free),), in the order of `names` (scipy's `x`; initial states are in `initial_conditions`)."
         return torch.tensor([self.params[n] for n in self.free], dtype=torch.float64)
+    @property
+    def initial_states(self) -> dict:
+        "Initial state name, 'y0[trajectory, state]' -> its value (fitted, or as given): `initial_conditions` by name."
+        return dict(zip(self.ic_names, self.initial_conditions.flatten().tolist()))
     @property
     def nfev(self) -> int:
         "Right-hand-side evaluations of every solve (`stats.nfe`)."
@@ -466,19 +477,28 @@ class Estimate:
         """Every field and statistic as plain Python: tensors as (nested) lists, `stats` as a dict, inf and NaN as the strings
         "Infinity", "-Infinity", "NaN" (see `to_plain`); not the machinery that `predict` and `profile` use."""
         d = {f: getattr(self, f) for f in self.__dataclass_fields__}
-        d.update(names=self.names, x=self.x, success=self.success, nfev=self.nfev, chisqr=self.chisqr, dof=self.dof, redchi=self.redchi,
-                 aic=self.aic if self.ssr > 0 else -math.inf, bic=self.bic if self.ssr > 0 else -math.inf)
+        d.update(names=self.names, x=self.x, initial_states=self.initial_states, success=self.success, nfev=self.nfev, chisqr=self.chisqr,
+                 dof=self.dof, redchi=self.redchi, aic=self.aic if self.ssr > 0 else -math.inf, bic=self.bic if self.ssr > 0 else -math.inf)
         return to_plain(d)
 
     def to_dataframe(self):
-        "One row per model parameter: name, value, stderr, ci_lower, ci_upper, fixed, lower, upper (NaN where none); needs pandas."
+        """One row per model parameter, then one per initial state ('y0[trajectory, state]'): name, value, stderr, ci_lower, ci_upper,
+        fixed, lower, upper (NaN where none); needs pandas."""
         pd = need_pandas("Estimate.to_dataframe")
         nan2, inf2 = (math.nan, math.nan), (-math.inf, math.inf)
         names = list(self.params)
-        return pd.DataFrame(dict(name=names, value=[self.params[n] for n in names], stderr=[self.stderr.get(n, math.nan) for n in names],
-                                 ci_lower=[self.ci.get(n, nan2)[0] for n in names], ci_upper=[self.ci.get(n, nan2)[1] for n in names],
-                                 fixed=[n in self.fixed for n in names], lower=[self.bounds.get(n, inf2)[0] for n in names],
-                                 upper=[self.bounds.get(n, inf2)[1] for n in names])).set_index("name")
+        rows = dict(name=names, value=[self.params[n] for n in names], stderr=[self.stderr.get(n, math.nan) for n in names],
+                    ci_lower=[self.ci.get(n, nan2)[0] for n in names], ci_upper=[self.ci.get(n, nan2)[1] for n in names],
+                    fixed=[n in self.fixed for n in names], lower=[self.bounds.get(n, inf2)[0] for n in names],
+                    upper=[self.bounds.get(n, inf2)[1] for n in names])
+        ys, fitted = self.initial_states, self.ic_stderr is not None
+        se = dict(zip(self.ic_names, self.ic_stderr.flatten().tolist())) if fitted else {}
+        ci = StudentIntervals(ys, se, self.dof) if fitted else {}
+        low = 0.0 if fitted and self._settings is not None and self._settings.ic_positive else -math.inf
+        for n, v in ys.items():
+            for k, x in zip(rows, (n, v, se.get(n, math.nan), ci.get(n, nan2)[0], ci.get(n, nan2)[1], not fitted, low, math.inf)):
+                rows[k].append(x)
+        return pd.DataFrame(rows).set_index("name")
 
     def to_json(self, path=None) -> str: # the JSON text, also written to `path` when given
         "`to_dict` as strict JSON text."
@@ -495,7 +515,7 @@ class Estimate:
                 f"    reduced chi-square  = {self.redchi:.6g}",
                 f"    Akaike info crit    = {self.aic:.4f}",
                 f"    Bayesian info crit  = {self.bic:.4f}",
-                f"    status              = {self.status}: {self.message}"]
+                f"    status              = {status_line(self.status, self.message)}"]
 
     def _report_variables(self) -> list:
         out, w = ["[[Variables]]"], max(len(n) for n in self.params)
@@ -517,8 +537,11 @@ class Estimate:
         out = []
         if self.ic_stderr is not None:
             out.append("[[Initial states]]")
-            for b, (y, s) in enumerate(zip(self.initial_conditions.tolist(), self.ic_stderr.tolist())):
-                out.append(f"    {self._res.prob.obs.ids[b]}: " + ", ".join(f"{a:.6g} +/- {e:.3g}" for a, e in zip(y, s)))
+            w = max(len(n) for n in self.ic_names)
+            for n, v, s in zip(self.ic_names, self.initial_conditions.flatten().tolist(), self.ic_stderr.flatten().tolist()):
+                if n in self.at_bound: out.append(f"    {n:<{w}}: {v:.6g} (held at its bound: no error bar)")
+                elif not math.isfinite(s): out.append(f"    {n:<{w}}: {v:.6g} +/- inf (not identifiable from these data)")
+                else: out.append(f"    {n:<{w}}: {v:.6g} +/- {s:.4g}" + (f" ({100*s/abs(v):.2f}%)" if v != 0 else ""))
         learned = self._settings is not None and self._settings.learn
         return out + ["[[Noise]]  (" + ("learned" if learned else "RMS of the residuals") + ")",
                       "    " + ", ".join(f"{k}: {v:.4g}" for k, v in self.sigma.items())]
@@ -883,7 +906,8 @@ def _run_lm(res: _Residuals, u: torch.Tensor, s: _Settings, log: _Log) -> _Fit:
     out = _lm(res, u, s, log)
     if all(st == FAILED for st in out.status):
         raise DivergenceError(f"estimate: the starting values give no solution of {type(s.model).__name__}: "
-                              f"{out.failure or 'it is not finite'}{failure_advice(out.failure)}.", History(loss=log.history))
+                              f"{out.failure or 'it is not finite'}{failure_advice(out.failure)}.", History(loss=log.history),
+                              out.failure)
     b = int(out.cost.argmin())  # the best start was refined at the requested accuracy: its residuals and Jacobian are final
     return _Fit(out, out.r[b:b + 1], out.J[b:b + 1], _summarize(out, res, s.fitted_names) if u.shape[0] > 1 else None)
 
@@ -921,6 +945,21 @@ class _Outcome:
     fit: _Fit
     iterations: int # of the final problem's fits (shooting and horizon stages are not counted)
     note: str = "" # appended to the fit's message
+    steps: tuple = (0, 0, 0) # accepted, rejected and failed trial steps of the best start of each fit that `iterations` counts, summed
+    fits: int = 1 # how many fits `iterations` and `steps` count
+
+    @classmethod
+    def first(cls, res: _Residuals, fit: _Fit) -> _Outcome: return cls(res, fit, fit.lm.iterations, steps=_steps(fit))
+
+    def then(self, new: _Fit, **changes) -> _Outcome:
+        "The outcome after one more fit that counts, `new`: its iterations and steps added (`changes`: fit and note, as they become)."
+        steps = tuple(a + b for a, b in zip(self.steps, _steps(new)))
+        return dataclasses.replace(self, iterations=self.iterations + new.lm.iterations, steps=steps, fits=self.fits + 1, **changes)
+
+def _steps(fit: _Fit) -> tuple:
+    "The accepted, rejected and failed trial steps of a fit's best start."
+    b = fit.best
+    return int(fit.lm.accepted[b]), int(fit.lm.rejected[b]), int(fit.lm.failed[b])
 
 def _after_shooting(res: _Residuals, u: torch.Tensor, s: _Settings, log: _Log, obs: Observations) -> tuple:
     "Multiple shooting over the segments, then the single-shooting problem: its residuals and its start (1, Pu), the shooting optimum."
@@ -944,33 +983,39 @@ def _refit_over_horizons(done: _Outcome, u: torch.Tensor, s: _Settings, log: _Lo
     """The plain fit from starts u missed: refit over growing horizons from the same starts, and keep whichever ends lower (and its traced
     iterations)."""
     n = len(log.losses)  # the plain fit's traced iterations end here
-    again = _run_lm(done.res, _grow(u, s, log, obs), s, log)
-    iterations = done.iterations + again.lm.iterations
+    try: again = _run_lm(done.res, _grow(u, s, log, obs), s, log)
+    except DivergenceError:  # the short horizons led to parameters without a solution over the whole span: the plain fit stands
+        log.forget(n)
+        why = "left structured residuals" if done.fit.lm.status[done.fit.best] == CONVERGED else "did not converge"
+        note = f"; the fit {why}, and a refit over growing horizons led to parameters without a solution: try other starting values"
+        return dataclasses.replace(done, note=done.note + note)
     if again.loss < done.fit.loss*(1 - _REFIT_GAIN):
         log.forget(n - done.fit.lm.iterations, n)
         note = f"; reached by a refit over growing horizons, after the plain fit ended at loss {done.fit.loss:.4g}"
-        return _Outcome(done.res, again, iterations, note)
+        return done.then(again, fit=again, note=note)
     log.forget(n)
-    return _Outcome(done.res, done.fit, iterations, done.note)
+    return done.then(again, note=done.note + "; a refit over growing horizons ended no lower")
 
 def _learn_noise(done: _Outcome, s: _Settings, log: _Log) -> _Outcome:
     "Noise scales by maximum likelihood: reweight each column by the inverse of its residual variance and refit, until the weights settle."
-    res, fit, iterations = done.res, done.fit, done.iterations
+    res, before = done.res, done.fits
     for _ in range(_LEARN_ROUNDS):
-        new = _learned_weights(res, fit.r[0])
+        new = _learned_weights(res, done.fit.r[0])
         change = max(abs(a/b - 1) for a, b in zip(new.tolist(), res.prob.sqrtw.square().tolist()))
         res.prob.set_weights(new)
-        fit = _run_lm(res, fit.u, s, log)
-        iterations += fit.lm.iterations
+        fit = _run_lm(res, done.fit.u, s, log)
+        done = done.then(fit, fit=fit)
         if change < _LEARN_SETTLED: break
-    return _Outcome(res, fit, iterations, done.note)
+    k = done.fits - before
+    last = f"the last {k} fits" if k > 1 else "the last fit"
+    return dataclasses.replace(done, note=f"{done.note}; {last} with noise weights learned from the residuals")
 
 def _schedule(res: _Residuals, u: torch.Tensor, s: _Settings, log: _Log, obs: Observations) -> _Outcome:
     "Run the schedule of fits from the first problem `res` and its starts u (K, Pu)."
     if s.shooting > 1: res, u = _after_shooting(res, u, s, log, obs)
     elif s.fractions and not s.auto: u = _grow(u, s, log, obs)
     fit = _run_lm(res, u, s, log)
-    done = _Outcome(res, fit, fit.lm.iterations)
+    done = _Outcome.first(res, fit)
     if s.fractions and s.auto and _missed(fit, res): done = _refit_over_horizons(done, u, s, log, obs)
     return _learn_noise(done, s, log) if s.learn else done
 
@@ -1007,7 +1052,18 @@ def _inverse(res: _Residuals, J: torch.Tensor, d: torch.Tensor, nat: torch.Tenso
     inv[inside[:, None], inside[None, :]] = inv_in
     return inv, null
 
-def _uncertainty(res: _Residuals, fit: _Fit, names: list) -> _Uncertainty:
+def _ic_names(model: nn.Module, obs: Observations, direct: list | None, n: int) -> list:
+    """The initial states' names, 'y0[trajectory, state]' for every trajectory and state: a state is named after the column that observes
+    it directly (`direct`: the state of each column, None for observe=a function), else after the model's `state_names`, else its index."""
+    own = getattr(model, "state_names", None)
+    own = [str(v) for v in own] if isinstance(own, (list, tuple)) and len(own) == n else None
+    by_column = {}
+    for c, k in zip(obs.columns, direct or []): by_column.setdefault(k, c)
+    states = [by_column.get(k, own[k] if own else str(k)) for k in range(n)]
+    if len(set(states)) < n: states = [str(k) for k in range(n)]  # names that clash tell nothing apart: the indices
+    return [f"y0[{i}, {x}]" for i in obs.ids for x in states]
+
+def _uncertainty(res: _Residuals, fit: _Fit, names: list, ic_names: list) -> _Uncertainty:
     """Standard errors, correlations and covariances of the fitted quantities at the optimum (fitted parameters `names`, then initial
     states)."""
     theta, dth, y0, dy0 = res.unpack(fit.u)
@@ -1015,7 +1071,7 @@ def _uncertainty(res: _Residuals, fit: _Fit, names: list) -> _Uncertainty:
     ssr, dof = float(r.square().sum()), max(r.shape[0] - res.Pu, 1)
     d = torch.cat([dth[0], dy0[0].reshape(-1)]) if res.fit_ic else dth[0]  # d(natural value)/du
     nat = torch.cat([theta[0, res.free], y0[0].reshape(-1)]) if res.fit_ic else theta[0, res.free]
-    names = names + ([f"y0[{k}] of {i}" for i in res.prob.obs.ids for k in range(res.n)] if res.fit_ic else [])
+    names = names + (ic_names if res.fit_ic else [])
     held = _held_at_bound(res, d, nat)
     inside = (~held).nonzero().flatten()
     inv, null = _inverse(res, J, d, nat, inside, math.isfinite(fit.loss))
@@ -1029,10 +1085,12 @@ def _uncertainty(res: _Residuals, fit: _Fit, names: list) -> _Uncertainty:
     corr = torch.where(lost[:Pf, None] | lost[None, :Pf], math.nan, corr)
     return _Uncertainty(ssr, dof, cov_u, cov, se, corr, [names[i] for i in held.nonzero().flatten().tolist()], involved, why)
 
-def _stop(out: LMResult, b: int, s: _Settings, note: str) -> tuple:
-    "Why the fit stopped: its status, and its message with advice where a solver failed or the fit stalled."
+def _stop(done: _Outcome, s: _Settings) -> tuple:
+    """Why the fit stopped: its status, and its message (with the steps of every fit that counts, as `iterations` counts them) with
+    advice where a solver failed or the fit stalled."""
+    out, b = done.fit.lm, done.fit.best
     status = out.status_name(b)
-    message = out.message(b, s.xtol, s.ftol, s.max_iter, s.max_time) + note
+    message = out.message(b, s.xtol, s.ftol, s.max_iter, s.max_time, steps=done.steps, fits=done.fits) + done.note
     if out.failure and status not in ("converged", "max_time"): message += failure_advice(out.failure)
     if status in ("stalled", "max_iter"): message += "; a poor start or a local minimum: try shooting=, horizons= or starts="
     return status, message
@@ -1045,9 +1103,10 @@ def _result(done: _Outcome, s: _Settings, log: _Log, model: nn.Module) -> Estima
     s.spec.load(s.model, theta[0])
     s.spec.load(model, theta[0])
     fnames = s.fitted_names
-    unc = _uncertainty(res, fit, fnames)
-    status, message = _stop(fit.lm, fit.best, s, done.note)
-    if int(fit.lm.accepted[fit.best]) == 0 and status != "converged":
+    ic_names = _ic_names(s.model, p.obs, p.direct, y0.shape[-1])
+    unc = _uncertainty(res, fit, fnames, ic_names)
+    status, message = _stop(done, s)
+    if done.steps[0] == 0 and status != "converged":
         warnings.warn(f"estimate of {type(s.model).__name__} ended where it started: {message}", FitWarning, stacklevel=3)
     if unc.identifiability:
         warnings.warn("estimate: the data do not determine every parameter: " + "; ".join(unc.identifiability), FitWarning, stacklevel=3)
@@ -1061,7 +1120,7 @@ def _result(done: _Outcome, s: _Settings, log: _Log, model: nn.Module) -> Estima
                    n_varys=res.Pu, converged=status == "converged", message=message, iterations=done.iterations,
                    seconds=time.perf_counter() - s.t_start, stats=log.stats, history=log.losses, trace=log.trace, starts=fit.starts,
                    covariance=unc.cov.cpu(), status=status, not_identifiable=unc.not_identifiable, identifiability=unc.identifiability,
-                   at_bound=unc.at_bound)
+                   at_bound=unc.at_bound, ic_names=ic_names)
     return est._attach(res, fit.u[0], unc.cov_u, s)
 
 # %% ../nbs/12_estimation.ipynb #c16d00e8

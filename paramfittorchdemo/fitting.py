@@ -23,7 +23,8 @@ from .callbacks import (MAX_TRACKED, Callback, DivergenceError, History, Progres
                         run_hooks)
 from .data import SimODEData
 from .lm import (CONVERGED, FAILED, MAX_TIME, STRUCTURED, FitWarning, LMResult, StudentIntervals, failure_advice, fit_phases,
-                 horizon_fractions, horizon_lengths, residual_autocorrelation, standard_errors, state_bound)
+                 horizon_fractions, horizon_lengths, residual_autocorrelation, standard_errors, state_bound,
+                 status_line)
 from .models import blame_model, param_dict
 from .solvers import (FIXED_STEP_METHODS, ParamSpec, SolveStats, SolverError, broadcasts, integrate, rhs_traits, rhs_work,
                       small_work_threads, solve_with_jacobian, solver_options, with_parameters)
@@ -91,7 +92,7 @@ class FitResult:
                f"    # function evals    = {self.nfev}  ({self.stats.solves} solves, {self.iterations} iterations, {self.seconds:.3g} s)",
                f"    # data points       = {self.n_data}", f"    # variables         = {self.n_varys}",
                f"    chi-square          = {self.chisqr:.6g}", f"    reduced chi-square  = {self.redchi:.6g}",
-               f"    status              = {self.message if self.message.startswith(self.status) else f'{self.status}: {self.message}'}",
+               f"    status              = {status_line(self.status, self.message)}",
                "[[Variables]]"]
         w = max((len(n) for n in self.params), default=1)
         for n, v in self.params.items():
@@ -337,7 +338,7 @@ def _fit_lm(run: _FitRun, starts, max_iter: int, xtol: float, ftol: float, horiz
     res, run.history[:], note = _lm_with_horizons(run, theta, max_iter, xtol, ftol, horizons, report)
     if all(s == FAILED for s in res.status):
         raise DivergenceError(f"fit: the starting parameters of {type(run.model).__name__} give no solution: "
-                              f"{res.failure or 'it is not finite'}{failure_advice(res.failure)}.", History(loss=run.history))
+                              f"{res.failure or 'it is not finite'}{failure_advice(res.failure)}.", History(loss=run.history), res.failure)
     b = int(res.cost.argmin())
     run.spec.load(run.model, res.theta[b])
     status = res.status_name(b)
@@ -412,7 +413,7 @@ class _GradientPath:
         if not math.isfinite(r.best_loss):
             raise DivergenceError(f"fit: the starting parameters of {type(r.work).__name__} give a loss that is not finite"
                                   f"{': ' + r.stats.failure if r.stats.failure else ''}{failure_advice(r.stats.failure)}.",
-                                  History(loss=r.history))
+                                  History(loss=r.history), r.stats.failure)
         self.blown += 1  # so that the line search backs off
         x.grad = torch.zeros_like(x)
         return torch.tensor(10*abs(r.history[0]) + 1.0, dtype=x.dtype, device=x.device)

@@ -17,10 +17,10 @@ import torch
 # %% auto #0
 __all__ = ['STATUSES', 'RUNNING', 'CONVERGED', 'STALLED', 'MAX_ITER', 'MAX_TIME', 'FAILED', 'ABANDONED', 'STOPPED', 'TESTS',
            'LAM_START', 'LAM_MIN', 'LAM_MAX', 'NOISE_FACTOR', 'LOOSE_MAX_ITER', 'LOOSE_FTOL', 'LOOSE_RTOL',
-           'LOOSE_FACTOR', 'AUTO_HORIZONS', 'STAGE_XTOL', 'STRUCTURED', 'FitWarning', 'lm_step', 'LMResult', 'lm',
-           'distinct_starts', 'lm_phases', 'failure_advice', 'state_bound', 'fit_phases', 'horizon_fractions',
-           'horizon_lengths', 'residual_autocorrelation', 'gauss_newton_covariance', 'describe_null', 'standard_errors',
-           't_quantile', 'StudentIntervals', 'to_free', 'from_free']
+           'LOOSE_FACTOR', 'AUTO_HORIZONS', 'STAGE_XTOL', 'STRUCTURED', 'FitWarning', 'lm_step', 'LMResult',
+           'status_line', 'lm', 'distinct_starts', 'lm_phases', 'failure_advice', 'state_bound', 'fit_phases',
+           'horizon_fractions', 'horizon_lengths', 'residual_autocorrelation', 'gauss_newton_covariance',
+           'describe_null', 'standard_errors', 't_quantile', 'StudentIntervals', 'to_free', 'from_free']
 
 # %% ../nbs/10_lm.ipynb #d771d81a
 STATUSES = ("running", "converged", "stalled", "max_iter", "max_time", "solver_failed", "abandoned", "stopped")
@@ -83,10 +83,14 @@ class LMResult:
 
     def message(self, k: int, # the start
                 xtol: float, ftol: float, max_iter: int, max_time: float | None = None, # the limits the fit ran with
+                steps: tuple | None = None, # (accepted, rejected, failed) steps to report instead of start k's own: the sums over `fits`
+                fits: int = 1, # how many fits `steps` add up (estimate refits, e.g. with learned noise weights)
                ) -> str: # why start k stopped, with the steps it took
         "Why start k stopped, in words."
-        s, acc, rej, fail = self.status[k], int(self.accepted[k]), int(self.rejected[k]), int(self.failed[k])
-        work = f"{acc} accepted and {rej} rejected steps" + (f", {fail} of them because the solver failed" if fail else "")
+        s = self.status[k]
+        acc, rej, fail = steps if steps is not None else (int(self.accepted[k]), int(self.rejected[k]), int(self.failed[k]))
+        work = ((f"{fits} fits: " if fits > 1 else "") + f"{acc} accepted and {rej} rejected steps"
+                + (f", {fail} of them because the solver failed" if fail else ""))
         if s == CONVERGED:
             head = "converged: " + {1: f"the next Gauss-Newton step changes no parameter by more than xtol={xtol:g} (relative)",
                                     2: f"the linearised model promises a relative loss drop below ftol={ftol:g}",
@@ -110,6 +114,13 @@ class LMResult:
         out = f"{head} ({work})" if s != FAILED else head
         if acc == 0 and s not in (CONVERGED, FAILED): out += "; the fit ended where it started"
         return out
+
+# %% ../nbs/10_lm.ipynb #f9b31d61
+def status_line(status: str, # why the fit stopped, one word: 'converged', 'stalled', 'max_iter', ... (`FitResult.status`)
+                message: str, # the same in words (`FitResult.message`)
+               ) -> str: # one line for a report
+    "The status and the message of a fit as one line, the status said once."
+    return message if message.startswith(status.replace("_", " ")) else f"{status}: {message}"
 
 # %% ../nbs/10_lm.ipynb #441fe570
 class _Starts:

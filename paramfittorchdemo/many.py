@@ -28,11 +28,12 @@ from .models import blame_model, param_dict
 from .solvers import (FIXED_STEP_METHODS, ParamSpec, SolveStats, rhs_traits, rhs_work, small_work_threads, solve_with_jacobian,
                       solver_options)
 
+# %% auto #0
+__all__ = ['ManyFits', 'fit_many', 'estimate_many']
+
+# %% ../nbs/15_many.ipynb #e02655f7
 LEVEL = 0.95  # the confidence level of the intervals
 CHUNK_SIZE = 256  # datasets fitted together in one batch (and sent as one Ray task)
-
-# %% auto #0
-__all__ = ['LEVEL', 'CHUNK_SIZE', 'ManyFits', 'fit_many', 'estimate_many']
 
 # %% ../nbs/15_many.ipynb #7f6d8919
 def _dataset_list(datasets, dataset_col: str, caller: str,

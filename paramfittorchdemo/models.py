@@ -11,16 +11,18 @@ import time
 import torch
 from torch import nn
 
-from ._checks import MAX_MEMORY, SIM_MAX_STEPS, as_scalar, check_budget, check_flag, check_number, check_state, check_ts, device_of
+from ._checks import (MAX_MEMORY, SIM_MAX_STEPS, as_scalar, check_budget, check_flag, check_number, check_state, check_ts,
+                                      device_of, moved_names)
 from .solvers import SolverError, rhs_work, small_work_threads, solver_options, torchdiffeq_solve
 
 # %% auto #0
-__all__ = ['ModelError', 'blame_model', 'simulate', 'VDP', 'LotkaVolterra', 'Lorenz', 'NeuralDiffEq', 'param_dict', 'FunctionODE']
+__all__ = ['ModelError', 'simulate', 'VDP', 'LotkaVolterra', 'Lorenz', 'NeuralDiffEq', 'param_dict', 'FunctionODE']
 
 # %% ../nbs/03_models.ipynb #fce494d1
 class ModelError(RuntimeError):
     "The model's own code failed while it was being solved or fitted; the message names the model and the original error."
 
+# %% ../nbs/03_models.ipynb #4923453a
 def _raised_in(e: BaseException, model) -> bool:
     "Whether the exception `e` came out of the forward method of `model` or of one of its submodules (or a function they call)."
     if not isinstance(model, nn.Module): return False
@@ -232,3 +234,8 @@ class FunctionODE(nn.Module):
 
     def extra_repr(self) -> str:
         return ", ".join(f"{name}={getattr(self, name).item():.4g}" for name in self.param_names)
+
+# %% ../nbs/03_models.ipynb #e6f75714
+__getattr__ = moved_names("paramfittorchdemo.models", {"HybridODE": "paramfittorchdemo.hybrid", "ODEBlock": "paramfittorchdemo.hybrid",
+                                                       "FIXED_STEP_METHODS": "paramfittorchdemo.solvers",
+                                                       "ADAPTIVE_METHODS": "paramfittorchdemo.solvers"})

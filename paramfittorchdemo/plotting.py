@@ -15,8 +15,7 @@ from .data import SimODEData
 from .models import simulate
 
 # %% auto #0
-__all__ = ['fig_ax', 'plot_time_series', 'plot_phase_plane', 'plot_history', 'plot_fit', 'plot_residuals', 'plot_traces',
-           'plot_profile']
+__all__ = ['plot_time_series', 'plot_phase_plane', 'plot_history', 'plot_fit', 'plot_residuals', 'plot_traces', 'plot_profile']
 
 # %% ../nbs/06_plotting.ipynb #396a2eac
 class _Pyplot:
@@ -123,9 +122,11 @@ def plot_history(history, # a History returned by train, or a sequence of loss v
     "Plot the loss per epoch on a log scale."
     loss = list(getattr(history, "loss", history))
     if not loss: raise ValueError("plot_history got an empty history; train for at least one epoch.")
+    new = ax is None
     fig, ax = fig_ax(ax)
     ax.plot(range(len(loss)), loss, **kwargs)
     ax.set_yscale("log"); ax.set_xlabel("Epoch"); ax.set_ylabel("Loss"); ax.set_title(title)
+    if new: fig.tight_layout()  # a loss within one decade gets long tick labels, which would push the label off the figure
     return fig, ax
 
 # %% ../nbs/06_plotting.ipynb #7c65d41f

@@ -13,7 +13,7 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
-from ._checks import MAX_MEMORY, MAX_STEPS, SIM_ATOL, SIM_RTOL, check_budget, check_model_data, check_number
+from ._checks import MAX_MEMORY, MAX_STEPS, SIM_ATOL, SIM_RTOL, check_budget, check_model_data, check_number, moved_names
 from .callbacks import (MAX_TRACKED, Callback, DivergenceError, History, PlotSnapshots, PrintLoss, TrainState, check_callbacks,
                         end_hooks, run_hooks)
 from .checkpoints import Checkpointer
@@ -279,3 +279,9 @@ def train(model: torch.nn.Module, # Model to train
     loop = _TrainLoop(model, data, lr, batch_size, method, solver_kw, seed, hooks)
     loop.start_at(epochs, checkpoint, checkpoint_every, resume)
     return loop.run(epochs, max_time)
+
+# %% ../nbs/09_training.ipynb #a05bfd2a
+__getattr__ = moved_names("paramfittorchdemo.training", {
+    **{n: "paramfittorchdemo.fitting" for n in ("FitResult", "fit")},
+    **{n: "paramfittorchdemo.checkpoints" for n in ("save_checkpoint", "load_checkpoint")},
+    **{n: "paramfittorchdemo.callbacks" for n in ("ProgressBar", "BestParameters", "EarlyStopping", "TensorBoardLogger", "MLflowLogger")}})

@@ -59,6 +59,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import paramfittorchdemo
+import re
 from paramfittorchdemo.cli import fit_main
 
 LYNX_HARE = Path(paramfittorchdemo.__file__).parent / "datasets" / "hudson_bay_lynx_hare.csv"
@@ -143,7 +144,7 @@ BAD = {
     "resume without checkpoint": (["--optimizer", "adam", "--resume"], 2, "--resume: no checkpoint at"),
     "resume with another optimizer": (["--resume"], 2, "--resume applies only with --optimizer adam"),
     "diverging fit": (["--model", "lotka-volterra", "--param", "beta=-1"], 1,
-                      "the fit of lotka-volterra failed: fit: the starting parameters"),
+                      "the fit of lotka-volterra failed: the starting values alpha=1.6, beta=-1, delta=2.7, gamma=1.2 give no solution"),
     "model raises when built": (["--model", "usermodels:Broken", "--init", "k=2"], 2,
                                 "--model usermodels:Broken: Broken(k=2) failed with RuntimeError: cannot build 2"),
     "model fails during the fit": (["--model", "usermodels:Flaky", "--data", "decay.csv"], 1,
@@ -328,7 +329,7 @@ def test_fit_debug_shows_the_traceback(runs):
     (["--model", "lotka-volterra", "--data", str(LYNX_HARE), "--time-col", "year", "--positive", "--param", "beta=-1"], 2,
      "the starting value of beta, -1, is not strictly inside its bounds"),
     (["--model", "lotka-volterra", "--optimizer", "lbfgs", "--param", "beta=-1"], 1,
-     "the fit of lotka-volterra failed: fit: the starting parameters of LotkaVolterra give a loss that is not finite"),
+     "the fit of lotka-volterra failed: the starting values alpha=1.6, beta=-1, delta=2.7, gamma=1.2 give no solution of LotkaVolterra"),
     (["--model", "decay.py:Decay"], 2, "expected a module name, got the file name 'decay.py'; drop the .py: --model decay:Decay"),
     (["--model", "decay:Decay", "--init", "k=nan"], 2, "--init k=nan: 'nan' is not a finite number"),
     (["--model", "decay:Decay", "--init", "k=[1, 1e999]"], 2, "--init k=[1, 1e999]: '[1, 1e999]' is not a finite number"),
@@ -531,3 +532,78 @@ def test_param_is_a_starting_value_and_params_json_holds_the_result(tmp_path):
     assert p["backend"] == "fit" and abs(p["params"]["beta"] - 1.0) < 0.05 and p["params"]["beta"] != 0.8  # fitted from 0.8
     assert 0 < p["stderr"]["beta"] < 0.05 and p["ci95"]["beta"][0] < p["params"]["beta"] < p["ci95"]["beta"][1]
     assert p["result"]["x"] == list(p["params"].values()) and p["result"]["nfev"] > 0
+
+
+# --data lynx-hare, and remedies that are options of this command
+def _only_options_of_this_command(text: str):
+    "Every option the text suggests exists, and no argument of the Python API (max_steps=, shooting=, ...) is suggested instead."
+    known = {o for a in cli._fit_parser()._actions for o in a.option_strings}
+    assert set(re.findall(r"--[a-z][a-z0-9-]*", text)) <= known, sorted(set(re.findall(r"--[a-z][a-z0-9-]*", text)) - known)
+    python_only = re.findall(r"(?<![\w-])(?:(?:max_steps|max_iter|step_size|rtol|atol|lr)\b|(?:shooting|horizons|starts)=)", text)
+    assert not python_only, (python_only, text)
+
+
+def test_the_shipped_dataset_by_name(tmp_path, capsys):
+    assert fit_main(["--model", "lotka-volterra", "--data", "lynx-hare", *LV_START, "--positive", "--loss", "log", "--out", tmp_path]) == 0
+    p = json.loads((tmp_path / "params.json").read_text())
+    assert p["converged"] and p["data"].startswith("lynx-hare (1 trajectory, 21 time points)")
+    assert p["ci95"]["alpha"][0] < 0.55 < p["ci95"]["alpha"][1]  # as from the CSV file itself
+    assert "y0[hudson_bay, hare]" in (tmp_path / "report.txt").read_text()
+    capsys.readouterr()
+    assert fit_main(["--model", "lotka-volterra", "--data", "lynx-hare", "--time-col", "year", "--out", tmp_path / "x"]) == 2
+    assert "--time-col applies only with a CSV file of your own (--data FILE.csv)" in capsys.readouterr().err
+
+
+def test_help_and_readme_say_where_the_shipped_csv_is(capsys):
+    assert fit_main(["--help"]) == 0
+    raw = capsys.readouterr().out
+    text = " ".join(raw.split())
+    path = cli._example_csv()
+    assert path.is_file() and path.resolve() == LYNX_HARE.resolve()
+    assert "or lynx-hare, the Hudson's Bay lynx and hare pelts" in text
+    assert "".join(str(path).split()) in "".join(raw.split())  # argparse may break the path across lines
+    assert "--data lynx-hare --param alpha=0.5" in text  # the example, with a start that works
+    _only_options_of_this_command(text)
+    readme = (Path(cli.__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    assert "--data lynx-hare" in readme and "paramfittorchdemo/datasets/hudson_bay_lynx_hare.csv" in readme
+    assert "load_lynx_hare().to_csv(" in readme  # how to get a copy to start from
+
+
+def test_a_start_without_a_solution_is_named_as_the_problem(tmp_path, capsys):
+    "The start, not the solver's budget: the message points at --param, and at nothing the command lacks."
+    assert fit_main(["--model", "lotka-volterra", "--data", "lynx-hare", "--param", "beta=-1", "--out", tmp_path]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert "the starting values alpha=1.6, beta=-1, delta=2.7, gamma=1.2 give no solution of LotkaVolterra" in err
+    assert "--param NAME=VALUE" in err and "--param alpha=0.5 --param beta=0.02" in err  # a start on the scale of these data
+    assert "stiff" not in err and "--max-steps" not in err  # the budget was not the problem
+    _only_options_of_this_command(err)
+    assert fit_main(["--model", "lotka-volterra", "--optimizer", "lbfgs", "--param", "beta=-1", "--out", tmp_path / "b"]) == 1
+    err = capsys.readouterr().err
+    assert "give no solution" in err and "--param NAME=VALUE" in err
+    _only_options_of_this_command(err)
+
+
+def test_every_remedy_the_messages_suggest_is_an_option(tmp_path, capsys):
+    from types import SimpleNamespace
+    from paramfittorchdemo.lm import failure_advice
+    from paramfittorchdemo.training import _train_advice
+    advice = [failure_advice(f) for f in ("dopri5: the problem looks stiff", "beyond its budget of 20000", "not finite")]
+    advice += [_train_advice(SimpleNamespace(stiff=s, kind=k), m) for s, k, m in ((True, "", "dopri5"), (False, "steps", "dopri5"),
+                                                                                  (False, "", "rk4"), (False, "", "dopri5"))]
+    advice += ["reached max_iter=30 before converging; a poor start or a local minimum: try shooting=, horizons= or starts=",
+               "no step lowered the loss (try a tighter rtol)", "try a smaller lr", "try step_size=0.1", "raise max_steps= if needed"]
+    for text in advice:
+        said = cli._on_the_command_line(text)
+        _only_options_of_this_command(said)
+        assert said != text
+    # a fit that stops early: the summary and the warning speak of options of the command
+    assert fit_main(["--model", "lotka-volterra", "--data", "lynx-hare", "--max-iter", "1", "--out", tmp_path]) == 0
+    out, err = capsys.readouterr()
+    assert "not converged (budget exhausted: reached --max-iter 1 before converging" in out
+    assert err.startswith("paramfittorchdemo-fit: warning: estimate of LotkaVolterra ended where it started")
+    _only_options_of_this_command(out + err)
+    assert fit_main(["--model", "vdp", "--max-steps", "3", "--out", tmp_path / "steps"]) == 1  # the budget reaches the solver
+    err = capsys.readouterr().err
+    assert "budget of 3" in err and "or raise --max-steps, now 3" in err  # a budget that was set, and was too small
+    _only_options_of_this_command(err)

@@ -319,3 +319,14 @@ def test_plot_profile_minimal_and_given_ax():
 def test_plot_profile_bad_arguments(kw, exc, match):
     with pytest.raises(exc, match=match):
         plot_profile(name="p", **kw)
+
+
+@pytest.mark.parametrize("loss", [[0.048, 0.0481, 0.04806], [2.0*0.8**e + 0.05 for e in range(40)], [1e5, 3e4, 2.5e4]])
+def test_history_labels_lie_inside_the_figure(loss, tmp_path):
+    "A loss within one decade gets long tick labels (4.8e-2 style), which pushed the y-label off the left edge of a new figure."
+    fig, ax = plot_history(loss)
+    fig.savefig(tmp_path / "loss.png", dpi=100)  # as the command line saves it
+    r = fig.canvas.get_renderer()
+    for text in (ax.yaxis.label, ax.xaxis.label, ax.title):  # the tick labels lie between the y-label and the axes
+        bb = text.get_window_extent(r)
+        assert 0 <= bb.x0 and bb.x1 <= fig.bbox.x1 and 0 <= bb.y0 and bb.y1 <= fig.bbox.y1, (text.get_text(), bb, fig.bbox)
