@@ -1,6 +1,5 @@
 """FunctionODE, HybridODE (universal differential equations) and ODEBlock (ODE layers)."""
 import math
-import time
 
 import pytest
 import torch
@@ -506,13 +505,12 @@ def test_encoder_ode_decoder_learns_latent_dynamics():
     latent = FunctionODE(linear_field, 2, a=0.0, b=0.0, c=0.0, d=0.0)
     model = nn.Sequential(nn.Linear(8, 2), ODEBlock(latent, ts), nn.Linear(2, 8))
     opt = torch.optim.Adam(model.parameters(), lr=0.05)
-    start, losses = time.perf_counter(), []
+    losses = []
     for _ in range(100):
         opt.zero_grad()
         loss = (model(obs[:, 0]) - obs).square().mean()
         loss.backward(); opt.step()
         losses.append(loss.item())
-    assert time.perf_counter() - start < 20
     assert losses[-1] < losses[0]/5
     assert losses[-1] < 0.05*obs.var().item()
 
@@ -536,13 +534,12 @@ def test_hybrid_learns_the_lotka_volterra_interaction_with_adam():
     ts, ys, segments, tw = lv_windows()
     h = HybridODE(linear_known(), train_known=False)
     opt = torch.optim.Adam([p for p in h.parameters() if p.requires_grad], lr=0.02)
-    start, losses = time.perf_counter(), []
+    losses = []
     for _ in range(150):
         opt.zero_grad()
         loss = (integrate(h, segments[:, 0], tw, method="rk4", step_size=0.1) - segments).square().mean()
         loss.backward(); opt.step()
         losses.append(loss.item())
-    assert time.perf_counter() - start < 20
     assert losses[-1] < losses[0]/100
     assert relative_rms_of_learned_interaction(h, ys) < 0.2
     # and the trained hybrid reproduces the whole trajectory from its first state
@@ -555,6 +552,6 @@ def test_hybrid_learns_the_lotka_volterra_interaction_with_fit():
     data = SimODEData(tw, list(segments))
     h = HybridODE(linear_known(), train_known=False)
     res = fit(h, data, optimizer="adam-lbfgs", method="rk4", step_size=0.1, adam_steps=100, lr=0.02, max_iter=50)
-    assert res.seconds < 20 and res.jacobian == "autograd"
+    assert res.jacobian == "autograd"
     assert h.known.alpha.item() == pytest.approx(1.3) and h.known.delta.item() == pytest.approx(1.8)
     assert relative_rms_of_learned_interaction(h, ys.float()) < 0.2

@@ -3,7 +3,6 @@ import math
 import os
 import re
 import tempfile
-import time
 import warnings
 
 import pytest
@@ -90,10 +89,9 @@ def test_a_parameter_held_at_its_bound_has_no_error_bar():
 STIFF = VDP(1000.0).double()
 
 def test_simulate_has_a_step_budget_and_names_stiffness():
-    t0 = time.perf_counter()
     with pytest.raises(SolverError, match="looks stiff.*scipy_solver") as e:
         simulate(STIFF, torch.tensor([[2.0, 0.0]], **f64), torch.linspace(0, 3000, 5, **f64), max_steps=500)
-    assert e.value.stiff and e.value.kind == "steps" and time.perf_counter() - t0 < 30
+    assert e.value.stiff and e.value.kind == "steps"
     assert simulate.__kwdefaults__["max_steps"] < 10**6  # a finite budget by default
 
 def test_simulate_max_time_and_stiff_solver():
@@ -110,11 +108,11 @@ def test_simulate_names_a_blow_up():
 def test_train_of_a_stiff_model_stops_quickly_and_does_not_suggest_dopri5():
     ts = torch.linspace(0, 3000, 4, **f64)
     data = SimODEData(ts, torch.ones(2, 4, 2, **f64))
-    t0 = time.perf_counter()
     with pytest.raises(DivergenceError) as e:  # the default step budget: dopri5 sees early that the span needs millions of steps
         train(VDP(1000.0).double(), data, method="dopri5", show_every=None)
     msg = str(e.value)
-    assert "stiff" in msg and "would need about" in msg and "such as 'dopri5'" not in msg and time.perf_counter() - t0 < 30
+    assert "stiff" in msg and "would need about" in msg and "such as 'dopri5'" not in msg  # gave up early, at a step far below the budget
+    assert e.value.history.epochs == 0
 
 def test_train_max_time_stops_cleanly():
     data = create_sim_dataset(VDP(0.3), torch.linspace(0, 10, 10), num_samples=10, seed=0)
