@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import datetime
+import inspect
 import math
 import os
 import sys
@@ -23,9 +24,9 @@ from torch import nn
 # %% auto #0
 __all__ = ['RTOL', 'ATOL', 'SIM_RTOL', 'SIM_ATOL', 'MAX_STEPS', 'SIM_MAX_STEPS', 'check_tensor', 'check_ts', 'model_dim',
            'check_state', 'device_of', 'check_real', 'as_scalar', 'check_number', 'check_flag', 'check_budget',
-           'check_mapping', 'check_numbers', 'check_dtype', 'check_file_text', 'check_path', 'check_writable',
-           'interactive', 'check_progress', 'tqdm_class', 'progress_bar', 'check_model_data', 'to_plain', 'from_plain',
-           'write_json', 'need_pandas']
+           'check_mapping', 'check_numbers', 'check_dtype', 'check_file_text', 'check_rhs', 'check_path',
+           'check_writable', 'interactive', 'check_progress', 'tqdm_class', 'progress_bar', 'check_model_data',
+           'to_plain', 'from_plain', 'write_json', 'need_pandas']
 
 # %% ../nbs/00_checks.ipynb #f0795425
 RTOL, ATOL = 1e-6, 1e-8  # tolerances of the fits (fit, estimate, ODEBlock): accurate well beyond any data's noise
@@ -240,6 +241,17 @@ def check_file_text(text: str, # a name or comment to be written into a text fil
         raise ValueError(f"{caller} cannot write {what} {text!r}: it holds a NUL character, which text files cannot; rename it.")
     try: text.encode("utf-8")
     except UnicodeEncodeError as e: raise ValueError(f"{caller} cannot write {what} {text!r} as UTF-8 ({e.reason}); rename it.") from None
+
+def check_rhs(model, # a module used as a right-hand side
+              caller: str, # for the message
+             ):
+    "A right-hand side is called as model(t, y): its forward must take those two arguments."
+    try: inspect.signature(model.forward).bind(0.0, 0.0)
+    except TypeError:
+        raise TypeError(f"{caller} calls the model as model(t, y), time and states, but {type(model).__name__}.forward"
+                        f"{inspect.signature(model.forward)} takes other arguments; write forward(self, t, y), or wrap the network "
+                        f"as NeuralDiffEq does.") from None
+    except ValueError: pass  # a forward without a signature to read: its call will tell
 
 def check_path(path, # what arrived
                name: str, caller: str, # for the message

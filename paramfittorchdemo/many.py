@@ -19,8 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._checks import (ATOL, MAX_STEPS, RTOL, check_dtype, check_file_text, check_flag, check_mapping, check_model_data, check_number,
-                                     check_numbers, check_path, check_progress, need_pandas, progress_bar, write_json)
+from ._checks import (ATOL, MAX_STEPS, RTOL, check_dtype, check_file_text, check_flag, check_mapping, check_model_data,
+                                     check_number, check_numbers, check_path, check_progress, check_rhs, need_pandas, progress_bar,
+                                     write_json)
 from .data import SimODEData
 from .estimation import estimate, param_setup
 from .observations import Observations
@@ -482,6 +483,17 @@ def _check_run(chunk_size, backend: str, address, max_retries, ray_options, prog
                         f"got {type(address).__name__} {address!r}.")
     check_mapping(ray_options, "ray_options", caller, "Ray task option -> value, e.g. {'num_gpus': 1}")
 
+def _check_grid(step_size: float, datasets: list, ids: list, max_steps: int, caller: str):
+    "A fixed-step method's step against each dataset's time span: no longer than the span, and no more steps than max_steps."
+    for i, d in zip(ids, datasets):
+        span = float(d.ts[0][-1] - d.ts[0][0])
+        if step_size > span:
+            raise ValueError(f"{caller} needs step_size no longer than the time span of each dataset, but step_size={step_size:g} is "
+                             f"longer than dataset {i}'s span of {span:g}; use a step below the spacing of its time points.")
+        if span/step_size > max_steps:
+            raise ValueError(f"{caller}: step_size={step_size:g} takes {span/step_size:.3g} steps over dataset {i}'s time span of "
+                             f"{span:g}, more than max_steps={max_steps}; use a larger step_size or raise max_steps.")
+
 def _check_model_size(spec: ParamSpec, caller: str):
     "Levenberg-Marquardt, as fit_many runs it, for at most _LM_MAX_PARAMS parameters (fit takes larger models with 'adam-lbfgs')."
     if spec.size > _LM_MAX_PARAMS:
@@ -516,9 +528,12 @@ def fit_many(model: nn.Module, # the model: its structure, and its parameter val
     "Fit `model` to each of many datasets on its own: one batched solve per iteration over all datasets, each with its own parameters."
     t0 = time.perf_counter()
     datasets, ids = _as_datasets(datasets, dataset_col, "fit_many")
+    if isinstance(model, nn.Module): check_rhs(model, "fit_many")
     for d in datasets: check_model_data(model, d, "fit_many", SimODEData)
     _same_dim(datasets, ids, "fit_many")
     solver_options(method, step_size if method in FIXED_STEP_METHODS else None, rtol, atol)
+    check_number(rtol, "rtol", "fit_many", positive=True); check_number(atol, "atol", "fit_many", positive=True)
+    if not rtol < 1: raise ValueError(f"fit_many needs rtol as a relative tolerance below 1, got {rtol!r}; the default is {RTOL:g}.")
     check_dtype(dtype, "dtype", "fit_many", allow_none=True)
     own = next(p for p in model.parameters() if p.requires_grad).dtype
     if dtype is None and own not in (torch.float64, torch.float32):
@@ -526,11 +541,13 @@ def fit_many(model: nn.Module, # the model: its structure, and its parameter val
                          f"torch.float32; pass dtype=torch.float64 (the default).")
     check_number(max_iter, "max_iter", "fit_many", integer=True, positive=True)
     check_number(max_steps, "max_steps", "fit_many", integer=True, positive=True)
+    if method in FIXED_STEP_METHODS and step_size is not None: _check_grid(step_size, datasets, ids, max_steps, "fit_many")
     check_number(xtol, "xtol", "fit_many", positive=True); check_number(ftol, "ftol", "fit_many", positive=True)
     check_number(max_time, "max_time", "fit_many", positive=True, allow_none=True)
     check_number(level, "level", "fit_many", positive=True)
     if not level < 1: raise ValueError(f"fit_many needs level in (0, 1), got {level}.")
-    horizon_fractions(horizons, "fit_many")
+    fractions = horizon_fractions(horizons, "fit_many")
+    if not isinstance(horizons, str): horizons = fractions  # a tuple of floats, whatever container (an array, a tensor) held them
     _check_run(chunk_size, backend, address, max_retries, ray_options, progress, "fit_many")
     params = check_mapping(params, "params", "fit_many", "parameter name -> Param, a starting value or None") or None
     names = list(param_dict(model))
@@ -627,6 +644,7 @@ def estimate_many(model: nn.Module, # the model: its structure, and its paramete
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError(f"estimate_many got a {type(model).__name__} with no trainable parameters; wrap what should be fitted in "
                          f"nn.Parameter.")
+    check_rhs(model, "estimate_many")
     items, ids = _as_observations(observations, dataset_col, "estimate_many")
     _check_run(chunk_size, backend, address, max_retries, ray_options, progress, "estimate_many")
     _check_estimate_options(options)

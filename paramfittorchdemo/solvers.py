@@ -577,6 +577,9 @@ def torchdiffeq_solve(f, y0, ts, method: str, step_size, rtol, atol, max_steps: 
                               f"use a larger step_size or raise max_steps.", "steps", float(ts[0]))
     g = _Guarded(f, 13*max_steps + 100, deadline)
     try:
+        if method in _ADAPTIVE_RK and y0.is_complex():  # torchdiffeq's first-step estimate fails on complex states at rest (torch.max)
+            T, t0, scale = _stage_times(f, y0.real.dtype, y0.device), float(ts[0]), _error_scale(y0, rtol or RTOL, atol or ATOL)
+            kw["options"]["first_step"] = _first_step(g, T, t0, y0, g(T(t0), y0), scale, None, float(ts[-1]) - t0)
         ys = odeint(g, y0, ts.to(y0.real.dtype), **kw).movedim(0, -2)
         if stats is not None:  # fit's step budgets grow from these counts
             stats.nfe += g.n
@@ -603,6 +606,10 @@ def torchdiffeq_solve(f, y0, ts, method: str, step_size, rtol, atol, max_steps: 
 
 def _rk4_budgeted_plan(ts: torch.Tensor, step_size: float | None, dtype, max_steps: int) -> tuple:
     "`_rk4_plan`, refused with a SolverError before any work when its grid has more steps than `max_steps` (integrate, MLPAdjoint)."
+    span = float(ts[-1]) - float(ts[0])
+    if step_size is not None and span/step_size > max_steps:  # counted before the grid is built: a tiny step would not fit in memory
+        raise SolverError(f"rk4 would take {span/step_size:.3g} steps of {step_size:g} over [{float(ts[0]):g}, {float(ts[-1]):g}], more "
+                          f"than max_steps={max_steps}; use a larger step_size or raise max_steps.", "steps", float(ts[0]))
     plan = _rk4_plan(ts, step_size, dtype)
     gl = plan[0]
     if len(gl) - 1 > max_steps:

@@ -457,6 +457,11 @@ def test_a_model_too_large_for_levenberg_marquardt_is_refused(short_population):
     (dict(method="lsoda"), ValueError, "unknown solver method 'lsoda'"),
     (dict(method="rk4", step_size=-0.1), ValueError, "step_size must be a positive finite number"),
     (dict(rtol=math.inf), ValueError, "rtol must be a positive finite number"),
+    (dict(rtol=None), TypeError, "fit_many needs rtol as a positive finite number, got NoneType"),
+    (dict(rtol=2.0), ValueError, "rtol as a relative tolerance below 1, got 2.0"),
+    (dict(method="rk4", step_size=10.0), ValueError, "step_size=10 is longer than dataset 0's span of 2.9"),
+    (dict(method="euler", step_size=1e-300), ValueError, r"takes 2.9e\+300 steps .* more than max_steps=20000"),
+    (dict(dataset_col=3), TypeError, "dataset_col as a column name"),
 ])
 def test_bad_arguments_are_refused_before_any_fit(short_population, kw, err, match):
     with pytest.raises(err, match=match): fit_many(LotkaVolterra(), short_population, **kw)
@@ -547,3 +552,24 @@ def test_to_csv_checks_its_path(table, tmp_path):
     with pytest.raises(TypeError, match=r"ManyFits.to_csv needs path as a file path"): table.to_csv(3)
     table[1:].to_csv(tmp_path/"part.csv")
     assert (tmp_path/"part.csv").read_text().splitlines()[1].startswith("b b,")
+
+
+def test_horizons_in_any_container(short_population):
+    "Before: horizons=np.array([...]) was compared with 'auto' elementwise."
+    import numpy as np
+    a = fit_many(LotkaVolterra(1.4), short_population[:2], horizons=np.array([0.5]))
+    b = fit_many(LotkaVolterra(1.4), short_population[:2], horizons=(0.5,))
+    assert torch.equal(a.params, b.params)
+
+
+def test_a_module_not_called_as_model_t_y_is_refused(short_population):
+    with pytest.raises(TypeError, match=r"calls the model as model\(t, y\).*Linear.forward\(input"):
+        fit_many(torch.nn.Linear(2, 2), short_population)
+
+
+def test_torchdiffeq_adaptive_methods_take_complex_states_at_rest():
+    "Before: torchdiffeq's first-step estimate raised 'maximum not implemented for complex tensors' at rest (fit's complex step)."
+    from paramfittorchdemo.solvers import integrate
+    for method in ("bosh3", "fehlberg2", "adaptive_heun", "dopri8"):
+        ys = integrate(LotkaVolterra(), torch.zeros(1, 2, dtype=torch.complex128), SHORT.double(), method, rtol=1e-6, atol=1e-8)
+        assert ys.shape == (1, 30, 2) and bool((ys == 0).all())
