@@ -135,8 +135,8 @@ class Checkpointer:
         if self.written: return
         try: save_checkpoint(self.path, _map_tensors(self.last, lambda t: t.cpu()))
         except (OSError, ValueError) as e:
-            kept = (f"'{self.path}' still holds the checkpoint of epoch {self.on_disk}" if self.on_disk is not None else
-                    "no checkpoint of this run is on disk")
+            kept = (f"the last checkpoint written to '{self.path}' is that of epoch {self.on_disk}" if self.on_disk is not None else
+                    "no checkpoint of this run was written")
             n = len(self.history.loss) if self.history is not None else self.last["epoch"]
             raise CheckpointError(f"train could not write its checkpoint '{self.path}' after epoch {self.last['epoch']} "
                                   f"({type(e).__name__}: {e}). The run so far is kept: this error's .history holds its {n} epochs and "

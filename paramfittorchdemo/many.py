@@ -347,7 +347,7 @@ class ManyFits:
         return row
 
     def _rows(self, rows: range) -> "ManyFits":
-        "The datasets at positions `rows`, as a ManyFits of their own (it may hold none)."
+        "The datasets at positions `rows`, as a ManyFits of their own (it may hold none); seconds, backend and chunks are the whole call's."
         idx = torch.tensor(list(rows), dtype=torch.long)
         return ManyFits(ids=[self.ids[r] for r in rows], names=list(self.names), params=self.params[idx], stderr=self.stderr[idx],
                         lower=self.lower[idx], upper=self.upper[idx], loss=self.loss[idx], status=[self.status[r] for r in rows],

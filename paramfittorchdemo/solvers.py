@@ -607,9 +607,9 @@ def torchdiffeq_solve(f, y0, ts, method: str, step_size, rtol, atol, max_steps: 
 def _rk4_budgeted_plan(ts: torch.Tensor, step_size: float | None, dtype, max_steps: int) -> tuple:
     "`_rk4_plan`, refused with a SolverError before any work when its grid has more steps than `max_steps` (integrate, MLPAdjoint)."
     span = float(ts[-1]) - float(ts[0])
-    if step_size is not None and span/step_size > max_steps:  # counted before the grid is built: a tiny step would not fit in memory
-        raise SolverError(f"rk4 would take {span/step_size:.3g} steps of {step_size:g} over [{float(ts[0]):g}, {float(ts[-1]):g}], more "
-                          f"than max_steps={max_steps}; use a larger step_size or raise max_steps.", "steps", float(ts[0]))
+    if step_size is not None and (n := span/step_size) > max_steps:  # counted before the grid is built: a tiny step would not fit in memory
+        raise SolverError(f"rk4 would take {math.ceil(n) if n < 1e15 else f'{n:.3g}'} steps over [{float(ts[0]):g}, {float(ts[-1]):g}], "
+                          f"more than max_steps={max_steps}; use a larger step_size or raise max_steps.", "steps", float(ts[0]))
     plan = _rk4_plan(ts, step_size, dtype)
     gl = plan[0]
     if len(gl) - 1 > max_steps:
