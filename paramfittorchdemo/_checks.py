@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import datetime
 import importlib
+import inspect
 import math
+import os
 import sys
+import tempfile
 import warnings
 from collections.abc import Mapping
 from numbers import Integral, Real
+from pathlib import Path
 from typing import Optional, Tuple
 
 import numpy as np
@@ -21,7 +25,8 @@ from torch import nn
 # %% auto #0
 __all__ = ['RTOL', 'ATOL', 'SIM_RTOL', 'SIM_ATOL', 'MAX_STEPS', 'SIM_MAX_STEPS', 'MAX_MEMORY', 'check_tensor', 'check_ts',
            'model_dim', 'check_state', 'device_of', 'check_real', 'as_scalar', 'check_number', 'check_flag',
-           'check_memory', 'check_budget', 'interactive', 'check_progress', 'tqdm_class', 'progress_bar',
+           'check_memory', 'check_budget', 'check_mapping', 'check_numbers', 'check_dtype', 'check_file_text',
+           'check_rhs', 'check_path', 'check_writable', 'interactive', 'check_progress', 'tqdm_class', 'progress_bar',
            'check_model_data', 'to_plain', 'from_plain', 'write_json', 'need_pandas', 'moved_names']
 
 # %% ../nbs/00_checks.ipynb #f0795425
@@ -189,6 +194,102 @@ def check_budget(max_steps, # step budget of one solve
     check_number(max_steps, "max_steps", caller, integer=True, positive=True)
     check_number(max_time, "max_time", caller, positive=True, allow_none=True, what=" of seconds")
     check_memory(max_memory, caller)
+
+# %% ../nbs/00_checks.ipynb #5e1c0a72
+def _shown(x, limit: int = 60) -> str:
+    "A value for a message: its type and its repr, cut to `limit` characters."
+    r = repr(x)
+    return f"{type(x).__name__} {r if len(r) <= limit else r[:limit - 3] + '...'}"
+
+def check_mapping(x, # what arrived
+                  name: str, caller: str, # for the message
+                  what: str, # what the dict maps, e.g. 'parameter name -> Param'
+                  allow_none: bool = True, # None means an empty dict
+                 ) -> dict: # a plain dict (empty for None)
+    "Check a dict (any Mapping) of per-name settings."
+    if x is None and allow_none: return {}
+    if not isinstance(x, Mapping):
+        raise TypeError(f"{caller} needs {name} as a dict ({what}){' or None' if allow_none else ''}, got {_shown(x)}.")
+    return dict(x)
+
+def check_numbers(x, # a tensor, a numpy array, or (nested) lists of numbers
+                  name: str, caller: str, # for the message
+                 ) -> torch.Tensor: # the numbers as a float64 CPU tensor of the same shape
+    "Check an array of real numbers: text, booleans, complex numbers, dicts and ragged lists are refused, not converted."
+    if isinstance(x, torch.Tensor): return check_real(x, name, caller).detach().to("cpu", torch.float64)
+    if isinstance(x, (str, bytes, Mapping)) or x is None:
+        raise TypeError(f"{caller} needs {name} as numbers (a tensor, an array or a list), got {_shown(x)}.")
+    try: arr = np.asarray(x)
+    except (ValueError, TypeError) as e:  # ragged nested lists
+        raise TypeError(f"{caller} needs {name} as numbers of one rectangular shape (a tensor, an array or a list), got "
+                        f"{_shown(x)} ({e}).") from None
+    check_real(arr, name, caller)
+    try: return torch.from_numpy(arr.astype(np.float64))
+    except (ValueError, TypeError) as e:  # an object array of numbers and None: None is no number here
+        raise TypeError(f"{caller} needs {name} as numbers, got {_shown(x)} ({e}).") from None
+
+_FLOAT_DTYPES = (torch.float64, torch.float32)
+
+def check_dtype(dtype, # what arrived
+                name: str, caller: str, # for the message
+                allow_none: bool = False, # let None through (the caller then uses the model's own dtype)
+               ) -> torch.dtype | None:
+    "Check the dtype of a fit's arithmetic: torch.float64 or torch.float32 (the complex step and the linear algebra need one of them)."
+    if dtype is None and allow_none: return None
+    wanted = f"torch.float64 or torch.float32{' or None' if allow_none else ''}"
+    if not isinstance(dtype, torch.dtype):
+        raise TypeError(f"{caller} needs {name} as {wanted}, got {_shown(dtype)}; pass the torch dtype itself, e.g. {name}=torch.float64.")
+    if dtype not in _FLOAT_DTYPES:
+        raise ValueError(f"{caller} needs {name} as {wanted}, got {dtype}; fits compute in float64 (the default) or float32.")
+    return dtype
+
+def check_file_text(text: str, # a name or comment to be written into a text file
+                    what: str, caller: str, # for the message: e.g. 'the id', 'Observations.to_csv'
+                   ):
+    "Text a UTF-8 file (a CSV table) can hold and give back: no NUL character, no lone surrogate."
+    if "\0" in text:
+        raise ValueError(f"{caller} cannot write {what} {text!r}: it holds a NUL character, which text files cannot; rename it.")
+    try: text.encode("utf-8")
+    except UnicodeEncodeError as e: raise ValueError(f"{caller} cannot write {what} {text!r} as UTF-8 ({e.reason}); rename it.") from None
+
+def check_rhs(model, # a module used as a right-hand side
+              caller: str, # for the message
+             ):
+    "A right-hand side is called as model(t, y): its forward must take those two arguments."
+    try: inspect.signature(model.forward).bind(0.0, 0.0)
+    except TypeError:
+        raise TypeError(f"{caller} calls the model as model(t, y), time and states, but {type(model).__name__}.forward"
+                        f"{inspect.signature(model.forward)} takes other arguments; write forward(self, t, y), or wrap the network "
+                        f"as NeuralDiffEq does.") from None
+    except ValueError: pass  # a forward without a signature to read: its call will tell
+
+def check_path(path, # what arrived
+               name: str, caller: str, # for the message
+              ) -> Path:
+    "Check a file name: a non-empty str or os.PathLike (pathlib.Path)."
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{caller} needs {name} as a file path (str or pathlib.Path), got {type(path).__name__}.")
+    if not str(path): raise ValueError(f"{caller} needs {name} as a file path, got an empty string.")
+    return Path(path)
+
+def check_writable(path, # the file to be written
+                   name: str, caller: str, # for the message
+                  ) -> Path:
+    """Check, before any work, that `path` can be written: it is no folder, its folder exists (it is created if missing) and a file can be
+    created in it. Refused with a ValueError that names the obstacle."""
+    path = check_path(path, name, caller)
+    where = f"{caller} cannot write {name} '{path}'"
+    try:  # (even asking whether a path is a folder fails for a name too long)
+        if path.is_dir(): raise ValueError(f"{where}: it is a folder; {name} names the file to write, e.g. '{path/'run.pt'}'.")
+        blocker = next((p for p in [path.parent, *path.parent.parents] if p.exists() and not p.is_dir()), None)
+        if blocker is not None:
+            raise ValueError(f"{where}: '{blocker}' is a file, not a folder; pass a path in a folder, or move that file away.")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")  # as an atomic write names its file
+        os.close(fd); os.unlink(probe)
+    except OSError as e:
+        raise ValueError(f"{where}: {e.strerror or e} (in '{path.parent}'); pass a path in a folder you can write to.") from None
+    return path
 
 # %% ../nbs/00_checks.ipynb #98a2d502
 def interactive() -> bool:

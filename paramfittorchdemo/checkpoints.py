@@ -18,6 +18,7 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
+from ._checks import check_writable
 from .callbacks import History
 
 # %% auto #0
@@ -36,12 +37,9 @@ def save_checkpoint(path: Union[str, Path], # file to write; its folder is creat
                     state: dict, # tensors and plain Python values (dict, list, tuple, str, int, float, bool, None)
                    ) -> Path: # the path written
     "Write `state` to `path` atomically: a crash mid-write leaves the previous file intact."
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"save_checkpoint needs path as a file path (str or pathlib.Path), got {type(path).__name__}.")
     if not isinstance(state, dict):
         raise TypeError(f"save_checkpoint needs state as a dict of tensors and plain values, got {type(state).__name__}.")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = check_writable(path, "path", "save_checkpoint")  # its folder, created if missing, takes a new file
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -109,11 +107,17 @@ def _map_tensors(obj, f):
     if isinstance(obj, (list, tuple)): return type(obj)(_map_tensors(v, f) for v in obj)
     return obj
 
+class CheckpointError(OSError):
+    "`train` could not write its checkpoint mid-run; `.history` holds the run so far, and the file keeps the last checkpoint written."
+    def __init__(self, message: str, history: History | None):
+        super().__init__(message)
+        self.history = history
+
 class Checkpointer:
     "train's checkpoints: the loop's state at the last epoch boundary, written every `every` epochs, at the end and on Ctrl-C."
-    def __init__(self, path, every: int, options: dict):
-        self.path, self.every, self.options = Path(path), every, options
-        self.last, self.written = None, True
+    def __init__(self, path, every: int, options: dict, caller: str = "train"):
+        self.path, self.every, self.options = check_writable(path, "checkpoint", caller), every, options  # refused before any epoch
+        self.last, self.written, self.history, self.on_disk = None, True, None, None  # on_disk: the epoch the file holds
 
     def snapshot(self, model, optimizer, gen, epoch: int, history: History):
         "Copy the state after `epoch` epochs (on the device: no host sync), and write it when `epoch` is a multiple of `every`."
@@ -123,41 +127,131 @@ class Checkpointer:
                          history=dict(loss=list(history.loss), params={k: list(v) for k, v in history.params.items()},
                                       seconds=history.seconds),
                          rng=_rng_state(gen))
-        self.written = False
+        self.written, self.history = False, history
         if epoch % self.every == 0: self.write()
 
     def write(self):
-        "Save the last snapshot, unless it is on disk already."
+        "Save the last snapshot, unless it is on disk already; a failure raises a CheckpointError that carries the History."
         if self.written: return
-        save_checkpoint(self.path, _map_tensors(self.last, lambda t: t.cpu()))
-        self.written = True
+        try: save_checkpoint(self.path, _map_tensors(self.last, lambda t: t.cpu()))
+        except (OSError, ValueError) as e:
+            kept = (f"the last checkpoint written to '{self.path}' is that of epoch {self.on_disk}" if self.on_disk is not None else
+                    "no checkpoint of this run was written")
+            n = len(self.history.loss) if self.history is not None else self.last["epoch"]
+            raise CheckpointError(f"train could not write its checkpoint '{self.path}' after epoch {self.last['epoch']} "
+                                  f"({type(e).__name__}: {e}). The run so far is kept: this error's .history holds its {n} epochs and "
+                                  f"the model has the parameters of the last one; {kept}. Free disk space or pass a checkpoint path "
+                                  f"you can write to, then go on with resume=True.", self.history) from e
+        self.written, self.on_disk = True, self.last["epoch"]
 
     def resume(self, model, optimizer, gen, history: History, epochs: int) -> int:
-        "Load the checkpoint, if the file exists, into the model, optimiser, generators and history; the epoch to go on from."
+        """Load the checkpoint, if the file exists, into the model, optimiser, generators and history; the epoch to go on from. A damaged
+        or foreign file is refused with a ValueError before anything is changed."""
         if not self.path.exists(): return 0
         saved, where = load_checkpoint(self.path), f"train(resume=True): the checkpoint '{self.path}'"
-        if not isinstance(saved, dict) or saved.get("format") != _CHECKPOINT_FORMAT:
+        if not isinstance(saved, dict) or not _same(saved.get("format"), _CHECKPOINT_FORMAT):
             raise ValueError(f"{where} was not written by train; pass train's own checkpoint file, or resume=False to start afresh.")
-        if saved.get("version") != _CHECKPOINT_VERSION:
+        if not _same(saved.get("version"), _CHECKPOINT_VERSION):
             raise ValueError(f"{where} has format version {saved.get('version')!r}, but this paramfittorchdemo reads version "
                              f"{_CHECKPOINT_VERSION}; resume it with the version that wrote it, or start afresh with resume=False.")
+        _check_fields(saved, where)
         _check_same_options(saved["options"], self.options, where)
+        if set(saved["history"]["params"]) != set(history.params):  # the same model (the options say), so the file is damaged
+            raise ValueError(f"{where} is damaged: its history follows the parameters {sorted(saved['history']['params'])}, but this run "
+                             f"follows {sorted(history.params)}; use an earlier copy of it, or start afresh with resume=False.")
         if saved["epoch"] > epochs:
             raise ValueError(f"{where} has already run {saved['epoch']} epochs, more than epochs={epochs}; "
                              f"ask for at least {saved['epoch']} epochs.")
-        try: model.load_state_dict(saved["model"])
-        except RuntimeError as e:
-            raise ValueError(f"{where} holds parameters that do not fit this {type(model).__name__} ({e}).") from e
-        optimizer.load_state_dict(saved["optimizer"])
-        _set_rng_state(saved["rng"], gen)
+        _restore(saved, model, optimizer, gen, where)
         h = saved["history"]
         history.loss, history.params, history.seconds = list(h["loss"]), {k: list(v) for k, v in h["params"].items()}, h["seconds"]
+        self.on_disk = saved["epoch"]
         return saved["epoch"]
+
+def _same(a, b) -> bool:
+    "Whether two option values are equal; a value that compares elementwise (a tensor, from a damaged file) is equal only if all agree."
+    try: return bool(a == b)
+    except (RuntimeError, ValueError, TypeError): return False
 
 def _check_same_options(saved: dict, now: dict, where: str):
     "Resuming continues the same run only with the same options; say which differ."
-    diff = [k for k in now if saved.get(k) != now[k]]
+    diff = [k for k in now if not _same(saved.get(k), now[k])]
     if diff:
         was, got = (", ".join(f"{k}={o.get(k)!r}" for k in diff) for o in (saved, now))
         raise ValueError(f"{where} was written with {was}, but this call has {got}; resuming with other options would not "
                          f"continue the same run. Pass the checkpoint's options, or start afresh with resume=False or another file.")
+
+# %% ../nbs/08_checkpoints.ipynb #7c3e51a2
+_FIELDS = (  # what train writes: (path, types, in words), checked before anything is loaded
+    ("epoch", int, "the epochs run"), ("options", dict, "the run's options"), ("model", dict, "the model's state_dict"),
+    ("optimizer", dict, "the optimiser's state_dict"), ("optimizer.state", dict, "the optimiser's state per parameter"),
+    ("optimizer.param_groups", list, "the optimiser's parameter groups"), ("history", dict, "the run's history"),
+    ("history.loss", list, "the loss of every epoch"), ("history.params", dict, "the parameters after every epoch"),
+    ("history.seconds", (int, float), "the run's seconds"), ("rng", dict, "the random generators' states"),
+    ("rng.torch", torch.Tensor, "torch's generator state"), ("rng.batch_order", (torch.Tensor, type(None)), "the mini-batch order's state"),
+    ("rng.python", list, "Python's generator state"), ("rng.numpy", list, "NumPy's generator state"))
+
+def _is_number(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+def _check_fields(saved: dict, where: str):
+    "Every field train writes, present and of its kind, and a history as long as the epochs run; else a ValueError that names the field."
+    def bad(what: str): return ValueError(f"{where} is damaged: {what}; use an earlier copy of it, or start afresh with resume=False.")
+    for path, types, words in _FIELDS:
+        obj = saved
+        for key in path.split("."):
+            if not isinstance(obj, dict) or key not in obj: raise bad(f"it has no field {path!r} ({words})")
+            obj = obj[key]
+        if isinstance(obj, bool) or not isinstance(obj, types):
+            kinds = " or ".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
+            raise bad(f"its field {path!r} ({words}) should be a {kinds}, got {type(obj).__name__} {str(obj)[:40]!r}")
+    n, h = saved["epoch"], saved["history"]
+    if n < 0: raise bad(f"its field 'epoch' is {n}, a negative number of epochs")
+    if len(h["loss"]) != n or not all(_is_number(v) for v in h["loss"]):
+        raise bad(f"its field 'history.loss' should hold {n} numbers, one per epoch run, got {str(h['loss'])[:60]}")
+    for k, v in h["params"].items():
+        if not isinstance(v, list) or len(v) != n or not all(_is_number(x) for x in v):
+            raise bad(f"its field 'history.params' should hold {n} numbers for {k!r}, one per epoch run, got {str(v)[:60]}")
+    if not _is_number(h["seconds"]) or not h["seconds"] >= 0: raise bad(f"its field 'history.seconds' is {h['seconds']!r}")
+    odd = [k for k, v in saved["model"].items() if not isinstance(v, torch.Tensor)]
+    if odd: raise bad(f"its field 'model' holds {odd[0]!r} as a {type(saved['model'][odd[0]]).__name__}, not a tensor")
+
+def _check_optimizer(optimizer, fresh: list):
+    """The optimiser's state as loaded: hyperparameters as this run's optimiser has them (`fresh`, its param_groups before loading), and per
+    parameter the same entries, each a tensor of the parameter's shape (0-d for counters)."""
+    for g, f in zip(optimizer.param_groups, fresh):  # (loading fills in the entries a newer torch added, so all must be there)
+        odd = [k for k in f if k != "params" and not (k in g and type(g[k]) is type(f[k]) and g[k] == f[k])]
+        if odd: raise ValueError(f"its optimiser has {odd[0]}={g.get(odd[0], '(none)')!r}, where this run's has {f[odd[0]]!r}")
+    keys = None
+    for p in (p for g in optimizer.param_groups for p in g["params"]):
+        st = optimizer.state.get(p)
+        if st is None: continue
+        if not isinstance(st, dict) or (keys is not None and set(st) != keys):
+            raise ValueError(f"the optimiser's state of a parameter is {str(st)[:60]}, unlike the others'")
+        keys = set(st)
+        for k, v in st.items():
+            if not (isinstance(v, torch.Tensor) and (v.ndim == 0 or v.shape == p.shape)):
+                raise ValueError(f"the optimiser's {k!r} of a parameter of shape {tuple(p.shape)} is {str(v)[:60]}")
+    trial = copy.deepcopy(optimizer)  # one step with zero gradients, on copies of the parameters: a state it lacks fails here
+    for p in (p for g in trial.param_groups for p in g["params"]): p.grad = torch.zeros_like(p)
+    try: trial.step()
+    except Exception as e: raise ValueError(f"the optimiser cannot take a step from this state ({type(e).__name__}: {e})") from e
+
+def _restore(saved: dict, model, optimizer, gen, where: str):
+    "Load the model, the optimiser and the generators from `saved`; if any of them refuses, all three go back to what they were."
+    before = copy.deepcopy(model.state_dict()), copy.deepcopy(optimizer.state_dict()), _rng_state(gen)
+    fresh = [{k: v for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+    fix = "use an earlier copy of it, or start afresh with resume=False"
+    try:
+        try: model.load_state_dict(saved["model"])
+        except Exception as e:
+            raise ValueError(f"{where} holds parameters that do not fit this {type(model).__name__} ({e}); {fix}.") from e
+        try:
+            optimizer.load_state_dict(saved["optimizer"])
+            _check_optimizer(optimizer, fresh)
+        except Exception as e: raise ValueError(f"{where} is damaged: {type(e).__name__}: {e}; {fix}.") from e
+        try: _set_rng_state(saved["rng"], gen)
+        except Exception as e:
+            raise ValueError(f"{where} is damaged: its generator states do not load ({type(e).__name__}: {e}); {fix}.") from e
+    except ValueError:
+        model.load_state_dict(before[0]); optimizer.load_state_dict(before[1]); _set_rng_state(before[2], gen)
+        raise

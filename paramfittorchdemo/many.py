@@ -13,20 +13,23 @@ import time
 import warnings
 from dataclasses import dataclass
 from functools import partial
+from numbers import Integral
 
+import numpy as np
 import torch
 from torch import nn
 
-from ._checks import (ATOL, MAX_STEPS, RTOL, check_model_data, check_number, check_progress, need_pandas,
-                                     progress_bar, write_json)
+from ._checks import (ATOL, MAX_STEPS, RTOL, check_dtype, check_file_text, check_flag, check_mapping, check_model_data,
+                                     check_number, check_numbers, check_path, check_progress, check_rhs, need_pandas, progress_bar,
+                                     write_json)
 from .data import SimODEData
 from .estimation import estimate, param_setup
 from .observations import Observations
 from .lm import (CONVERGED, FAILED, MAX_TIME, STRUCTURED, STATUSES, fit_phases, from_free, horizon_fractions, horizon_lengths,
                  residual_autocorrelation, standard_errors, state_bound, t_quantile, to_free)
 from .models import blame_model, param_dict
-from .solvers import (FIXED_STEP_METHODS, ParamSpec, SolveStats, rhs_traits, rhs_work, small_work_threads, solve_with_jacobian,
-                      solver_options)
+from .solvers import (FIXED_STEP_METHODS, ParamSpec, SolveStats, rhs_traits, rhs_work, small_work_threads,
+                      solve_with_jacobian, solver_jacobian_mode, solver_options)
 
 # %% auto #0
 __all__ = ['ManyFits', 'fit_many', 'estimate_many']
@@ -34,8 +37,34 @@ __all__ = ['ManyFits', 'fit_many', 'estimate_many']
 # %% ../nbs/15_many.ipynb #e02655f7
 LEVEL = 0.95  # the confidence level of the intervals
 CHUNK_SIZE = 256  # datasets fitted together in one batch (and sent as one Ray task)
+_LM_MAX_PARAMS = 100  # as in `fit`: Levenberg-Marquardt's Jacobian costs a solve per parameter, and its normal equations P x P
 
 # %% ../nbs/15_many.ipynb #7f6d8919
+def _table_datasets(table, dataset_col, caller: str, from_obs) -> tuple: # the datasets (list), their ids (list of str)
+    "A long table (a pandas DataFrame) with a dataset column: one dataset per value of the column, in order of appearance."
+    if dataset_col not in table.columns:
+        raise ValueError(f"{caller}: the table has no dataset column {dataset_col!r} (columns: {list(table.columns)}); "
+                         f"name it with dataset_col=.")
+    if len(table) == 0: raise ValueError(f"{caller} needs at least one dataset, got a table without rows (columns: {list(table.columns)}).")
+    missing = table[dataset_col].isna()
+    if missing.any():
+        rows = [str(r) for r in table.index[missing.to_numpy()][:5]]
+        raise ValueError(f"{caller}: the dataset column {dataset_col!r} is empty in {int(missing.sum())} row(s) (index {', '.join(rows)}"
+                         f"{', ...' if missing.sum() > 5 else ''}); name the dataset of every row, or drop those rows.")
+    parts = list(table.groupby(dataset_col, sort=False))
+    ids = _unique_ids([k for k, _ in parts], caller, f"values of the dataset column {dataset_col!r}")
+    return [from_obs(Observations.from_dataframe(p.drop(columns=[dataset_col]), source=f"dataset {k}")) for k, p in parts], ids
+
+def _unique_ids(keys: list, caller: str, what: str) -> list: # the ids, as str
+    "The datasets' names as strings, refused when two of them become the same string (1 and '1')."
+    ids, seen = [str(k) for k in keys], {}
+    for k, i in zip(keys, ids):
+        if i in seen:
+            raise ValueError(f"{caller} needs a distinct name for every dataset, but the {what} {seen[i]!r} and {k!r} are both "
+                             f"named {i!r}; rename one of them.")
+        seen[i] = k
+    return ids
+
 def _dataset_list(datasets, dataset_col: str, caller: str,
                   kinds: tuple, # the classes a dataset may be
                   name: str, # how the messages name a list of them: 'SimODEData', 'Observations'
@@ -44,23 +73,19 @@ def _dataset_list(datasets, dataset_col: str, caller: str,
                   from_obs, # one dataset of a long table (an Observations) -> what the caller fits
                  ) -> tuple: # the datasets (list), their ids (list of str)
     "A list (or dict, whose keys name them) of datasets, or a long table (DataFrame) with a dataset column: a list of datasets with ids."
-    if hasattr(datasets, "columns") and hasattr(datasets, "groupby"):
-        if dataset_col not in datasets.columns:
-            raise ValueError(f"{caller}: the table has no dataset column {dataset_col!r} (columns: {list(datasets.columns)}); "
-                             f"name it with dataset_col=.")
-        parts = list(datasets.groupby(dataset_col, sort=False))
-        return ([from_obs(Observations.from_dataframe(p.drop(columns=[dataset_col]), source=f"dataset {k}")) for k, p in parts],
-                [str(k) for k, _ in parts])
+    if not isinstance(dataset_col, str):
+        raise TypeError(f"{caller} needs dataset_col as a column name (str), got {type(dataset_col).__name__} {dataset_col!r}.")
+    if hasattr(datasets, "columns") and hasattr(datasets, "groupby"): return _table_datasets(datasets, dataset_col, caller, from_obs)
     if isinstance(datasets, kinds):
         raise TypeError(f"{caller} needs several datasets: a list of {name} (or a long table with a {dataset_col!r} column), "
                         f"got one {type(datasets).__name__}; use {single}.")
-    if isinstance(datasets, dict): ids, items = [str(k) for k in datasets], list(datasets.values())
+    if isinstance(datasets, dict): ids, items = _unique_ids(list(datasets), caller, "keys"), list(datasets.values())
     elif isinstance(datasets, (list, tuple)): ids, items = [str(i) for i in range(len(datasets))], list(datasets)
     else:
         raise TypeError(f"{caller} needs datasets as a list or dict of {name}, or a pandas DataFrame with a {dataset_col!r} "
                         f"column, got {type(datasets).__name__}.")
     if not items: raise ValueError(f"{caller} needs at least one dataset, got an empty {type(datasets).__name__}.")
-    bad = [(i, type(d).__name__) for i, d in enumerate(items) if not isinstance(d, kinds)]
+    bad = [(i, type(d).__name__) for i, d in zip(ids, items) if not isinstance(d, kinds)]
     if bad: raise TypeError(f"{caller} needs every dataset as {every}; dataset {bad[0][0]} is a {bad[0][1]}.")
     return items, ids
 
@@ -68,6 +93,13 @@ def _as_datasets(datasets, dataset_col: str, caller: str) -> tuple: # the datase
     "fit_many's datasets: SimODEData, or a long table whose datasets become SimODEData."
     return _dataset_list(datasets, dataset_col, caller, (SimODEData,), "SimODEData", "a SimODEData", "fit for one dataset, or pass [data]",
                          lambda obs: SimODEData(list(obs.times), list(obs.values)))
+
+def _same_dim(datasets: list, ids: list, caller: str):
+    "Every dataset has as many states as the first: one model (and one set of weights) fits them all."
+    for i, d in zip(ids, datasets):
+        if d.dim != datasets[0].dim:
+            raise ValueError(f"{caller} needs the same number of states in every dataset, but dataset {ids[0]} has {datasets[0].dim} "
+                             f"and dataset {i} has {d.dim}; fit datasets of the same system together.")
 
 def _groups(datasets: list) -> list: # lists of dataset indices that can be solved together
     "Datasets with the same trajectories count and the same time grid (within each dataset, every trajectory shares one) go together."
@@ -226,7 +258,7 @@ def _fit_chunk(model: nn.Module, # the model (not changed): its structure, and i
     spec, theta0, free, lo, hi = param_setup(work, names, opt.params, "fit_many")
     for q in work.parameters(): q.requires_grad_(False)
     with blame_model(work, "fit_many"): bc, mode = rhs_traits(work, spec, theta0, datasets[0].dim)
-    s = _Setup(spec, names, theta0, free, lo, hi, bc, mode).to(dev)
+    s = _Setup(spec, names, theta0, free, lo, hi, bc, solver_jacobian_mode(opt.method, mode)).to(dev)
     K, P = starts.shape[1], spec.size
     out, stats = _empty(starts[:, 0], dtype), SolveStats()
     hw = out["stderr"].clone()  # the intervals' half-widths
@@ -289,9 +321,25 @@ class ManyFits:
 
     def __len__(self) -> int: return len(self.ids)
 
-    def __getitem__(self, i) -> dict:
-        "One dataset's row as a dict: id, each parameter, its standard error and interval, loss, status, message."
-        i = self.ids.index(i) if isinstance(i, str) else int(i)
+    def _position(self, i) -> int:
+        "The row of dataset `i`: its id (str), or its position (an int, negative from the end)."
+        D = len(self)
+        if isinstance(i, str):
+            if i in self.ids: return self.ids.index(i)
+            shown = ", ".join(repr(x) for x in self.ids[:8]) + (", ..." if D > 8 else "")
+            raise ValueError(f"ManyFits has no dataset named {i!r}; the datasets are {shown}.")
+        if isinstance(i, torch.Tensor) and i.numel() == 1 and not i.is_floating_point() and i.dtype != torch.bool: i = i.item()
+        if isinstance(i, (bool, np.bool_)) or not isinstance(i, Integral):
+            raise TypeError(f"ManyFits needs a dataset as its id (str), a position (int) or a slice, got {type(i).__name__} {i!r}.")
+        if not -D <= i < D: raise IndexError(f"ManyFits has {D} datasets (positions 0 to {D - 1}, or -{D} to -1), got position {i}.")
+        return int(i) % D
+
+    def __getitem__(self, i) -> dict | "ManyFits": # one row as a dict; for a slice, a ManyFits of those rows
+        "One dataset's row as a dict (by id or position): id, each parameter, its standard error and interval, loss, status, message."
+        if isinstance(i, slice):
+            if i.step == 0: raise ValueError("ManyFits needs a slice with a nonzero step, got step 0; e.g. fits[::2].")
+            return self._rows(range(len(self))[i])
+        i = self._position(i)
         row = {"dataset": self.ids[i]}
         for j, n in enumerate(self.names):
             row.update({n: float(self.params[i, j]), f"{n}_stderr": float(self.stderr[i, j]), f"{n}_lower": float(self.lower[i, j]),
@@ -299,10 +347,20 @@ class ManyFits:
         row.update(loss=float(self.loss[i]), status=self.status[i], iterations=int(self.iterations[i]), message=self.message[i])
         return row
 
+    def _rows(self, rows: range) -> "ManyFits":
+        "The datasets at positions `rows`, as a ManyFits of their own (it may hold none); seconds, backend and chunks are the whole call's."
+        idx = torch.tensor(list(rows), dtype=torch.long)
+        return ManyFits(ids=[self.ids[r] for r in rows], names=list(self.names), params=self.params[idx], stderr=self.stderr[idx],
+                        lower=self.lower[idx], upper=self.upper[idx], loss=self.loss[idx], status=[self.status[r] for r in rows],
+                        message=[self.message[r] for r in rows], iterations=self.iterations[idx], seconds=self.seconds, level=self.level,
+                        backend=self.backend, chunks=self.chunks)
+
     def to_dict(self) -> dict:
         "Column name -> list of values (one per dataset): the table as plain Python."
+        cols = ["dataset", *(f"{n}{s}" for n in self.names for s in ("", "_stderr", "_lower", "_upper")), "loss", "status", "iterations",
+                "message"]
         rows = [self[i] for i in range(len(self))]
-        return {c: [r[c] for r in rows] for c in rows[0]}
+        return {c: [r[c] for r in rows] for c in cols}
 
     def to_dataframe(self):
         "The table as a pandas DataFrame, one row per dataset (needs pandas)."
@@ -315,7 +373,8 @@ class ManyFits:
     def to_csv(self, path, # the file to write
               ):
         "Write the table as CSV, one row per dataset (no pandas needed)."
-        cols = self.to_dict()
+        path, cols = check_path(path, "path", "ManyFits.to_csv"), self.to_dict()
+        for i in self.ids + self.names + self.message: check_file_text(i, "the text", "ManyFits.to_csv")
         with open(path, "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
             w.writerow(cols)
@@ -338,29 +397,34 @@ class ManyFits:
 
 # %% ../nbs/15_many.ipynb #b811630d
 def _starts(theta0: torch.Tensor, # the starting values of every parameter, (P,) (fixed ones at their values)
-            starts, D: int, free: list, lo: torch.Tensor, hi: torch.Tensor, names: list) -> torch.Tensor: # (D, K, P)
+            starts, D: int, free: list, lo: torch.Tensor, hi: torch.Tensor, names: list,
+            caller: str = "fit_many", # for the messages
+            multi: bool = True, # whether several starts per dataset (D, K, P) are allowed
+           ) -> torch.Tensor: # (D, K, P)
     "Per-dataset starts: None (theta0 for each), (D, P) or (D, K, P) (K starts each); fixed parameters keep theta0's values."
     P = len(theta0)
     if starts is None: return theta0.detach().cpu().to(torch.float64)[None, None].expand(D, 1, P).clone()
-    if not isinstance(starts, torch.Tensor): starts = torch.as_tensor(starts)
-    if starts.ndim not in (2, 3) or starts.shape[0] != D or starts.shape[-1] != P:
-        raise ValueError(f"fit_many needs starts as (datasets, parameters) = ({D}, {P}) or (datasets, starts, parameters) = "
-                         f"({D}, K, {P}), got {tuple(starts.shape)}.")
-    S = (starts[:, None] if starts.ndim == 2 else starts).detach().cpu().to(torch.float64).clone()
-    if not torch.isfinite(S).all(): raise ValueError("fit_many found NaN or inf in starts; give finite starting values.")
+    starts = check_numbers(starts, "starts", caller)
+    if starts.ndim not in ((2, 3) if multi else (2,)) or starts.shape[0] != D or starts.shape[-1] != P or 0 in starts.shape:
+        several = f" or (datasets, starts, parameters) = ({D}, K, {P}) with K >= 1" if multi else ""
+        raise ValueError(f"{caller} needs starts as (datasets, parameters) = ({D}, {P}){several}, got shape {tuple(starts.shape)}.")
+    S = (starts[:, None] if starts.ndim == 2 else starts).clone()
+    if not torch.isfinite(S).all():
+        d, *_ = (~torch.isfinite(S)).nonzero()[0].tolist()
+        raise ValueError(f"{caller} found NaN or inf in starts (dataset {d} first); give finite starting values.")
     fixed = [i for i in range(P) if i not in free]
     S[..., fixed] = theta0.detach().cpu().to(torch.float64)[fixed]
     inside = (S[..., free] > lo.double()) & (S[..., free] < hi.double())
     if not inside.all():
         d, k, j = (~inside).nonzero()[0].tolist()
-        raise ValueError(f"fit_many: starts[{d}, {k}] puts {names[free[j]]} at {float(S[d, k, free[j]]):g}, not strictly inside its bounds "
+        raise ValueError(f"{caller}: starts[{d}, {k}] puts {names[free[j]]} at {float(S[d, k, free[j]]):g}, not strictly inside its bounds "
                          f"({float(lo[j]):g}, {float(hi[j]):g}); start inside them.")
     return S
 
 def _weights(weights, dim: int) -> torch.Tensor | None: # (state,) or None
     "Per-state weights: None, or `dim` non-negative finite numbers, not all zero."
     if weights is None: return None
-    w = torch.as_tensor(weights, dtype=torch.float64).reshape(-1)
+    w = check_numbers(weights, "weights", "fit_many").reshape(-1)
     if w.numel() != dim or not torch.isfinite(w).all() or (w < 0).any() or not (w > 0).any():
         raise ValueError(f"fit_many needs weights as {dim} non-negative finite numbers (one per state, not all zero), got {weights!r}.")
     return w
@@ -408,12 +472,35 @@ def _run(work, model: nn.Module, datasets: list, ids: list, S: torch.Tensor, opt
                     iterations=cat("iterations"), seconds=time.perf_counter() - t0, level=getattr(opt, "level", LEVEL), backend=backend,
                     chunks=len(chunks))
 
-def _check_run(chunk_size, backend: str, max_retries, progress, caller: str):
-    "The options of how the datasets are run: chunk size, backend, retries, progress bar."
+def _check_run(chunk_size, backend: str, address, max_retries, ray_options, progress, caller: str):
+    "The options of how the datasets are run: chunk size, backend, Ray's address, retries and task options, progress bar."
     check_number(chunk_size, "chunk_size", caller, integer=True, positive=True)
     check_number(max_retries, "max_retries", caller, integer=True, nonneg=True)
     check_progress(progress, caller)
-    if backend not in ("local", "ray"): raise ValueError(f"{caller} needs backend 'local' or 'ray', got {backend!r}.")
+    if not isinstance(backend, str) or backend not in ("local", "ray"):
+        raise (ValueError if isinstance(backend, str) else TypeError)(f"{caller} needs backend 'local' or 'ray', got {backend!r}.")
+    if address is not None and not isinstance(address, str):
+        raise TypeError(f"{caller} needs address as the Ray cluster's address (str, e.g. 'ray://host:10001') or None, "
+                        f"got {type(address).__name__} {address!r}.")
+    check_mapping(ray_options, "ray_options", caller, "Ray task option -> value, e.g. {'num_gpus': 1}")
+
+def _check_grid(step_size: float, datasets: list, ids: list, max_steps: int, caller: str):
+    "A fixed-step method's step against each dataset's time span: no longer than the span, and no more steps than max_steps."
+    for i, d in zip(ids, datasets):
+        span = float(d.ts[0][-1] - d.ts[0][0])
+        if step_size > span:
+            raise ValueError(f"{caller} needs step_size no longer than the time span of each dataset, but step_size={step_size:g} is "
+                             f"longer than dataset {i}'s span of {span:g}; use a step below the spacing of its time points.")
+        if span/step_size > max_steps:
+            raise ValueError(f"{caller}: step_size={step_size:g} takes {span/step_size:.3g} steps over dataset {i}'s time span of "
+                             f"{span:g}, more than max_steps={max_steps}; use a larger step_size or raise max_steps.")
+
+def _check_model_size(spec: ParamSpec, caller: str):
+    "Levenberg-Marquardt, as fit_many runs it, for at most _LM_MAX_PARAMS parameters (fit takes larger models with 'adam-lbfgs')."
+    if spec.size > _LM_MAX_PARAMS:
+        raise ValueError(f"{caller} fits by Levenberg-Marquardt, which needs at most {_LM_MAX_PARAMS} trainable parameters (each costs a "
+                         f"solve per iteration), but the model has {spec.size}; fit a model this large to each dataset with "
+                         f"fit(model, data, optimizer='adam-lbfgs'), or freeze parameters with requires_grad_(False).")
 
 # %% ../nbs/15_many.ipynb #af106b1e
 def fit_many(model: nn.Module, # the model: its structure, and its parameter values as the start where starts gives none (not changed)
@@ -442,18 +529,31 @@ def fit_many(model: nn.Module, # the model: its structure, and its parameter val
     "Fit `model` to each of many datasets on its own: one batched solve per iteration over all datasets, each with its own parameters."
     t0 = time.perf_counter()
     datasets, ids = _as_datasets(datasets, dataset_col, "fit_many")
+    if isinstance(model, nn.Module): check_rhs(model, "fit_many")
     for d in datasets: check_model_data(model, d, "fit_many", SimODEData)
+    _same_dim(datasets, ids, "fit_many")
     solver_options(method, step_size if method in FIXED_STEP_METHODS else None, rtol, atol)
+    check_number(rtol, "rtol", "fit_many", positive=True); check_number(atol, "atol", "fit_many", positive=True)
+    if not rtol < 1: raise ValueError(f"fit_many needs rtol as a relative tolerance below 1, got {rtol!r}; the default is {RTOL:g}.")
+    check_dtype(dtype, "dtype", "fit_many", allow_none=True)
+    own = next(p for p in model.parameters() if p.requires_grad).dtype
+    if dtype is None and own not in (torch.float64, torch.float32):
+        raise ValueError(f"fit_many with dtype=None computes in the model's own dtype, {own}, but fits need torch.float64 or "
+                         f"torch.float32; pass dtype=torch.float64 (the default).")
     check_number(max_iter, "max_iter", "fit_many", integer=True, positive=True)
     check_number(max_steps, "max_steps", "fit_many", integer=True, positive=True)
+    if method in FIXED_STEP_METHODS and step_size is not None: _check_grid(step_size, datasets, ids, max_steps, "fit_many")
     check_number(xtol, "xtol", "fit_many", positive=True); check_number(ftol, "ftol", "fit_many", positive=True)
     check_number(max_time, "max_time", "fit_many", positive=True, allow_none=True)
     check_number(level, "level", "fit_many", positive=True)
     if not level < 1: raise ValueError(f"fit_many needs level in (0, 1), got {level}.")
-    horizon_fractions(horizons, "fit_many")
-    _check_run(chunk_size, backend, max_retries, progress, "fit_many")
+    fractions = horizon_fractions(horizons, "fit_many")
+    if not isinstance(horizons, str): horizons = fractions  # a tuple of floats, whatever container (an array, a tensor) held them
+    _check_run(chunk_size, backend, address, max_retries, ray_options, progress, "fit_many")
+    params = check_mapping(params, "params", "fit_many", "parameter name -> Param, a starting value or None") or None
     names = list(param_dict(model))
-    _, theta0, free, lo, hi = param_setup(model, names, params, "fit_many")
+    spec, theta0, free, lo, hi = param_setup(model, names, params, "fit_many")
+    _check_model_size(spec, "fit_many")
     S = _starts(theta0, starts, len(datasets), free, lo, hi, names)
     w = _weights(weights, datasets[0].dim)
     opt = _Options(method, rtol, atol, step_size, dtype, max_iter, xtol, ftol, max_steps, max_time, horizons, level, params, w)
@@ -495,6 +595,30 @@ def _estimate_chunk(model: nn.Module, observations: list, starts: torch.Tensor, 
         if progress is not None: progress(1)
     return out
 
+def _check_estimate_options(options: dict, caller: str = "estimate_many"):
+    """estimate's options that do not depend on the data, checked once before any dataset is fitted: a mistake there would fail every
+    dataset alike (estimate checks the rest, per dataset, where a failure is that dataset's error)."""
+    o = {n: p.default for n, p in inspect.signature(estimate).parameters.items() if p.default is not inspect.Parameter.empty}
+    o.update(options)
+    check_number(o["shooting"], "shooting", caller, integer=True, positive=True)
+    check_number(o["continuity"], "continuity", caller, positive=True)
+    method, step_size = o["method"], o["step_size"]
+    solver_options(method, step_size if isinstance(method, str) and method in FIXED_STEP_METHODS else None, o["rtol"], o["atol"])
+    for n in ("max_iter", "max_steps"): check_number(o[n], n, caller, integer=True, positive=True)
+    for n in ("xtol", "ftol"): check_number(o[n], n, caller, positive=True)
+    check_number(o["max_time"], "max_time", caller, positive=True, allow_none=True)
+    for n in ("ic_positive", "verbose"): check_flag(o[n], n, caller)
+    horizon_fractions(o["horizons"], caller)
+    if not isinstance(o["weights"], str): check_numbers(o["weights"], "weights", caller)
+
+def _same_error_everywhere(res: ManyFits, caller: str = "estimate_many"):
+    "Raise the error that estimate gave on every dataset alike: an option is wrong (or every dataset shares one problem)."
+    if not all(s == "error" for s in res.status) or len(set(res.message)) != 1: return
+    kind, _, text = res.message[0].removeprefix("error: ").partition(": ")
+    raise (TypeError if kind == "TypeError" else ValueError)(
+        f"{caller}: estimate failed on all {len(res)} datasets with the same {kind}, so nothing was fitted; fix what it names "
+        f"(an option, or a problem every dataset shares): {text}")
+
 def _as_observations(observations, dataset_col: str, caller: str) -> tuple: # (list of Observations or SimODEData, ids)
     "estimate_many's datasets: Observations (or SimODEData), or a long table (missing values allowed)."
     return _dataset_list(observations, dataset_col, caller, (Observations, SimODEData), "Observations", "Observations (or SimODEData)",
@@ -517,10 +641,20 @@ def estimate_many(model: nn.Module, # the model: its structure, and its paramete
     t0 = time.perf_counter()
     unknown = sorted(set(options) - set(inspect.signature(estimate).parameters) - {"model", "obs"})
     if unknown: raise TypeError(f"estimate_many got unknown option(s) {unknown}; it takes estimate's keyword options.")
+    if not isinstance(model, nn.Module): raise TypeError(f"estimate_many needs model as a torch.nn.Module, got {type(model).__name__}.")
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError(f"estimate_many got a {type(model).__name__} with no trainable parameters; wrap what should be fitted in "
+                         f"nn.Parameter.")
+    check_rhs(model, "estimate_many")
     items, ids = _as_observations(observations, dataset_col, "estimate_many")
-    _check_run(chunk_size, backend, max_retries, progress, "estimate_many")
+    _check_run(chunk_size, backend, address, max_retries, ray_options, progress, "estimate_many")
+    _check_estimate_options(options)
+    options["params"] = check_mapping(options.get("params"), "params", "estimate_many",
+                                      "parameter name -> Param, a starting value or None") or None
     names = list(param_dict(model))
-    _, theta0, free, lo, hi = param_setup(model, names, options.get("params"), "estimate_many")
-    S = _starts(theta0, starts, len(items), free, lo, hi, names)
-    return _run(_estimate_chunk, model, items, ids, S, _EstimateOptions(options), names, chunk_size, backend, address, max_retries,
-                ray_options, progress, t0, "estimate_many")
+    _, theta0, free, lo, hi = param_setup(model, names, options["params"], "estimate_many")
+    S = _starts(theta0, starts, len(items), free, lo, hi, names, "estimate_many", multi=False)
+    res = _run(_estimate_chunk, model, items, ids, S, _EstimateOptions(options), names, chunk_size, backend, address, max_retries,
+               ray_options, progress, t0, "estimate_many")
+    _same_error_everywhere(res)
+    return res

@@ -67,7 +67,8 @@ def simulate(model: nn.Module, # vector field called as model(t, y)
     deadline = None if max_time is None else time.perf_counter() + max_time
     try:
         with small_work_threads(rhs_work(model, y0.numel(), y0.shape[-1]), y0.device), blame_model(model, "simulate"):
-            return torchdiffeq_solve(model, y0, ts, method, step_size, rtol, atol, max_steps, deadline, max_memory)  # (batch, time, state)
+            return torchdiffeq_solve(model, y0, ts, method, step_size, rtol, atol, max_steps, deadline,
+                                     max_memory=max_memory)  # (batch, time, state)
     except SolverError as e:
         advice = (" Simulate it with method='scipy_solver' (LSODA, which switches to an implicit method where the problem is stiff),"
                   " or rescale the model so that its fast mode is not resolved." if e.stiff else

@@ -23,7 +23,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from ._checks import check_real
+from ._checks import check_file_text, check_real
 
 # %% auto #0
 __all__ = ['Observations', 'load_lynx_hare']
@@ -222,7 +222,8 @@ class Observations:
         except ImportError:
             raise ImportError("Observations.to_dataframe needs pandas, which paramfittorchdemo does not install; "
                               "run `pip install pandas`, or write a CSV file with Observations.to_csv.") from None
-        header, cols = _table_out(self, _check_format(format, "Observations.to_dataframe"), id_col, time_col, sep)
+        header, cols = _table_out(self, _check_format(format, "Observations.to_dataframe"), id_col, time_col, sep,
+                                  "Observations.to_dataframe")
         return pd.DataFrame(dict(zip(header, cols)))
 
     def to_csv(self, path: Union[str, os.PathLike], # the file to write
@@ -320,6 +321,7 @@ class _Table:
     def __init__(self, header, rows, nums, source, caller, csv_file: bool, header_where: str):
         self.header, self.rows, self.nums, self.source, self.caller = header, rows, nums, source, caller
         self.dtypes = None                  # a DataFrame's column dtypes (str), for messages about its cells
+        self.quoted = [False]*len(header)   # which header cells a CSV file wrote in double quotes (kept exactly, spaces too)
         self.header_where = header_where    # where the header is: "line 3" or "the column names"
         if csv_file: self.name, self.unit, self.base = repr(source), "line", ""
         else: self.name, self.unit, self.base = ("the DataFrame" if source is None else f"{source!r} (DataFrame)"), "row", " (0-based)"
@@ -401,8 +403,27 @@ def _check_delimiter(header: List[str], line: str, name: str, hline: int, delimi
                              f"{word}-separated, so pass delimiter={d!r}.")
 
 # %% ../nbs/01_observations.ipynb #9b0f6a37
+def _quoted(record: str, delimiter: str) -> List[bool]:
+    "Per cell of one CSV record (its raw text, over one or more lines), whether it was written in double quotes."
+    out, start, inside = [], True, False
+    for ch in record:
+        if start:
+            out.append(ch == '"')
+            start, inside = ch == delimiter, ch == '"'  # a delimiter right away: an empty cell, and the next one starts
+        elif ch == '"' and out[-1]: inside = not inside  # a doubled quote inside quotes toggles twice
+        elif ch == delimiter and not inside: start = True
+    if start: out.append(False)  # the record ends with an empty cell
+    return out
+
+def _unquoted_strip(cells: List[str], record: str, delimiter: str) -> Tuple[List[str], List[bool]]:
+    "The cells without the spaces around them, except those written in double quotes, which are kept exactly; and which those are."
+    quoted = _quoted(record, delimiter)
+    quoted = quoted + [False]*(len(cells) - len(quoted))
+    return [c if q else c.strip() for c, q in zip(cells, quoted)], quoted[:len(cells)]
+
 def _read_csv(path, caller: str, encoding: str = "utf-8", delimiter: str = ",") -> _Table:
-    "Read a CSV file with the csv module, skipping leading blank and `#` lines and keeping 1-based line numbers."
+    """Read a CSV file with the csv module, skipping leading blank and `#` lines and keeping 1-based line numbers. Spaces around a cell are
+    dropped, unless the cell is in double quotes (as `to_csv` writes a name that starts or ends with spaces, or starts with '#')."""
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"{caller} needs path as a file name (str or pathlib.Path), got {type(path).__name__}; "
                         f"for a DataFrame use Observations.from_dataframe.")
@@ -417,20 +438,24 @@ def _read_csv(path, caller: str, encoding: str = "utf-8", delimiter: str = ",") 
                          f"(line {skip + 1}); expected a header such as 'id,time,x,y' followed by data rows.")
     reader = csv.reader(lines[skip:], strict=True, delimiter=delimiter)
     rows, nums = [], []
+    record = lambda a, b: "".join(lines[skip + a:skip + b])  # the raw text of the lines a+1..b after the comments
     try:
-        header, hline = [h.strip() for h in next(reader)], skip + 1
+        header, hline = next(reader), skip + 1
+        header, quoted = _unquoted_strip(header, record(0, reader.line_num), delimiter)
         _check_delimiter(header, lines[skip], name, hline, delimiter, caller)
         _check_header(header, repr(name), f"line {hline}", caller)
         last = reader.line_num
         for cells in reader:
-            n, last = skip + last + 1, reader.line_num   # 1-based line where this row starts
-            cells = [c.strip() for c in cells]
+            n, first, last = skip + last + 1, last, reader.line_num   # 1-based line where this row starts
+            cells = _unquoted_strip(cells, record(first, last), delimiter)[0]
             if all(not c for c in cells): continue
             if len(cells) != len(header): raise ValueError(_ragged(name, n, cells, header, hline, caller, delimiter))
             rows.append(cells); nums.append(n)
     except csv.Error as e:
         raise ValueError(f"{caller}: {name!r}, line {skip + reader.line_num}: not valid CSV ({e}).") from None
-    return _Table(header, rows, nums, name, caller, True, f"line {hline}")
+    tab = _Table(header, rows, nums, name, caller, True, f"line {hline}")
+    tab.quoted = quoted
+    return tab
 
 def _ragged(name: str, n: int, cells: List[str], header: List[str], hline: int, caller: str, delimiter: str = ",") -> str:
     "The message for a row with more or fewer cells than the header has columns."
@@ -511,7 +536,7 @@ def _cell_id(tab: _Table, r: int, j: int) -> str:
         raise ValueError(f"{tab.caller}: {tab.at(r, tab.header[j])}: missing trajectory id; in the long format every row "
                          f"needs one (drop the column {tab.header[j]!r} if the table holds a single trajectory).")
     if isinstance(cell, float) and cell.is_integer(): cell = int(cell)   # ids 1, 2 that pandas stored as 1.0, 2.0
-    return str(cell).strip()
+    return str(cell)   # a CSV cell is stripped unless it was quoted, a DataFrame's text when it was read
 
 # %% ../nbs/01_observations.ipynb #9c0ff567
 def _require(tab: _Table, needed: List[str], arg: str):
@@ -571,7 +596,7 @@ def _wide_layout(tab: _Table, time_col: str, sep: str) -> Tuple[dict, bool]:
     for j, h in enumerate(tab.header):
         if h == time_col: continue
         tid, _, q = h.rpartition(sep) if prefixed else (tab.default_id, sep, h)
-        tid, q = tid.strip(), q.strip()
+        if not tab.quoted[j]: tid, q = tid.strip(), q.strip()   # "A : x" by hand; a quoted name keeps its spaces
         if not tid or not q:
             raise ValueError(f"{tab.caller}: {tab.name}, {tab.header_where}, column {h!r}: expected '<trajectory>{sep}<quantity>' "
                              f"with both parts non-empty.")
@@ -620,11 +645,22 @@ def _check_format(format, caller: str) -> str:
                          f"or 'wide' (a row per time point, a column per trajectory and quantity).")
     return format
 
+def _check_names(id_col, time_col, sep, format: str, caller: str):
+    "The column names of a table and the wide format's separator: strings, the names not blank, and (long format) two different names."
+    for arg, v in (("id_col", id_col), ("time_col", time_col), ("sep", sep)):
+        if not isinstance(v, str): raise TypeError(f"{caller} needs {arg} as a string, got {type(v).__name__} {v!r}.")
+    for arg, v in (("id_col", id_col), ("time_col", time_col)):
+        if not v.strip(): raise ValueError(f"{caller} needs {arg} as a column name that is not blank, got {v!r}.")
+    if format == "long" and id_col == time_col:
+        raise ValueError(f"{caller} needs id_col and time_col to name two different columns, got {id_col!r} for both.")
+    if format == "wide" and not sep:
+        raise ValueError(f"{caller} needs sep as a non-empty string in the wide format (its column names are '<trajectory><sep>"
+                         f"<quantity>'), got ''; e.g. sep=':'.")
+
 def _from_table(cls, tab: _Table, format: str, id_col: str, time_col: str, columns, sep: str) -> Observations:
     "Parse a table in the given format and build the Observations."
     format = _check_format(format, f"{tab.caller}: {tab.name}")
-    for arg, v in (("id_col", id_col), ("time_col", time_col), ("sep", sep)):
-        if not isinstance(v, str): raise TypeError(f"{tab.caller} needs {arg} as a string, got {type(v).__name__}.")
+    _check_names(id_col, time_col, sep, format, tab.caller)
     if isinstance(columns, str): columns = [columns]
     if columns is not None:
         columns = list(columns)
@@ -661,10 +697,9 @@ def _dataframe_table(df, source: Optional[str], caller: str) -> _Table:
     return tab
 
 # %% ../nbs/01_observations.ipynb #542122af
-def _table_out(obs: Observations, format: str, id_col: str, time_col: str, sep: str):
+def _table_out(obs: Observations, format: str, id_col: str, time_col: str, sep: str, caller: str = "Observations"):
     "Header and columns (lists of str or float) of the long or wide table of `obs`."
-    for arg, v in (("id_col", id_col), ("time_col", time_col), ("sep", sep)):
-        if not isinstance(v, str): raise TypeError(f"Observations needs {arg} as a string, got {type(v).__name__} {v!r}.")
+    _check_names(id_col, time_col, sep, format, caller)
     if format == "long":
         header = [id_col, time_col] + obs.columns
         cols = [[i for i, t in zip(obs.ids, obs.times) for _ in range(len(t))], torch.cat(obs.times).tolist()]
@@ -685,18 +720,29 @@ def _table_out(obs: Observations, format: str, id_col: str, time_col: str, sep: 
                              f"id_col or time_col.")
     return header, cols
 
+def _csv_cell(v, force: bool = False) -> str:
+    """One cell as `from_csv` reads it back: a number as its repr (NaN as an empty cell), text as it is, or in double quotes where the
+    reader would change it otherwise: a comma, quote or line break in it, spaces around it, or a '#' or byte order mark first."""
+    if not isinstance(v, str): return "" if math.isnan(v) else repr(v)
+    if force or v != v.strip() or v[:1] in ("#", "\ufeff") or any(c in v for c in ',"\r\n'): return '"' + v.replace('"', '""') + '"'
+    return v
+
 def _write_csv(obs: Observations, path, format: str, id_col: str, time_col: str, sep: str, comment: Optional[str]):
+    "Write the long or wide table; every name comes back exactly from `from_csv` (in quotes where spaces or a '#' would be lost)."
+    caller = "Observations.to_csv"
     if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"Observations.to_csv needs path as a file name (str or pathlib.Path), got {type(path).__name__}.")
+        raise TypeError(f"{caller} needs path as a file name (str or pathlib.Path), got {type(path).__name__}.")
     if comment is not None and not isinstance(comment, str):
-        raise TypeError(f"Observations.to_csv needs comment as a string (or None), got {type(comment).__name__}.")
-    header, cols = _table_out(obs, format, id_col, time_col, sep)
-    cell = lambda v: v if isinstance(v, str) else "" if math.isnan(v) else repr(v)
+        raise TypeError(f"{caller} needs comment as a string (or None), got {type(comment).__name__}.")
+    header, cols = _table_out(obs, format, id_col, time_col, sep, caller)
+    for what, s in [("comment", comment or "")] + [("column name", h) for h in header] + [("id", i) for i in obs.ids]:
+        check_file_text(s, f"the {what}", caller)
+    parts = lambda h: h.rpartition(sep)[::2]   # a wide column's trajectory and quantity, each read back stripped unless quoted
+    force = [format == "wide" and j > 0 and any(p != p.strip() for p in parts(h)) for j, h in enumerate(header)]
     with open(path, "w", newline="", encoding="utf-8") as f:
         for line in (comment or "").splitlines(): f.write(f"# {line}\n")
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(header)
-        w.writerows([cell(v) for v in row] for row in zip(*cols))
+        f.write(",".join(_csv_cell(h, q) for h, q in zip(header, force)) + "\n")
+        for row in zip(*cols): f.write(",".join(_csv_cell(v) for v in row) + "\n")
 
 # %% ../nbs/01_observations.ipynb #e1008398
 _LYNX_HARE = "hudson_bay_lynx_hare.csv"

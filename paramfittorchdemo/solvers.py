@@ -23,7 +23,8 @@ from ._checks import ATOL, MAX_MEMORY, MAX_STEPS, RTOL
 __all__ = ['FIXED_STEP_METHODS', 'ADAPTIVE_METHODS', 'GRAPH_TENSOR_BYTES', 'PLAN_PIECE', 'NATIVE_METHODS', 'SMALL_WORK',
            'solver_options', 'rk4', 'SolverError', 'SolveStats', 'dopri5', 'rhs_work', 'small_work_threads',
            'torchdiffeq_solve', 'integrate', 'mlp_layers', 'MLPAdjoint', 'ParamSpec', 'with_parameters',
-           'population_rhs', 'broadcasts', 'complex_eps', 'jacobian_mode', 'rhs_traits', 'solve_with_jacobian']
+           'population_rhs', 'broadcasts', 'complex_eps', 'jacobian_mode', 'rhs_traits', 'solver_jacobian_mode',
+           'solve_with_jacobian']
 
 # %% ../nbs/02_solvers.ipynb #19db9ba9
 FIXED_STEP_METHODS = ("euler", "midpoint", "heun2", "heun3", "rk4", "explicit_adams", "implicit_adams", "fixed_adams")
@@ -99,7 +100,8 @@ class _GraphMemory:
 def _rk4_steps(ts: torch.Tensor, step_size: float | None) -> int:
     "How many steps rk4's grid has for `ts` and `step_size`, counted without building it (the count `_fixed_grid` makes)."
     if step_size is None: return len(ts) - 1
-    return int(torch.ceil((ts[-1] - ts[0])/step_size + 1).item()) - 1
+    n = torch.ceil((ts[-1] - ts[0])/step_size + 1).item()
+    return int(n) - 1 if n < 2**62 else 2**62  # a step far too small for the span: a count no budget admits
 
 def _fixed_grid(ts: torch.Tensor, step_size: float | None, i0: int = 0, i1: int | None = None) -> torch.Tensor:
     "Points i0..i1 (default: all) of the integration grid torchdiffeq's fixed-step solvers use for `ts` and `step_size`."
@@ -335,6 +337,11 @@ def _step_factor(norm):
         return torch.where(norm == 0, torch.full_like(norm, _MAX_FACTOR), f).nan_to_num(nan=_MIN_FACTOR)
     return _MAX_FACTOR if norm == 0.0 else min(_MAX_FACTOR, max(_MIN_FACTOR, _SAFETY*norm**-0.2))
 
+def _one_budget(max_steps) -> int:
+    """A step budget as one number: a budget per group (a tensor, from independent problems solved together) becomes its largest, since a
+    solve with shared steps spends the same steps on every group."""
+    return int(max_steps.max()) if isinstance(max_steps, torch.Tensor) else max_steps
+
 def _out_of_budget(tried: int, max_steps: int, deadline: float | None) -> tuple | None:
     "Why a solve may not try another step, as (kind, words): its step budget or its time is spent; None while it may."
     if tried >= max_steps: return "steps", f"it used its budget of {max_steps} steps"
@@ -416,7 +423,7 @@ def dopri5(f, # right-hand side f(t, y) -> dy/dt
            atol: float = ATOL, # absolute tolerance
            *,
            groups: int | None = None, # control the error of the first axis's groups separately
-           max_steps: int = MAX_STEPS, # give up after this many steps (accepted and rejected)
+           max_steps: int = MAX_STEPS, # give up after this many steps (accepted and rejected); or a budget per group (groups,)
            stats: SolveStats | None = None, # counters to add this solve's work to
            bound: float | None = None, # a group (without `groups`: the solve) whose states grow beyond this is dropped (fails)
            own_steps: bool = True, # with `groups` and an autonomous model: a step size per group
@@ -428,8 +435,8 @@ def dopri5(f, # right-hand side f(t, y) -> dy/dt
     "Dormand-Prince 5(4) with error control and 4th-order dense output at the output times."
     stats = stats if stats is not None else SolveStats()
     if own_steps and groups and groups > 1 and getattr(f, "autonomous", False):
-        return _dopri5_grouped(f, y0, ts, rtol, atol, groups, max_steps, stats, bound, deadline, drop_slow, max_memory)
-    tl, rhs, T = ts.tolist(), _fast_rhs(f), _stage_times(f, y0.real.dtype, y0.device)
+        return _dopri5_grouped(f, y0, ts, rtol, atol, groups, max_steps, stats, bound, deadline, drop_slow)
+    tl, rhs, T, max_steps = ts.tolist(), _fast_rhs(f), _stage_times(f, y0.real.dtype, y0.device), _one_budget(max_steps)
     G, t, t_end, y, live = groups or 1, tl[0], tl[-1], y0, _Groups(groups, stats)
     k1, ya = rhs(T(t), y), _error_scale(y, rtol, atol)  # ya: the error scale of the current state
     if first_step is None: h, nfe = _first_step(rhs, T, t, y, k1, ya, groups, t_end - t), 2
@@ -612,6 +619,8 @@ def small_work_threads(work: int, # work of one right-hand-side evaluation, from
     finally: torch.set_num_threads(n)
 
 _ADAPTIVE_RK = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")  # torchdiffeq methods that take max_num_steps
+_EVALS_PER_STEP = dict(dopri5=6, dopri8=13, bosh3=3, fehlberg2=2, adaptive_heun=1,  # adaptive: the tableau's stages per step tried
+                       euler=1, midpoint=2, heun2=2, heun3=3, rk4=4, explicit_adams=1, implicit_adams=1, fixed_adams=1)  # fixed grid
 
 class _Budget(Exception):
     "Raised inside a torchdiffeq solve by `_Guarded` when the evaluation budget or the time runs out."
@@ -643,6 +652,7 @@ def _fastest_mode(f, t, y) -> complex:
     "The eigenvalue of df/dy with the largest magnitude at (t, y) (..., state), by forward differences: how fast the fastest mode moves."
     y = y.detach().real.to(torch.float64)
     n = y.shape[-1]
+    if not torch.isfinite(y).all(): return complex("nan")  # a blown-up state has no meaningful Jacobian (and LAPACK complains of NaN)
     with torch.no_grad():
         try:
             f0 = f(t, y)
@@ -653,25 +663,34 @@ def _fastest_mode(f, t, y) -> complex:
             return complex(ev[ev.abs().argmax()])
         except Exception: return complex("nan")
 
-_STAGES = dict(euler=1, midpoint=2, heun2=2, heun3=3, rk4=4, explicit_adams=1, implicit_adams=1, fixed_adams=1)  # evaluations per step
-
-def torchdiffeq_solve(f, y0, ts, method: str, step_size, rtol, atol, max_steps: int, deadline: float | None,
-                      max_memory: float | None = None) -> torch.Tensor:
+def torchdiffeq_solve(f, y0, ts, method: str, step_size, rtol, atol, max_steps: int, deadline: float | None, *,
+                      stats: SolveStats | None = None, # counters to add this solve's evaluations and steps to
+                      max_memory: float | None = None, # bytes autograd may keep for the gradient (a SolverError beyond it); None: no limit
+                     ) -> torch.Tensor:
     """torchdiffeq's odeint with a step budget, a deadline and a memory budget for its gradient's graph; its failures become SolverErrors
-    that say what happened: (..., time, state)."""
+    that say what happened: (..., time, state). `stats` gets the evaluations of f, and the steps: the grid's, or for an adaptive method
+    those tried (at most evaluations/stages)."""
     from torchdiffeq import odeint
-    kw, evals = solver_options(method, step_size, rtol, atol), 0
+    kw = solver_options(method, step_size, rtol, atol)
+    n = len(ts) - 1  # a fixed grid's steps: known before any work
     if method in _ADAPTIVE_RK: kw["options"] = dict(max_num_steps=max_steps)
-    elif "options" in kw:  # a fixed grid: the number of steps is known before any work
+    elif "options" in kw:
         n = math.ceil((float(ts[-1]) - float(ts[0]))/kw["options"]["step_size"])
         if n > max_steps:
             raise SolverError(f"{method} would take {n} steps of {kw['options']['step_size']:g} "
                               f"over [{float(ts[0]):g}, {float(ts[-1]):g}], more than max_steps={max_steps}; "
                               f"use a larger step_size or raise max_steps.", "steps", float(ts[0]))
-        evals = n*_STAGES.get(method, 1)
+    evals = n*_EVALS_PER_STEP.get(method, 1) if method in FIXED_STEP_METHODS else 0  # known for a fixed grid: memory checked for all
     g = _Guarded(f, 13*max_steps + 100, deadline, max_memory if method != "scipy_solver" else None, evals)
     try:
-        return odeint(g, y0, ts.to(y0.real.dtype), **kw).movedim(0, -2)
+        if method in _ADAPTIVE_RK and y0.is_complex():  # torchdiffeq's first-step estimate fails on complex states at rest (torch.max)
+            T, t0, scale = _stage_times(f, y0.real.dtype, y0.device), float(ts[0]), _error_scale(y0, rtol or RTOL, atol or ATOL)
+            kw["options"]["first_step"] = _first_step(g, T, t0, y0, g(T(t0), y0), scale, None, float(ts[-1]) - t0)
+        ys = odeint(g, y0, ts.to(y0.real.dtype), **kw).movedim(0, -2)
+        if stats is not None:  # fit's step budgets grow from these counts
+            stats.nfe += g.n
+            stats.steps += n if method in FIXED_STEP_METHODS else math.ceil(g.n/_EVALS_PER_STEP.get(method, 1))
+        return ys
     except (_Budget, AssertionError) as e:
         t = float(g.last[0].detach()) if g.last is not None else float(ts[0])
         what = str(e)
@@ -698,8 +717,8 @@ def _rk4_budget(ts: torch.Tensor, step_size: float | None, max_steps: int) -> in
     "rk4's number of steps, refused with a SolverError before any work (it is counted, not built) when it is more than `max_steps`."
     n = _rk4_steps(ts, step_size)
     if n > max_steps:
-        raise SolverError(f"rk4 would take {n} steps over [{float(ts[0]):g}, {float(ts[-1]):g}], more than max_steps={max_steps}; "
-                          f"use a larger step_size or raise max_steps.", "steps", float(ts[0]))
+        raise SolverError(f"rk4 would take {n if n < 1e15 else f'{n:.3g}'} steps over [{float(ts[0]):g}, {float(ts[-1]):g}], more than "
+                          f"max_steps={max_steps}; use a larger step_size or raise max_steps.", "steps", float(ts[0]))
     return n
 
 def integrate(f, # right-hand side f(t, y)
@@ -712,7 +731,7 @@ def integrate(f, # right-hand side f(t, y)
               groups: int | None = None, # independent error control per group of the first axis (dopri5)
               stats: SolveStats | None = None, # counters to add to
               bound: float | None = None, # with `groups`: drop a group whose states grow beyond this (dopri5)
-              max_steps: int = MAX_STEPS, # step budget of a solve: a SolverError (or dropped groups) beyond it
+              max_steps: int = MAX_STEPS, # step budget of a solve: a SolverError (or dropped groups) beyond it; or one per group (groups,)
               own_steps: bool = True, # dopri5 with `groups`: a step size per group (autonomous models)
               first_step: float | None = None, # dopri5: the first trial step (None: estimated)
               deadline: float | None = None, # time.perf_counter() value after which an adaptive solve stops with a SolverError
@@ -723,6 +742,7 @@ def integrate(f, # right-hand side f(t, y)
     if len(ts) == 1:  # nothing to integrate: the output is the initial state
         if stats is not None: stats.solves += 1; stats.alive = None
         return y0.unsqueeze(-2)
+    if method != "dopri5": max_steps = _one_budget(max_steps)  # only dopri5's groups with own steps keep a budget each
     if method == "rk4":
         n = _rk4_budget(ts, step_size, max_steps)
         if stats is not None: stats.solves += 1; stats.nfe += 4*n; stats.steps += n; stats.alive = None
@@ -731,7 +751,7 @@ def integrate(f, # right-hand side f(t, y)
         return dopri5(f, y0, ts, rtol=rtol, atol=atol, groups=groups, max_steps=max_steps, stats=stats, bound=bound, own_steps=own_steps,
                       first_step=first_step, deadline=deadline, drop_slow=drop_slow, max_memory=max_memory)
     if stats is not None: stats.solves += 1
-    return torchdiffeq_solve(f, y0, ts, method, step_size, rtol, atol, max_steps, deadline, max_memory)
+    return torchdiffeq_solve(f, y0, ts, method, step_size, rtol, atol, max_steps, deadline, stats=stats, max_memory=max_memory)
 
 # %% ../nbs/02_solvers.ipynb #7ccc653f
 _ACTIVATIONS = {nn.ReLU: "relu", nn.LeakyReLU: "leaky", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.SiLU: "silu"}
@@ -1050,6 +1070,14 @@ def rhs_traits(model: nn.Module, spec: ParamSpec, theta: torch.Tensor, dim: int)
     return bc, jacobian_mode(model, spec, theta, dim, bc)
 
 # %% ../nbs/02_solvers.ipynb #2d8520f3
+_REAL_ONLY = ("scipy_solver",)  # methods that integrate real states only: scipy's solvers refuse complex ones
+
+def solver_jacobian_mode(method: str, # the solver method
+                     mode: str, # the Jacobian mode the model allows: 'complex' or 'central' (see `rhs_traits`)
+                    ) -> str:
+    "The Jacobian mode as the method allows it too: central differences through a solver that cannot integrate complex states."
+    return "central" if mode == "complex" and method in _REAL_ONLY else mode
+
 def _failure_as_nan(run, stats: SolveStats | None, shape: tuple):
     """A population runner (see `population_rhs`) for which a population whose every member blew up comes back as NaN, (copies, *shape),
     like a single dead member; stats.failure and stats.error say why."""

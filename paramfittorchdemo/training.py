@@ -16,7 +16,7 @@ from torch import nn
 from ._checks import MAX_MEMORY, MAX_STEPS, SIM_ATOL, SIM_RTOL, check_budget, check_model_data, check_number, moved_names
 from .callbacks import (MAX_TRACKED, Callback, DivergenceError, History, PlotSnapshots, PrintLoss, TrainState, check_callbacks,
                         end_hooks, run_hooks)
-from .checkpoints import Checkpointer
+from .checkpoints import CheckpointError, Checkpointer
 from .data import SimODEData
 from .models import blame_model, param_dict
 from .solvers import (FIXED_STEP_METHODS, NATIVE_METHODS, MLPAdjoint, ParamSpec, SolveStats, SolverError, integrate, mlp_layers, rhs_traits,
@@ -194,7 +194,12 @@ class _TrainLoop:
             end_hooks(self.hooks, self.state, h.stop_reason)
             raise
         h.seconds, h.stop_reason = time.perf_counter() - self.start, h.stop_reason or "completed"
-        if self.ck is not None: self.ck.write()
+        if self.ck is not None:
+            try: self.ck.write()
+            except CheckpointError:  # the last checkpoint could not be written: the error carries the History, the callbacks hear of it
+                h.stop_reason = "failed: CheckpointError"
+                end_hooks(self.hooks, self.state, h.stop_reason)
+                raise
         end_hooks(self.hooks, self.state, h.stop_reason)
         return h
 
