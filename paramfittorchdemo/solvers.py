@@ -97,11 +97,11 @@ class _GraphMemory:
                 f"span or fewer trajectories at once, or raise max_memory (None: no limit) if the memory is there")
 
 # %% ../nbs/02_solvers.ipynb #8ec2ed5a
-def _rk4_steps(ts: torch.Tensor, step_size: float | None) -> int:
+def _rk4_steps(ts: torch.Tensor, step_size: float | None) -> int | float:
     "How many steps rk4's grid has for `ts` and `step_size`, counted without building it (the count `_fixed_grid` makes)."
     if step_size is None: return len(ts) - 1
     n = torch.ceil((ts[-1] - ts[0])/step_size + 1).item()
-    return int(n) - 1 if n < 2**62 else 2**62  # a step far too small for the span: a count no budget admits
+    return int(n) - 1 if n < 2**62 else n  # a step far too small for the span: a float count, beyond every budget
 
 def _fixed_grid(ts: torch.Tensor, step_size: float | None, i0: int = 0, i1: int | None = None) -> torch.Tensor:
     "Points i0..i1 (default: all) of the integration grid torchdiffeq's fixed-step solvers use for `ts` and `step_size`."
@@ -435,7 +435,7 @@ def dopri5(f, # right-hand side f(t, y) -> dy/dt
     "Dormand-Prince 5(4) with error control and 4th-order dense output at the output times."
     stats = stats if stats is not None else SolveStats()
     if own_steps and groups and groups > 1 and getattr(f, "autonomous", False):
-        return _dopri5_grouped(f, y0, ts, rtol, atol, groups, max_steps, stats, bound, deadline, drop_slow)
+        return _dopri5_grouped(f, y0, ts, rtol, atol, groups, max_steps, stats, bound, deadline, drop_slow, max_memory)
     tl, rhs, T, max_steps = ts.tolist(), _fast_rhs(f), _stage_times(f, y0.real.dtype, y0.device), _one_budget(max_steps)
     G, t, t_end, y, live = groups or 1, tl[0], tl[-1], y0, _Groups(groups, stats)
     k1, ya = rhs(T(t), y), _error_scale(y, rtol, atol)  # ya: the error scale of the current state
