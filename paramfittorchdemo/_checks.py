@@ -6,11 +6,14 @@
 from __future__ import annotations
 
 import datetime
+import inspect
 import math
+import os
 import sys
 import warnings
 from collections.abc import Mapping
 from numbers import Integral, Real
+from pathlib import Path
 from typing import Optional, Tuple
 
 import numpy as np
@@ -18,16 +21,18 @@ import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['RTOL', 'ATOL', 'SIM_RTOL', 'SIM_ATOL', 'MAX_STEPS', 'SIM_MAX_STEPS', 'check_tensor', 'check_ts', 'model_dim',
-           'check_state', 'device_of', 'check_real', 'as_scalar', 'check_number', 'check_flag', 'check_budget',
-           'interactive', 'check_progress', 'tqdm_class', 'progress_bar', 'check_model_data', 'to_plain', 'from_plain',
-           'write_json', 'need_pandas']
+__all__ = ['RTOL', 'ATOL', 'SIM_RTOL', 'SIM_ATOL', 'MAX_STEPS', 'SIM_MAX_STEPS', 'REAL_METHODS', 'FLOAT_DTYPES', 'check_tensor',
+           'check_ts', 'model_dim', 'check_state', 'device_of', 'check_real', 'as_scalar', 'check_number', 'check_flag',
+           'check_budget', 'check_tolerances', 'check_step_size', 'check_path', 'check_dtype', 'interactive',
+           'check_progress', 'tqdm_class', 'progress_bar', 'check_module', 'check_derivative', 'check_rhs',
+           'check_model_data', 'to_plain', 'from_plain', 'write_json', 'need_pandas']
 
 # %% ../nbs/00_checks.ipynb #f0795425
 RTOL, ATOL = 1e-6, 1e-8  # tolerances of the fits (fit, estimate, ODEBlock): accurate well beyond any data's noise
 SIM_RTOL, SIM_ATOL = 1e-7, 1e-9  # simulate and train: torchdiffeq's own defaults, so that the post's code gives the post's numbers
 MAX_STEPS = 20_000  # step budget of one solve in a fit: a trial point that needs more is hopeless
 SIM_MAX_STEPS = 100_000  # step budget of `simulate`: long spans of data take more steps than one fit's trial
+REAL_METHODS = ("scipy_solver",)  # solvers of real states only: derivatives by central differences, not by the complex step
 
 # %% ../nbs/00_checks.ipynb #21e6cebf
 def check_tensor(x, name: str, caller: str):
@@ -134,9 +139,10 @@ def as_scalar(value, name: str, caller: str, nonzero: bool = False) -> torch.Ten
     return torch.tensor(float(value), dtype=torch.get_default_dtype())
 
 # %% ../nbs/00_checks.ipynb #9c703489
-def _kind(integer: bool, positive: bool, nonneg: bool, low) -> str:
+def _kind(integer: bool, positive: bool, nonneg: bool, low, infinite: bool = False) -> str:
     "The kind of number a check asks for, in words."
     if integer: return "a positive integer" if positive else f"an integer >= {low}" if low is not None else "an integer"
+    if infinite: return ("a positive number" if positive else "a number >= 0" if nonneg else "a real number") + " (inf allowed, not NaN)"
     return "a positive finite number" if positive else "a finite number >= 0" if nonneg else "a finite real number"
 
 def check_number(value, # what arrived
@@ -148,27 +154,35 @@ def check_number(value, # what arrived
                  nonneg: bool = False, # ... at least 0
                  low: int | None = None, # ... at least this integer
                  allow_none: bool = False, # let None through
+                 infinite: bool = False, # let inf and -inf through (bounds); NaN never
                  what: str = "", # words to add after the kind, e.g. ' (the length of the state vector)'
                  strict: bool = False, # a bool or a float where an integer is wanted is a TypeError too (not a ValueError)
                  error: type | None = None, # the exception for every refusal, for arguments that have always raised one kind
                 ): # the value: an int with `integer`, else a float (None when allowed)
-    "Check a number: real (an integer with `integer`), finite, large enough, and never a bool."
+    "Check a number: real (an integer with `integer`), finite (or infinite, with `infinite`), large enough, and never a bool."
     if value is None and allow_none: return None
-    kind = _kind(integer, positive, nonneg, low) + what + (" or None" if allow_none else "")
+    kind = _kind(integer, positive, nonneg, low, infinite) + what + (" or None" if allow_none else "")
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, Integral if integer else Real):
         number = isinstance(value, Real)  # a number of the wrong kind: a bool, or a float where an integer is wanted
         raise (error or (TypeError if strict or not number else ValueError))(
             f"{caller} needs {name} as {kind}, got {type(value).__name__} {value!r}.")
-    if not math.isfinite(value) or (positive and value <= 0) or (nonneg and value < 0) or (low is not None and value < low):
+    if not isinstance(value, Integral):  # an integer is finite (and float() of a huge one would overflow)
+        if math.isnan(value) or (math.isinf(value) and not infinite):
+            raise (error or ValueError)(f"{caller} needs {name} as {kind}, got {value!r}.")
+    if (positive and value <= 0) or (nonneg and value < 0) or (low is not None and value < low):
         raise (error or ValueError)(f"{caller} needs {name} as {kind}, got {value!r}.")
-    return int(value) if integer else float(value)
+    if integer: return int(value)
+    try: return float(value)
+    except OverflowError: raise (error or ValueError)(f"{caller} needs {name} as {kind}, got {value!r}, too large for a float.") from None
 
 def check_flag(value, # what arrived
                name: str, caller: str, # for the message
-              ) -> bool:
+               allow_none: bool = False, # let None through (an option whose default is decided later)
+              ) -> bool | None:
     "Check a switch: True or False (numpy's too), nothing that merely looks like one."
+    if value is None and allow_none: return None
     if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{caller} needs {name} as True or False, got {type(value).__name__} {value!r}.")
+        raise TypeError(f"{caller} needs {name} as True or False{' or None' if allow_none else ''}, got {type(value).__name__} {value!r}.")
     return bool(value)
 
 # %% ../nbs/00_checks.ipynb #6f78664e
@@ -179,6 +193,55 @@ def check_budget(max_steps, # step budget of one solve
     "Check a step budget (a positive integer) and a time budget (a positive number of seconds, or None)."
     check_number(max_steps, "max_steps", caller, integer=True, positive=True)
     check_number(max_time, "max_time", caller, positive=True, allow_none=True, what=" of seconds")
+
+def check_tolerances(rtol, atol, # an adaptive solver's tolerances, or None (the defaults)
+                     caller: str, # for the message
+                    ):
+    "Check an adaptive solver's tolerances, positive finite numbers or None, whichever solver is chosen: a wrong value is never meant."
+    check_number(rtol, "rtol", caller, positive=True, allow_none=True)
+    check_number(atol, "atol", caller, positive=True, allow_none=True)
+
+def check_step_size(span: float, # the time span a fixed-step grid covers
+                    step_size, # its step (None: from output time to output time)
+                    caller: str, # for the message
+                   ):
+    """Refuse a fixed step so much larger than the time span that the span vanishes next to it in float32 rounding: the grid would have
+    no step. (A step too small for the step budget is the solver's to refuse, with a SolverError, before it builds the grid.)"""
+    if step_size is None or not span > 0: return
+    if span/step_size < torch.finfo(torch.float32).eps:
+        raise ValueError(f"{caller}: step_size={step_size:g} is so much larger than the time span {span:g} that the grid has no step; "
+                         f"take a step_size at most the span, or None to step from output time to output time.")
+
+# %% ../nbs/00_checks.ipynb #5c1e7a20
+def check_path(path, # what arrived
+               name: str, caller: str, # for the message
+               allow_none: bool = False, # let None through
+              ) -> Path | None:
+    "Check a file or folder name: a str or os.PathLike naming something (not bytes, not empty); returns it as a Path."
+    if path is None and allow_none: return None
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{caller} needs {name} as a file name (str or pathlib.Path){' or None' if allow_none else ''}, "
+                        f"got {type(path).__name__} {path!r}.")
+    text = os.fspath(path)
+    if not isinstance(text, str) or not text.strip() or "\x00" in text:
+        raise ValueError(f"{caller} needs {name} as a file name, got {path!r}; give a name such as 'run.pt' or 'results/'.")
+    return Path(text)
+
+FLOAT_DTYPES = (torch.float32, torch.float64)  # what a solve or a fit computes in
+
+def check_dtype(dtype, # what arrived
+                name: str, caller: str, # for the message
+                allow_none: bool = False, # let None through (the model's own dtype)
+               ) -> torch.dtype | None:
+    "Check a working precision: torch.float64 or torch.float32; half precision cannot resolve a solver's steps or a Jacobian."
+    if dtype is None and allow_none: return None
+    if isinstance(dtype, torch.dtype) and dtype in FLOAT_DTYPES: return dtype
+    want = "torch.float64 or torch.float32" + (" (or None: the model's own)" if allow_none else "")
+    if isinstance(dtype, torch.dtype):
+        why = ("half precision cannot resolve the solver's steps and the fit's Jacobians" if dtype in (torch.float16, torch.bfloat16)
+               else "the states and parameters are real numbers")
+        raise ValueError(f"{caller} needs {name} as {want}, got {dtype}: {why}.")
+    raise TypeError(f"{caller} needs {name} as {want}, got {type(dtype).__name__} {dtype!r}.")
 
 # %% ../nbs/00_checks.ipynb #98a2d502
 def interactive() -> bool:
@@ -228,15 +291,67 @@ def progress_bar(progress, # True, False, or None: a bar only when `interactive(
     if not check_progress(progress, caller): return _NoBar()
     return tqdm_class(file)(total=total, unit=unit, desc=caller, file=file, **kwargs)
 
+# %% ../nbs/00_checks.ipynb #7d3e9b11
+def check_module(model, # what arrived
+                 name: str, caller: str, # for the message
+                 allow_none: bool = False, # let None through
+                ):
+    "Check a model argument: a torch.nn.Module instance (a plain function goes into FunctionODE first)."
+    if model is None and allow_none: return None
+    if isinstance(model, nn.Module): return model
+    if isinstance(model, type): got, hint = f"the class {model.__name__}", f"; pass an instance, e.g. {model.__name__}()"
+    else:
+        got = f"{type(model).__name__} {model!r}" if len(repr(model)) <= 60 else type(model).__name__
+        hint = "; wrap a plain function f(t, y, **params) in FunctionODE(f, dim=...)" if callable(model) else ""
+    raise TypeError(f"{caller} needs {name} as a torch.nn.Module called as {name}(t, y){' or None' if allow_none else ''}, "
+                    f"got {got}{hint}.")
+
+def _short(model) -> str:
+    "How a message names a model: its repr when that is one short line, else its class name."
+    r = repr(model)
+    return r if "\n" not in r and len(r) <= 80 else type(model).__name__
+
+def check_derivative(model, # the right-hand side that was called
+                     dy, # what it returned for the states y
+                     y: torch.Tensor, # the states, (..., state)
+                     caller: str, name: str = "model", # for the message
+                     layout: str = "(batch, state)", # y's axes, in words
+                    ) -> torch.Tensor: # dy
+    "Refuse what a right-hand side returned for states y unless it can be their derivative: a floating point tensor of y's shape."
+    if not isinstance(dy, torch.Tensor) or dy.shape != y.shape:
+        got = f"shape {tuple(dy.shape)}" if isinstance(dy, torch.Tensor) else type(dy).__name__
+        raise ValueError(f"{caller} needs {name}(t, y) to return dy/dt with the shape of y, {tuple(y.shape)} {layout}, but "
+                         f"{_short(model)} returned {got}; the vector field gives one derivative per state.")
+    if not (dy.is_floating_point() or (dy.is_complex() and y.is_complex())):
+        raise TypeError(f"{caller} needs {name}(t, y) to return dy/dt as real floating point numbers like y ({y.dtype}), but "
+                        f"{_short(model)} returned dtype {dy.dtype}; return a floating point tensor computed from y.")
+    return dy
+
+def check_rhs(model: nn.Module, # the right-hand side, called as model(t, y)
+              t: torch.Tensor, # a time, 0-d
+              y: torch.Tensor, # states it will be solved from, (..., state)
+              caller: str, name: str = "model", # for the message
+              layout: str = "(batch, state)", # y's axes, in words
+             ) -> torch.Tensor: # model(t, y)
+    "Call the model once, as the solvers will, and refuse what cannot be a vector field (see `check_derivative`)."
+    if type(model).forward is nn.Module.forward:
+        raise TypeError(f"{caller} needs {name} with a forward(self, t, y) that returns dy/dt; {type(model).__name__} defines none.")
+    try: inspect.signature(model.forward).bind(t, y)
+    except TypeError:
+        raise TypeError(f"{caller} calls {name} as {name}(t, y), but {type(model).__name__}.forward takes "
+                        f"{inspect.signature(model.forward)}; give it a forward(self, t, y) that returns dy/dt.") from None
+    except ValueError: pass  # no signature to read: the call says
+    return check_derivative(model, model(t, y), y, caller, name, layout)
+
 # %% ../nbs/00_checks.ipynb #c0599167
 def check_model_data(model, # the model to train or fit
                      data, # its data
                      caller: str, # 'train' or 'fit', for the message
                      data_type: type, # the class data must be: SimODEData (passed in, since this module comes before `data`)
                     ):
-    "A module with trainable parameters, and data of `data_type` on one time grid whose states match the model's."
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"{caller} needs model as a torch.nn.Module, got {type(model).__name__}.")
+    """A module with trainable parameters, data of `data_type` on one time grid whose states match the model's, and a model that returns
+    their derivatives (`check_rhs`)."""
+    check_module(model, "model", caller)
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError(f"{caller} got a {type(model).__name__} with no trainable parameters; wrap what should be fitted in nn.Parameter.")
     if not isinstance(data, data_type):
@@ -249,13 +364,9 @@ def check_model_data(model, # the model to train or fit
     if dim is not None and dim != data.dim:
         raise ValueError(f"{type(model).__name__} has a state of dimension {dim}, but the data have {data.dim} states "
                          f"per time point; fit a model of the same system as the data.")
-    if dim is None:  # no declared dimension: ask the model what it returns for the first observation
-        t, y = data[0]
-        p = next(p for p in model.parameters() if p.requires_grad)
-        with torch.no_grad(): out = model(t[0].to(p.device, p.dtype), y[:1].to(p.device, p.dtype))
-        if not isinstance(out, torch.Tensor) or out.shape != y[:1].shape:
-            raise ValueError(f"{type(model).__name__} returned shape {tuple(getattr(out, 'shape', ()))} for a state of "
-                             f"shape {tuple(y[:1].shape)}; the data have {data.dim} states per time point.")
+    t, y = data[0]  # ask the model what it returns for the first observation
+    p = next(p for p in model.parameters() if p.requires_grad)
+    check_rhs(model, t[0].to(p.device, p.dtype), y[:1].to(p.device, p.dtype), caller)
 
 # %% ../nbs/00_checks.ipynb #ca03f38b
 _NOT_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}  # how to_plain writes non-finite numbers (NaN: "NaN")
@@ -287,12 +398,8 @@ def write_json(d: dict, # the content, from a to_dict()
               ) -> str: # the JSON text
     "Strict JSON text (no bare NaN or Infinity) of `to_plain(d)`, also written to `path` when one is given."
     import json
-    from pathlib import Path
     text = json.dumps(to_plain(d), indent=2, allow_nan=False) + "\n"
-    if path is not None:
-        if not isinstance(path, (str, Path)) and not hasattr(path, "__fspath__"):
-            raise TypeError(f"to_json needs path as a file name (str or pathlib.Path) or None, got {type(path).__name__}.")
-        Path(path).write_text(text, encoding="utf-8")
+    if path is not None: check_path(path, "path", "to_json").write_text(text, encoding="utf-8")
     return text
 
 def need_pandas(caller: str): # the pandas module

@@ -101,8 +101,9 @@ def _check_observations(times, values, ids, columns, source):
     who = _who(source)
     times, values = _as_list(times, "times", who), _as_list(values, "values", who)
     if len(times) != len(values):
-        raise ValueError(f"{who} needs one time vector per trajectory, got {len(times)} time vectors and {len(values)} value arrays.")
-    if not times: raise ValueError(f"{who} needs at least one trajectory, got none.")
+        raise ValueError(f"{who} needs times and values with one entry per trajectory, got {len(times)} time vectors and "
+                         f"{len(values)} value arrays.")
+    if not times: raise ValueError(f"{who} needs times and values of at least one trajectory, got none.")
     ids = _names(ids, len(times), "ids", "trajectory", who, str)
     ts = [_check_times(_as_f64(t, f"times[{b}]", who), b, ids[b], who) for b, t in enumerate(times)]
     ys = [_as_f64(y, f"values[{b}]", who) for b, y in enumerate(values)]
@@ -180,7 +181,7 @@ class Observations:
                 ) -> "Observations":
         "Observations from simulated data, every state observed."
         if not (hasattr(data, "ts") and hasattr(data, "values")):
-            raise TypeError(f"Observations.from_sim needs a SimODEData (with .ts and .values), got {type(data).__name__}; "
+            raise TypeError(f"Observations.from_sim needs data as a SimODEData (with .ts and .values), got {type(data).__name__}; "
                             f"for tensors use Observations.from_arrays.")
         return cls(list(data.ts), list(data.values), ids=ids, columns=columns)
 
@@ -237,13 +238,14 @@ class Observations:
         _write_csv(self, path, _check_format(format, "Observations.to_csv"), id_col, time_col, sep, comment)
 
 # %% ../nbs/01_observations.ipynb #8d5cf0ce
-def _index_of(obs: Observations, key, who: str) -> int:
+def _index_of(obs: Observations, key, who: str, name: str = "the index") -> int:
     "Position of the trajectory `key`, given by position (int, negative counts from the end) or by id (str)."
     if isinstance(key, str):
         if key not in obs.ids: raise KeyError(f"{who} has no trajectory {key!r}; its ids are {obs.ids}.")
         return obs.ids.index(key)
-    if isinstance(key, bool) or not isinstance(key, (Integral, torch.Tensor)):
-        raise TypeError(f"{who} picks trajectories by position (int) or id (str), got {type(key).__name__}.")
+    if isinstance(key, bool) or not isinstance(key, (Integral, torch.Tensor)) or (isinstance(key, torch.Tensor) and
+                                                                                   (key.numel() != 1 or key.is_floating_point())):
+        raise TypeError(f"{who} picks trajectories by position (int) or id (str): {name} got {type(key).__name__} {key!r}.")
     i = operator.index(key)
     if not -len(obs) <= i < len(obs): raise IndexError(f"{who} has {len(obs)} trajectories, got position {i}.")
     return i % len(obs)
@@ -276,9 +278,12 @@ def _padded(obs: Observations):
 # %% ../nbs/01_observations.ipynb #ded04f22
 def _subset(obs: Observations, ids) -> Observations:
     "The trajectories with the given ids or positions."
-    keys = [ids] if isinstance(ids, (str, Integral)) else list(ids)
-    if not keys: raise ValueError("Observations.subset needs at least one id or position, got none.")
-    bs = [_index_of(obs, k, "Observations.subset") for k in keys]
+    one = isinstance(ids, (str, Integral)) or (isinstance(ids, torch.Tensor) and ids.ndim == 0)
+    if not one and not isinstance(ids, (list, tuple, torch.Tensor, np.ndarray)):
+        raise TypeError(f"Observations.subset needs ids as an id (str), a position (int) or a list of them, got {type(ids).__name__}.")
+    keys = [ids] if one else list(ids)
+    if not keys: raise ValueError("Observations.subset needs ids with at least one id or position, got none.")
+    bs = [_index_of(obs, k, "Observations.subset", "ids") for k in keys]
     return type(obs)([obs.times[b] for b in bs], [obs.values[b] for b in bs],
                      ids=[obs.ids[b] for b in bs], columns=obs.columns, source=obs.source)
 

@@ -559,9 +559,9 @@ def torchdiffeq_solve(f, y0, ts, method: str, step_size, rtol, atol, max_steps: 
     kw = solver_options(method, step_size, rtol, atol)
     if method in _ADAPTIVE_RK: kw["options"] = dict(max_num_steps=max_steps)
     elif "options" in kw:  # a fixed grid: the number of steps is known before any work
-        n = math.ceil((float(ts[-1]) - float(ts[0]))/kw["options"]["step_size"])
+        n = (float(ts[-1]) - float(ts[0]))/kw["options"]["step_size"]
         if n > max_steps:
-            raise SolverError(f"{method} would take {n} steps of {kw['options']['step_size']:g} "
+            raise SolverError(f"{method} would take {_count(n)} steps of {kw['options']['step_size']:g} "
                               f"over [{float(ts[0]):g}, {float(ts[-1]):g}], more than max_steps={max_steps}; "
                               f"use a larger step_size or raise max_steps.", "steps", float(ts[0]))
     g = _Guarded(f, 13*max_steps + 100, deadline)
@@ -586,8 +586,17 @@ def torchdiffeq_solve(f, y0, ts, method: str, step_size, rtol, atol, max_steps: 
                      f"which holds an explicit solver's steps far below the time scale of the solution")
         raise SolverError(f"{method} stopped near t={t:.6g}: {why}{words}.", kind, t, stiff) from None
 
+def _count(n: float) -> str:
+    "A number of steps, in words: exact while it fits, else rounded (a step of 1e-300 makes 1e+300 of them)."
+    return str(math.ceil(n)) if n < 1e15 else f"{n:.3g}"
+
 def _rk4_budgeted_plan(ts: torch.Tensor, step_size: float | None, dtype, max_steps: int) -> tuple:
     "`_rk4_plan`, refused with a SolverError before any work when its grid has more steps than `max_steps` (integrate, MLPAdjoint)."
+    if step_size is not None:  # the grid's size is known before it is built: one beyond the budget is never built (nor 10^300 points)
+        n = (float(ts[-1]) - float(ts[0]))/step_size
+        if n > max_steps:
+            raise SolverError(f"rk4 would take {_count(n)} steps over [{float(ts[0]):g}, {float(ts[-1]):g}], more than "
+                              f"max_steps={max_steps}; use a larger step_size or raise max_steps.", "steps", float(ts[0]))
     plan = _rk4_plan(ts, step_size, dtype)
     gl = plan[0]
     if len(gl) - 1 > max_steps:
