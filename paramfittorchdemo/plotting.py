@@ -13,7 +13,7 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
-from ._checks import check_flag, check_module, check_number, check_rhs, check_state
+from ._checks import check_flag, check_module, check_number, check_rhs, check_state, device_of
 from .data import SimODEData
 from .models import blame_model, simulate
 
@@ -81,7 +81,9 @@ def _curves(true_model, fit_model, y0, time_range, caller: str, n: int = 1000):
                                       (fit_model, "fit_model", "Fit Model", dict(color="tab:blue", ls="--", lw=2))):
         if model is None: continue
         check_state(model, y0[None], caller, "data", "(1, state)")  # the data's states are the model's
-        with blame_model(model, caller): check_rhs(model, ts[0], y0[None], caller, name)
+        dev = device_of(model)  # simulate moves the states to the model's device; so does the check
+        t, y = (ts[0], y0[None]) if dev is None else (ts[0].to(dev), y0[None].to(dev))
+        with blame_model(model, caller): check_rhs(model, t, y, caller, name)
         ys = simulate(model, y0[None], ts, method="dopri5")[0].detach().cpu()  # (time, state)
         out.append((label, ys, style))
     return ts, out
