@@ -23,11 +23,13 @@ import torch
 from torch import nn
 
 # %% auto #0
-__all__ = ['RTOL', 'ATOL', 'SIM_RTOL', 'SIM_ATOL', 'MAX_STEPS', 'SIM_MAX_STEPS', 'MAX_MEMORY', 'check_tensor', 'check_ts',
-           'model_dim', 'check_state', 'device_of', 'check_real', 'as_scalar', 'check_number', 'check_flag',
-           'check_memory', 'check_budget', 'check_mapping', 'check_numbers', 'check_dtype', 'check_file_text',
-           'check_rhs', 'check_path', 'check_writable', 'interactive', 'check_progress', 'tqdm_class', 'progress_bar',
-           'check_model_data', 'to_plain', 'from_plain', 'write_json', 'need_pandas', 'moved_names']
+__all__ = ['RTOL', 'ATOL', 'SIM_RTOL', 'SIM_ATOL', 'MAX_STEPS', 'SIM_MAX_STEPS', 'MAX_MEMORY', 'REAL_METHODS', 'FLOAT_DTYPES',
+           'check_tensor', 'check_ts', 'model_dim', 'check_state', 'device_of', 'check_real', 'as_scalar',
+           'check_number', 'check_flag', 'check_memory', 'check_budget', 'check_tolerances', 'check_step_size',
+           'check_mapping', 'check_numbers', 'check_path', 'check_dtype', 'check_file_text', 'check_writable',
+           'interactive', 'check_progress', 'tqdm_class', 'progress_bar', 'check_module', 'check_derivative',
+           'check_forward', 'check_rhs', 'check_model_data', 'to_plain', 'from_plain', 'write_json', 'need_pandas',
+           'moved_names']
 
 # %% ../nbs/00_checks.ipynb #f0795425
 RTOL, ATOL = 1e-6, 1e-8  # tolerances of the fits (fit, estimate, ODEBlock): accurate well beyond any data's noise
@@ -35,6 +37,7 @@ SIM_RTOL, SIM_ATOL = 1e-7, 1e-9  # simulate and train: torchdiffeq's own default
 MAX_STEPS = 20_000  # step budget of one solve in a fit: a trial point that needs more is hopeless
 SIM_MAX_STEPS = 100_000  # step budget of `simulate`: long spans of data take more steps than one fit's trial
 MAX_MEMORY = 2e9  # bytes that autograd may keep for the gradient of one solve (train, fit's gradient path, simulate with a graph)
+REAL_METHODS = ("scipy_solver",)  # solvers of real states only: derivatives by central differences, not by the complex step
 
 # %% ../nbs/00_checks.ipynb #21e6cebf
 def check_tensor(x, name: str, caller: str):
@@ -141,9 +144,10 @@ def as_scalar(value, name: str, caller: str, nonzero: bool = False) -> torch.Ten
     return torch.tensor(float(value), dtype=torch.get_default_dtype())
 
 # %% ../nbs/00_checks.ipynb #9c703489
-def _kind(integer: bool, positive: bool, nonneg: bool, low) -> str:
+def _kind(integer: bool, positive: bool, nonneg: bool, low, infinite: bool = False) -> str:
     "The kind of number a check asks for, in words."
     if integer: return "a positive integer" if positive else f"an integer >= {low}" if low is not None else "an integer"
+    if infinite: return ("a positive number" if positive else "a number >= 0" if nonneg else "a real number") + " (inf allowed, not NaN)"
     return "a positive finite number" if positive else "a finite number >= 0" if nonneg else "a finite real number"
 
 def check_number(value, # what arrived
@@ -155,27 +159,35 @@ def check_number(value, # what arrived
                  nonneg: bool = False, # ... at least 0
                  low: int | None = None, # ... at least this integer
                  allow_none: bool = False, # let None through
+                 infinite: bool = False, # let inf and -inf through (bounds); NaN never
                  what: str = "", # words to add after the kind, e.g. ' (the length of the state vector)'
                  strict: bool = False, # a bool or a float where an integer is wanted is a TypeError too (not a ValueError)
                  error: type | None = None, # the exception for every refusal, for arguments that have always raised one kind
                 ): # the value: an int with `integer`, else a float (None when allowed)
-    "Check a number: real (an integer with `integer`), finite, large enough, and never a bool."
+    "Check a number: real (an integer with `integer`), finite (or infinite, with `infinite`), large enough, and never a bool."
     if value is None and allow_none: return None
-    kind = _kind(integer, positive, nonneg, low) + what + (" or None" if allow_none else "")
+    kind = _kind(integer, positive, nonneg, low, infinite) + what + (" or None" if allow_none else "")
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, Integral if integer else Real):
         number = isinstance(value, Real)  # a number of the wrong kind: a bool, or a float where an integer is wanted
         raise (error or (TypeError if strict or not number else ValueError))(
             f"{caller} needs {name} as {kind}, got {type(value).__name__} {value!r}.")
-    if not math.isfinite(value) or (positive and value <= 0) or (nonneg and value < 0) or (low is not None and value < low):
+    if not isinstance(value, Integral):  # an integer is finite (and float() of a huge one would overflow)
+        if math.isnan(value) or (math.isinf(value) and not infinite):
+            raise (error or ValueError)(f"{caller} needs {name} as {kind}, got {value!r}.")
+    if (positive and value <= 0) or (nonneg and value < 0) or (low is not None and value < low):
         raise (error or ValueError)(f"{caller} needs {name} as {kind}, got {value!r}.")
-    return int(value) if integer else float(value)
+    if integer: return int(value)
+    try: return float(value)
+    except OverflowError: raise (error or ValueError)(f"{caller} needs {name} as {kind}, got {value!r}, too large for a float.") from None
 
 def check_flag(value, # what arrived
                name: str, caller: str, # for the message
-              ) -> bool:
+               allow_none: bool = False, # let None through (an option whose default is decided later)
+              ) -> bool | None:
     "Check a switch: True or False (numpy's too), nothing that merely looks like one."
+    if value is None and allow_none: return None
     if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{caller} needs {name} as True or False, got {type(value).__name__} {value!r}.")
+        raise TypeError(f"{caller} needs {name} as True or False{' or None' if allow_none else ''}, got {type(value).__name__} {value!r}.")
     return bool(value)
 
 # %% ../nbs/00_checks.ipynb #6f78664e
@@ -194,6 +206,24 @@ def check_budget(max_steps, # step budget of one solve
     check_number(max_steps, "max_steps", caller, integer=True, positive=True)
     check_number(max_time, "max_time", caller, positive=True, allow_none=True, what=" of seconds")
     check_memory(max_memory, caller)
+
+def check_tolerances(rtol, atol, # an adaptive solver's tolerances, or None (the defaults)
+                     caller: str, # for the message
+                    ):
+    "Check an adaptive solver's tolerances, positive finite numbers or None, whichever solver is chosen: a wrong value is never meant."
+    check_number(rtol, "rtol", caller, positive=True, allow_none=True)
+    check_number(atol, "atol", caller, positive=True, allow_none=True)
+
+def check_step_size(span: float, # the time span a fixed-step grid covers
+                    step_size, # its step (None: from output time to output time)
+                    caller: str, # for the message
+                   ):
+    """Refuse a fixed step so much larger than the time span that the span vanishes next to it in float32 rounding: the grid would have
+    no step. (A step too small for the step budget is the solver's to refuse, with a SolverError, before it builds the grid.)"""
+    if step_size is None or not span > 0: return
+    if span/step_size < torch.finfo(torch.float32).eps:
+        raise ValueError(f"{caller}: step_size={step_size:g} is so much larger than the time span {span:g} that the grid has no step; "
+                         f"take a step_size at most the span, or None to step from output time to output time.")
 
 # %% ../nbs/00_checks.ipynb #5e1c0a72
 def _shown(x, limit: int = 60) -> str:
@@ -228,20 +258,37 @@ def check_numbers(x, # a tensor, a numpy array, or (nested) lists of numbers
     except (ValueError, TypeError) as e:  # an object array of numbers and None: None is no number here
         raise TypeError(f"{caller} needs {name} as numbers, got {_shown(x)} ({e}).") from None
 
-_FLOAT_DTYPES = (torch.float64, torch.float32)
+def check_path(path, # what arrived
+               name: str, caller: str, # for the message
+               allow_none: bool = False, # let None through
+               hint: str = "", # words to add to the TypeError, e.g. '; for a DataFrame use Observations.from_dataframe'
+              ) -> Path | None:
+    "Check a file or folder path: a str or os.PathLike naming something (not bytes, not empty); returns it as a Path."
+    if path is None and allow_none: return None
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{caller} needs {name} as a file path (str or pathlib.Path){' or None' if allow_none else ''}, "
+                        f"got {_shown(path)}{hint}.")
+    text = os.fspath(path)
+    if not isinstance(text, str) or not text.strip() or "\x00" in text:
+        raise ValueError(f"{caller} needs {name} as a file path, got {path!r}; give a name such as 'run.pt' or 'results/'.")
+    return Path(text)
+
+FLOAT_DTYPES = (torch.float32, torch.float64)  # what a solve or a fit computes in
 
 def check_dtype(dtype, # what arrived
                 name: str, caller: str, # for the message
-                allow_none: bool = False, # let None through (the caller then uses the model's own dtype)
+                allow_none: bool = False, # let None through (the model's own dtype)
                ) -> torch.dtype | None:
-    "Check the dtype of a fit's arithmetic: torch.float64 or torch.float32 (the complex step and the linear algebra need one of them)."
+    "Check a working precision: torch.float64 or torch.float32; half precision cannot resolve a solver's steps or a Jacobian."
     if dtype is None and allow_none: return None
-    wanted = f"torch.float64 or torch.float32{' or None' if allow_none else ''}"
-    if not isinstance(dtype, torch.dtype):
-        raise TypeError(f"{caller} needs {name} as {wanted}, got {_shown(dtype)}; pass the torch dtype itself, e.g. {name}=torch.float64.")
-    if dtype not in _FLOAT_DTYPES:
-        raise ValueError(f"{caller} needs {name} as {wanted}, got {dtype}; fits compute in float64 (the default) or float32.")
-    return dtype
+    if isinstance(dtype, torch.dtype) and dtype in FLOAT_DTYPES: return dtype
+    want = "torch.float64 or torch.float32" + (" (or None: the model's own)" if allow_none else "")
+    if isinstance(dtype, torch.dtype):
+        why = ("half precision cannot resolve the solver's steps and the fit's Jacobians" if dtype in (torch.float16, torch.bfloat16)
+               else "the states and parameters are real numbers")
+        raise ValueError(f"{caller} needs {name} as {want}, got {dtype}: {why}.")
+    raise TypeError(f"{caller} needs {name} as {want}, got {type(dtype).__name__} {dtype!r}; pass the torch dtype itself, e.g. "
+                    f"{name}=torch.float64.")
 
 def check_file_text(text: str, # a name or comment to be written into a text file
                     what: str, caller: str, # for the message: e.g. 'the id', 'Observations.to_csv'
@@ -251,26 +298,6 @@ def check_file_text(text: str, # a name or comment to be written into a text fil
         raise ValueError(f"{caller} cannot write {what} {text!r}: it holds a NUL character, which text files cannot; rename it.")
     try: text.encode("utf-8")
     except UnicodeEncodeError as e: raise ValueError(f"{caller} cannot write {what} {text!r} as UTF-8 ({e.reason}); rename it.") from None
-
-def check_rhs(model, # a module used as a right-hand side
-              caller: str, # for the message
-             ):
-    "A right-hand side is called as model(t, y): its forward must take those two arguments."
-    try: inspect.signature(model.forward).bind(0.0, 0.0)
-    except TypeError:
-        raise TypeError(f"{caller} calls the model as model(t, y), time and states, but {type(model).__name__}.forward"
-                        f"{inspect.signature(model.forward)} takes other arguments; write forward(self, t, y), or wrap the network "
-                        f"as NeuralDiffEq does.") from None
-    except ValueError: pass  # a forward without a signature to read: its call will tell
-
-def check_path(path, # what arrived
-               name: str, caller: str, # for the message
-              ) -> Path:
-    "Check a file name: a non-empty str or os.PathLike (pathlib.Path)."
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"{caller} needs {name} as a file path (str or pathlib.Path), got {type(path).__name__}.")
-    if not str(path): raise ValueError(f"{caller} needs {name} as a file path, got an empty string.")
-    return Path(path)
 
 def check_writable(path, # the file to be written
                    name: str, caller: str, # for the message
@@ -339,15 +366,73 @@ def progress_bar(progress, # True, False, or None: a bar only when `interactive(
     if not check_progress(progress, caller): return _NoBar()
     return tqdm_class(file)(total=total, unit=unit, desc=caller, file=file, **kwargs)
 
+# %% ../nbs/00_checks.ipynb #7d3e9b11
+def check_module(model, # what arrived
+                 name: str, caller: str, # for the message
+                 allow_none: bool = False, # let None through
+                ):
+    "Check a model argument: a torch.nn.Module instance (a plain function goes into FunctionODE first)."
+    if model is None and allow_none: return None
+    if isinstance(model, nn.Module): return model
+    if isinstance(model, type): got, hint = f"the class {model.__name__}", f"; pass an instance, e.g. {model.__name__}()"
+    else:
+        got = f"{type(model).__name__} {model!r}" if len(repr(model)) <= 60 else type(model).__name__
+        hint = "; wrap a plain function f(t, y, **params) in FunctionODE(f, dim=...)" if callable(model) else ""
+    raise TypeError(f"{caller} needs {name} as a torch.nn.Module called as {name}(t, y){' or None' if allow_none else ''}, "
+                    f"got {got}{hint}.")
+
+def _short(model) -> str:
+    "How a message names a model: its repr when that is one short line, else its class name."
+    r = repr(model)
+    return r if "\n" not in r and len(r) <= 80 else type(model).__name__
+
+def check_derivative(model, # the right-hand side that was called
+                     dy, # what it returned for the states y
+                     y: torch.Tensor, # the states, (..., state)
+                     caller: str, name: str = "model", # for the message
+                     layout: str = "(batch, state)", # y's axes, in words
+                    ) -> torch.Tensor: # dy
+    "Refuse what a right-hand side returned for states y unless it can be their derivative: a floating point tensor of y's shape."
+    if not isinstance(dy, torch.Tensor) or dy.shape != y.shape:
+        got = f"shape {tuple(dy.shape)}" if isinstance(dy, torch.Tensor) else type(dy).__name__
+        raise ValueError(f"{caller} needs {name}(t, y) to return dy/dt with the shape of y, {tuple(y.shape)} {layout}, but "
+                         f"{_short(model)} returned {got}; the vector field gives one derivative per state.")
+    if not (dy.is_floating_point() or (dy.is_complex() and y.is_complex())):
+        raise TypeError(f"{caller} needs {name}(t, y) to return dy/dt as real floating point numbers like y ({y.dtype}), but "
+                        f"{_short(model)} returned dtype {dy.dtype}; return a floating point tensor computed from y.")
+    return dy
+
+def check_forward(model: nn.Module, # the right-hand side, to be called as model(t, y)
+                  caller: str, name: str = "model", # for the message
+                 ):
+    "Refuse a module whose forward cannot be called as forward(t, y), before any data are at hand to call it with."
+    if type(model).forward is nn.Module.forward:
+        raise TypeError(f"{caller} needs {name} with a forward(self, t, y) that returns dy/dt; {type(model).__name__} defines none.")
+    try: inspect.signature(model.forward).bind(0.0, 0.0)
+    except TypeError:
+        raise TypeError(f"{caller} calls {name} as {name}(t, y), but {type(model).__name__}.forward takes "
+                        f"{inspect.signature(model.forward)}; give it a forward(self, t, y) that returns dy/dt.") from None
+    except ValueError: pass  # no signature to read: the call says
+
+def check_rhs(model: nn.Module, # the right-hand side, called as model(t, y)
+              t: torch.Tensor, # a time, 0-d
+              y: torch.Tensor, # states it will be solved from, (..., state)
+              caller: str, name: str = "model", # for the message
+              layout: str = "(batch, state)", # y's axes, in words
+             ) -> torch.Tensor: # model(t, y)
+    "Call the model once, as the solvers will, and refuse what cannot be a vector field (see `check_derivative`)."
+    check_forward(model, caller, name)
+    return check_derivative(model, model(t, y), y, caller, name, layout)
+
 # %% ../nbs/00_checks.ipynb #c0599167
 def check_model_data(model, # the model to train or fit
                      data, # its data
                      caller: str, # 'train' or 'fit', for the message
                      data_type: type, # the class data must be: SimODEData (passed in, since this module comes before `data`)
                     ):
-    "A module with trainable parameters, and data of `data_type` on one time grid whose states match the model's."
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"{caller} needs model as a torch.nn.Module, got {type(model).__name__}.")
+    """A module with trainable parameters, data of `data_type` on one time grid whose states match the model's, and a model that returns
+    their derivatives (`check_rhs`)."""
+    check_module(model, "model", caller)
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError(f"{caller} got a {type(model).__name__} with no trainable parameters; wrap what should be fitted in nn.Parameter.")
     if not isinstance(data, data_type):
@@ -360,13 +445,9 @@ def check_model_data(model, # the model to train or fit
     if dim is not None and dim != data.dim:
         raise ValueError(f"{type(model).__name__} has a state of dimension {dim}, but the data have {data.dim} states "
                          f"per time point; fit a model of the same system as the data.")
-    if dim is None:  # no declared dimension: ask the model what it returns for the first observation
-        t, y = data[0]
-        p = next(p for p in model.parameters() if p.requires_grad)
-        with torch.no_grad(): out = model(t[0].to(p.device, p.dtype), y[:1].to(p.device, p.dtype))
-        if not isinstance(out, torch.Tensor) or out.shape != y[:1].shape:
-            raise ValueError(f"{type(model).__name__} returned shape {tuple(getattr(out, 'shape', ()))} for a state of "
-                             f"shape {tuple(y[:1].shape)}; the data have {data.dim} states per time point.")
+    t, y = data[0]  # ask the model what it returns for the first observation
+    p = next(p for p in model.parameters() if p.requires_grad)
+    check_rhs(model, t[0].to(p.device, p.dtype), y[:1].to(p.device, p.dtype), caller)
 
 # %% ../nbs/00_checks.ipynb #ca03f38b
 _NOT_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}  # how to_plain writes non-finite numbers (NaN: "NaN")
@@ -398,12 +479,8 @@ def write_json(d: dict, # the content, from a to_dict()
               ) -> str: # the JSON text
     "Strict JSON text (no bare NaN or Infinity) of `to_plain(d)`, also written to `path` when one is given."
     import json
-    from pathlib import Path
     text = json.dumps(to_plain(d), indent=2, allow_nan=False) + "\n"
-    if path is not None:
-        if not isinstance(path, (str, Path)) and not hasattr(path, "__fspath__"):
-            raise TypeError(f"to_json needs path as a file name (str or pathlib.Path) or None, got {type(path).__name__}.")
-        Path(path).write_text(text, encoding="utf-8")
+    if path is not None: check_path(path, "path", "to_json").write_text(text, encoding="utf-8")
     return text
 
 def need_pandas(caller: str): # the pandas module

@@ -17,7 +17,7 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
-from ._checks import check_number, need_pandas, to_plain, tqdm_class, write_json
+from ._checks import check_module, check_number, need_pandas, to_plain, tqdm_class, write_json
 from .data import SimODEData
 from .models import param_dict
 from .plotting import plot_time_series, plt
@@ -104,13 +104,29 @@ def check_callbacks(callbacks, # None, one Callback, or a list or tuple of them
     if callbacks is None: return []
     cbs = [callbacks] if not isinstance(callbacks, (list, tuple)) else list(callbacks)
     for cb in cbs:
+        if isinstance(cb, type):
+            raise TypeError(f"{caller} needs callbacks as Callback objects (or a list of them), got the class {cb.__name__}; "
+                            f"pass an instance, {cb.__name__}().")
         if not isinstance(cb, Callback) and not any(callable(getattr(cb, h, None)) for h in _HOOKS):
             raise TypeError(f"{caller} needs callbacks as Callback objects (or a list of them), got {type(cb).__name__} {cb!r}; "
                             f"subclass paramfittorchdemo.Callback and override on_epoch_end, on_fit_start or on_fit_end.")
     return cbs
 
+def _is_state(state) -> bool:
+    "Whether `state` is a run's TrainState (or has what one has)."
+    return isinstance(state, TrainState) or all(hasattr(state, a) for a in ("model", "epoch", "loss", "history", "extra"))
+
+def _check_hooks(callbacks, state, caller: str):
+    "What the hook runners need: the list check_callbacks returned, and the run's TrainState."
+    if not isinstance(callbacks, (list, tuple)):
+        raise TypeError(f"{caller} needs callbacks as the list check_callbacks returns, got {type(callbacks).__name__}.")
+    if not _is_state(state):
+        raise TypeError(f"{caller} needs state as the run's TrainState, got {type(state).__name__}.")
+
 def run_hooks(callbacks: list, hook: str, state: TrainState) -> bool:
     "Call `hook` on every callback in order; True when one of them asked to stop (returned True, or set `state.stop`)."
+    _check_hooks(callbacks, state, "run_hooks")
+    if not (isinstance(hook, str) and hook in _HOOKS): raise ValueError(f"run_hooks needs hook as one of {_HOOKS}, got {hook!r}.")
     stop = False
     for cb in callbacks:
         f = getattr(cb, hook, None)
@@ -119,13 +135,15 @@ def run_hooks(callbacks: list, hook: str, state: TrainState) -> bool:
 
 def end_hooks(callbacks: list, state: TrainState, reason: str):
     "Record why the run ended and call every `on_fit_end`."
+    _check_hooks(callbacks, state, "end_hooks")
+    if not isinstance(reason, str): raise TypeError(f"end_hooks needs reason as a str, e.g. 'completed', got {type(reason).__name__}.")
     state.extra["stop_reason"] = reason
     run_hooks(callbacks, "on_fit_end", state)
 
 # %% ../nbs/07_callbacks.ipynb #2965458d
 class PrintLoss(Callback):
     "train's `show_every`: print the epoch's loss every `every` epochs, as the post did."
-    def __init__(self, every: int): self.every = every
+    def __init__(self, every: int): self.every = check_number(every, "every", "PrintLoss", integer=True, positive=True)
     def on_epoch_end(self, state):
         if state.epoch % self.every == 0: print(f"Loss at {state.epoch}: {state.loss}")
 
@@ -194,6 +212,7 @@ class BestParameters(Callback):
 
     def keep(self, state: TrainState):
         "Record the current loss, epoch and a copy of the model's state_dict as the best."
+        if not _is_state(state): raise TypeError(f"BestParameters.keep needs state as a TrainState, got {type(state).__name__}.")
         self.best_loss, self.best_epoch = state.loss, state.epoch
         self.best_state = {k: v.detach().clone() for k, v in state.model.state_dict().items()}
 
@@ -201,7 +220,11 @@ class BestParameters(Callback):
         "Load the best parameters into `model`."
         if self.best_state is None:
             raise ValueError("BestParameters has nothing to restore yet: no epoch has ended; pass it in callbacks= to train or fit first.")
-        model.load_state_dict(self.best_state)
+        check_module(model, "model", "BestParameters.restore")
+        try: model.load_state_dict(self.best_state)
+        except RuntimeError as e:
+            raise ValueError(f"BestParameters.restore needs model of the kind it watched; the parameters it kept do not fit this "
+                             f"{type(model).__name__}: {str(e).splitlines()[0]}") from e
 
 # %% ../nbs/07_callbacks.ipynb #bbda6685
 class EarlyStopping(Callback):

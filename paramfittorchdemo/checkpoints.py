@@ -18,7 +18,7 @@ from typing import Optional, Union
 import numpy as np
 import torch
 
-from ._checks import check_writable
+from ._checks import check_path, check_writable
 from .callbacks import History
 
 # %% auto #0
@@ -57,9 +57,7 @@ def save_checkpoint(path: Union[str, Path], # file to write; its folder is creat
 def load_checkpoint(path: Union[str, Path], # a file written by save_checkpoint (or torch.save of plain values)
                    ) -> dict: # what was saved, with every tensor on the CPU
     "Read a checkpoint, refusing anything but tensors and plain Python values, so that no code in the file runs."
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"load_checkpoint needs path as a file path (str or pathlib.Path), got {type(path).__name__}.")
-    path = Path(path)
+    path = check_path(path, "path", "load_checkpoint")
     if not path.is_file(): raise FileNotFoundError(f"load_checkpoint: there is no checkpoint file '{path}'.")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)

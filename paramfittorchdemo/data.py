@@ -14,7 +14,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ._checks import SIM_MAX_STEPS, check_number, check_real, check_state, check_tensor, check_ts, device_of, model_dim
+from ._checks import (SIM_MAX_STEPS, check_budget, check_derivative, check_module, check_number, check_real, check_state,
+                                      check_tensor, check_ts, device_of, model_dim)
 from .models import simulate
 from .solvers import SolverError, solver_options
 
@@ -51,8 +52,9 @@ class SimODEData(Dataset):
             ts = [torch.as_tensor(_float_if_object(check_real(ts, "ts", "SimODEData")))]*len(values)
         ts = _as_tensor_list(ts, "ts")
         if len(ts) != len(values):
-            raise ValueError(f"SimODEData needs one time grid per trajectory, got {len(ts)} time grids and {len(values)} trajectories.")
-        if len(ts) == 0: raise ValueError("SimODEData needs at least one trajectory, got none.")
+            raise ValueError(f"SimODEData needs ts with one time grid per trajectory, got {len(ts)} time grids and {len(values)} "
+                             f"trajectories.")
+        if len(ts) == 0: raise ValueError("SimODEData needs values with at least one trajectory, got none.")
         for i, (t, v) in enumerate(zip(ts, values)):
             check_ts(t, "SimODEData", f"ts[{i}]")
             check_tensor(v, f"values[{i}]", "SimODEData")
@@ -78,6 +80,12 @@ class SimODEData(Dataset):
     def __len__(self) -> int: return len(self.ts)
 
     def __getitem__(self, index: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        if isinstance(index, torch.Tensor) and index.ndim == 0 and not (index.is_floating_point() or index.dtype == torch.bool):
+            index = int(index)  # what a sampler may hand over
+        if isinstance(index, (bool, np.bool_)) or not isinstance(index, (Integral, slice)):
+            raise TypeError(f"SimODEData needs an integer index (one trajectory), got {type(index).__name__} {index!r}.")
+        if isinstance(index, Integral) and not -len(self) <= index < len(self):
+            raise IndexError(f"SimODEData index {index} is out of range for {len(self)} trajectories.")
         return self.ts[index], self.values[index]
 
     @property
@@ -147,10 +155,13 @@ def _probe(model: nn.Module, y0: torch.Tensor, ts: torch.Tensor):
         raise (TypeError if isinstance(e, TypeError) else ValueError)(
             f"create_sim_dataset: calling the model {model!r} as model(t, y), with t = ts[0] = {t.item():g} and y of shape "
             f"{tuple(y.shape)} (batch, state), raised {type(e).__name__}: {e}") from e
-    if not isinstance(dy, torch.Tensor) or dy.shape != y.shape:
-        got = f"shape {tuple(dy.shape)}" if isinstance(dy, torch.Tensor) else type(dy).__name__
-        raise ValueError(f"create_sim_dataset needs model(t, y) to return dy/dt with the shape of y, {tuple(y.shape)} "
-                         f"(batch, state), but {model!r} returned {got}; the vector field gives one derivative per state.")
+    check_derivative(model, dy, y, "create_sim_dataset")
+
+def _finite(x: torch.Tensor, name: str, sigma: float, what: str, dtype):
+    "Refuse a noise level so large that the values it makes are not finite in `dtype`."
+    if not torch.isfinite(x).all():
+        raise ValueError(f"create_sim_dataset needs {name} small enough for {str(dtype).replace('torch.', '')}: {name}={sigma:g} "
+                         f"makes {what} that are not finite; use a smaller one, or float64 time points ts.double().")
 
 def _failed(model: nn.Module, e: SolverError, ts: torch.Tensor) -> SolverError:
     "The error for a simulation that stopped: the span, and simulate's account of where and why (and what to try)."
@@ -174,8 +185,7 @@ def create_sim_dataset(model: nn.Module, # model to simulate from
                        max_time: float | None = None, # wall-clock budget of the simulation in seconds (None: none)
                       ) -> SimODEData: # num_samples noisy trajectories on the grid ts
     "Simulate noisy trajectories of `model` from random initial conditions."
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"create_sim_dataset needs model as a torch.nn.Module, got {type(model).__name__}.")
+    check_module(model, "model", "create_sim_dataset")
     check_real(ts, "ts", "create_sim_dataset")
     check_ts(ts, "create_sim_dataset")
     num_samples = check_number(num_samples, "num_samples", "create_sim_dataset", integer=True, positive=True, error=ValueError)
@@ -188,8 +198,10 @@ def create_sim_dataset(model: nn.Module, # model to simulate from
     check_state(model, ic, "create_sim_dataset", "initial_conditions_default", "(state,)")
     generator = _generator(seed, generator)
     solver_options(method)  # an unknown method fails before anything is drawn
+    check_budget(max_steps, max_time, "create_sim_dataset")
     dtype = ts.dtype
     y0 = ic.to(dtype) + sigma_ic*torch.randn(int(num_samples), len(ic), generator=generator, dtype=dtype)  # (batch, state)
+    _finite(y0, "sigma_initial_conditions", sigma_ic, "initial states", dtype)
     _probe(model, y0, ts)
     try:
         with torch.no_grad():
@@ -200,6 +212,7 @@ def create_sim_dataset(model: nn.Module, # model to simulate from
         raise ValueError(f"create_sim_dataset: the simulation of {model!r} diverged (NaN or inf); "
                          f"check the parameters, the initial conditions or the time span.")
     ys = ys + sigma_noise*torch.randn(ys.shape, generator=generator, dtype=dtype)
+    _finite(ys, "sigma_noise", sigma_noise, "noisy values", dtype)
     ys[:, 0, :] = y0
     t = ts.detach().cpu()
     return SimODEData([t]*int(num_samples), list(ys.unbind(0)), true_model=model)

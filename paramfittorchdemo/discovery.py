@@ -135,7 +135,7 @@ class PolynomialODE(nn.Module):
         "Every monomial of the library at the states `y`."
         if not isinstance(y, torch.Tensor) or y.ndim == 0 or y.shape[-1] != self.dim:
             got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
-            raise ValueError(f"PolynomialODE.features needs states as a tensor of shape (..., {self.dim}), got {got}.")
+            raise ValueError(f"PolynomialODE.features needs y (the states) as a tensor of shape (..., {self.dim}), got {got}.")
         cols = _monomial_columns(y, self._monos)
         return torch.stack([cols[m] for m in self._monos], dim=-1)
 
@@ -174,9 +174,10 @@ def _coefficients_and_mask(coefficients, mask, shape: tuple, feature_names) -> t
             raise ValueError(f"{caller} needs coefficients of shape {layout}, got {tuple(c.shape)}.")
         coefficients = c if c.is_floating_point() else c.to(torch.get_default_dtype())
     if mask is not None:
-        m = mask.detach() if isinstance(mask, torch.Tensor) else torch.as_tensor(np.asarray(mask))
-        if m.dtype != torch.bool:
-            raise TypeError(f"{caller} needs mask as a boolean tensor, got dtype {m.dtype}; e.g. mask=coefficients != 0.")
+        a = mask.detach() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+        if a.dtype not in (torch.bool, np.bool_):
+            raise TypeError(f"{caller} needs mask as a boolean tensor, got dtype {a.dtype}; e.g. mask=coefficients != 0.")
+        m = torch.as_tensor(a)
         if tuple(m.shape) != shape:
             raise ValueError(f"{caller} needs mask of shape {layout}, got {tuple(m.shape)}.")
         mask = m.cpu()
@@ -313,7 +314,9 @@ def sindy(states, # (N, dim) tensor/array of states, (batch, N, dim), or a list 
 # %% ../nbs/13_discovery.ipynb #66cab87f
 def _plot_array(x, name: str, caller: str) -> np.ndarray:
     "A CPU float array from a tensor (detached) or array-like, for plotting."
-    if isinstance(x, torch.Tensor): x = x.detach().cpu()
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu()
+        if x.dtype == torch.bfloat16: x = x.float()  # numpy has no bfloat16
     a = np.asarray(x)
     if a.dtype.kind not in "biuf": raise TypeError(f"{caller} needs {name} as real numbers, got dtype {a.dtype}.")
     return a.astype(float)
@@ -338,7 +341,7 @@ def plot_terms(t, # times, (time,)
         if true.shape != learned.shape:
             raise ValueError(f"{caller} needs true shaped like learned {learned.shape}, got {true.shape}.")
     names = _check_names(names, learned.shape[1], caller)
-    fig, ax = fig_ax(ax)
+    fig, ax = fig_ax(ax, caller)
     for i, name in enumerate(names):
         if true is not None: ax.plot(t, true[:, i], color=f"C{i}", lw=1.5, label=f"true {name}")
         ax.plot(t, learned[:, i], color=f"C{i}", ls="--", lw=2, label=f"learned {name}")

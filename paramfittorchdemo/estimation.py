@@ -10,13 +10,16 @@ import dataclasses
 import math
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from numbers import Real
 
 import torch
 from torch import nn
 
-from ._checks import (ATOL, MAX_STEPS, RTOL, check_number, check_progress, model_dim, need_pandas, progress_bar,
-                                     to_plain, write_json)
+from ._checks import (ATOL, MAX_STEPS, REAL_METHODS, RTOL, check_flag, check_module, check_number, check_progress, check_real,
+                                      check_rhs, check_step_size, check_tensor, check_tolerances, model_dim, need_pandas, progress_bar,
+                                      to_plain, write_json)
 from .callbacks import DivergenceError, History
 from .data import SimODEData
 from .lm import (CONVERGED, FAILED, MAX_TIME, STRUCTURED, FitWarning, LMResult, StudentIntervals, describe_null, failure_advice,
@@ -52,16 +55,24 @@ class Param:
     fixed: bool = False # keep at `value`, do not fit
 
     def __post_init__(self):
+        one = lambda v: v.item() if isinstance(v, torch.Tensor) and v.numel() == 1 else v  # a one-element tensor is a number
+        self.value = check_number(one(self.value), "value", "Param", allow_none=True)
+        self.lower = check_number(one(self.lower), "lower", "Param", infinite=True)
+        self.upper = check_number(one(self.upper), "upper", "Param", infinite=True)
+        self.positive, self.fixed = check_flag(self.positive, "positive", "Param"), check_flag(self.fixed, "fixed", "Param")
         if self.positive: self.lower = max(self.lower, 0.0)
         if not self.lower < self.upper: raise ValueError(f"Param needs lower < upper, got lower={self.lower}, upper={self.upper}.")
 
     def check(self, name: str, value: float, caller: str = "estimate") -> float:
         "The starting value for `name`, checked against the bounds."
+        if isinstance(value, bool) or not isinstance(value, Real):
+            raise TypeError(f"{caller} needs the starting value of {name} as a real number, got {type(value).__name__} {value!r}.")
         if not math.isfinite(value):
-            raise ValueError(f"{caller}: the starting value of {name} is {value}; give a finite value with Param(value=...).")
+            raise ValueError(f"{caller}: the starting value of {name} is {value}; give a finite one, e.g. "
+                             f"params={{{name!r}: Param(value=...)}}.")
         if not self.fixed and not self.lower < value < self.upper:
             raise ValueError(f"{caller}: the starting value of {name}, {value:g}, is not strictly inside its bounds "
-                             f"({self.lower:g}, {self.upper:g}); start inside them with Param(value=...).")
+                             f"({self.lower:g}, {self.upper:g}); start inside them, e.g. params={{{name!r}: Param(value=...)}}.")
         return value
 
 # %% ../nbs/12_estimation.ipynb #a8a340f7
@@ -346,6 +357,15 @@ class Profile:
         return plot_profile(self.values, self.delta, self.name, threshold=self.threshold, estimate=self.estimate, interval=self.interval,
                             ax=ax)
 
+def _prediction_times(ts, t0: float) -> torch.Tensor:
+    "Times to predict at (a tensor, array or list): 1-D, finite, strictly increasing, from the trajectory's start t0 on; float64."
+    try: t = torch.as_tensor(check_real(ts, "ts", "predict"), dtype=torch.float64).detach().cpu()
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise TypeError(f"predict needs ts as times (a 1-D tensor, array or list), got {type(ts).__name__} ({e}).") from None
+    if t.ndim != 1 or len(t) == 0 or not torch.isfinite(t).all() or (t[1:] <= t[:-1]).any() or float(t[0]) < t0:
+        raise ValueError(f"predict needs ts as finite, strictly increasing times from the trajectory's start {t0:g} on, got {ts!r}.")
+    return t
+
 def _crossing(x, d, level, side):
     "Where the profile d(x) first reaches `level` going away from its minimum on one side (linear interpolation), or None."
     i0 = int(torch.argmin(d))
@@ -466,6 +486,7 @@ class Estimate:
 
     def fit_report(self, correl_min: float = 0.1) -> str:
         "A fit report in the spirit of lmfit's: statistics, each parameter with its error and interval, the notable correlations."
+        correl_min = check_number(correl_min, "correl_min", "fit_report", nonneg=True)
         return "\n".join([*self._report_statistics(), *self._report_variables(), *self._report_states(),
                           *self._report_correlations(correl_min), *self._report_starts()])
 
@@ -558,27 +579,29 @@ class Estimate:
                 + [f"    loss {g['loss']:.6g}: {g['count']} start(s){'' if g['converged'] else ' (not converged)'}: "
                    + ", ".join(f"{k}={v:.4g}" for k, v in g["params"].items()) for g in self.starts])
 
-    def _traj(self, traj) -> int:
+    def _traj(self, traj, caller: str) -> int:
         "The index of trajectory `traj`, given by index or id."
         ids = self._res.prob.obs.ids
         if isinstance(traj, str):
-            if traj not in ids: raise ValueError(f"unknown trajectory {traj!r}; the data have {ids}.")
+            if traj not in ids: raise ValueError(f"{caller}: unknown trajectory traj={traj!r}; the data have {ids}.")
             return ids.index(traj)
-        if not isinstance(traj, int) or not -len(ids) <= traj < len(ids):
-            raise ValueError(f"trajectory index {traj!r} out of range for {len(ids)} trajectories.")
+        if isinstance(traj, bool) or not isinstance(traj, int):
+            raise TypeError(f"{caller} needs traj as a trajectory's position (int) or id (str), got {type(traj).__name__} {traj!r}.")
+        if not -len(ids) <= traj < len(ids):
+            raise ValueError(f"{caller}: trajectory index traj={traj!r} out of range for {len(ids)} trajectories.")
         return traj % len(ids)
 
     def predict(self, traj=0, ts=None, level: float = 0.95, n: int = 200) -> tuple:
         """The fitted trajectory `traj` (index or id) at times ts (default: n points over its observations), with a pointwise confidence
         band from the parameters' covariance (delta method): (ts, mean, lower, upper), each (time, n_obs)."""
-        res, u, b = self._res, self._u, self._traj(traj)
+        res, u, b = self._res, self._u, self._traj(traj, "predict")
+        level = check_number(level, "level", "predict", positive=True)
+        if not level < 1: raise ValueError(f"predict needs level in (0, 1), e.g. 0.95 for a 95% band, got {level!r}.")
+        n = check_number(n, "n", "predict", integer=True, positive=True)
         p = res.prob
         t_obs = p.obs.times[b]
-        ts = (torch.linspace(float(t_obs[0]), float(t_obs[-1]), n, dtype=torch.float64) if ts is None
-              else torch.as_tensor(ts, dtype=torch.float64))
         t0 = float(t_obs[0]) if p.autonomous else p.t_start
-        if ts.ndim != 1 or (ts[1:] <= ts[:-1]).any() or float(ts[0]) < t0:
-            raise ValueError(f"predict needs ts as increasing times from the trajectory's start {t0:g} on.")
+        ts = (torch.linspace(float(t_obs[0]), float(t_obs[-1]), n, dtype=torch.float64) if ts is None else _prediction_times(ts, t0))
         dev = u.device
         rel = (ts - t0).to(dev)
         grid = rel if float(rel[0]) == 0.0 else torch.cat([torch.zeros(1, dtype=rel.dtype, device=dev), rel])
@@ -601,7 +624,8 @@ class Estimate:
     def residuals(self, traj=0, log: bool | None = None) -> tuple:
         """Observed minus fitted values of trajectory `traj` at its observation times, in log units when `log` (default: when the loss is
         'log'): (times (time,), residuals (time, n_obs)), NaN where missing."""
-        b = self._traj(traj)
+        b = self._traj(traj, "residuals")
+        log = check_flag(log, "log", "residuals", allow_none=True)
         t, y = self._res.prob.obs.times[b], self._res.prob.obs.values[b]
         _, mean, _, _ = self.predict(b, ts=t)
         if self._res.prob.loss == "log" if log is None else log: return t, y.log() - mean.log()
@@ -612,8 +636,10 @@ class Estimate:
                ) -> Profile:
         """Profile likelihood of one fitted parameter: held at n values across +-span standard errors (in its fitting coordinate), the
         others refitted."""
-        if name not in self.free: raise ValueError(f"profile: {name!r} is not a fitted parameter; fitted: {self.free}.")
-        if not (isinstance(n, int) and n >= 3): raise ValueError(f"profile needs n >= 3 grid points, got {n!r}.")
+        if not isinstance(name, str) or name not in self.free:
+            raise ValueError(f"profile needs name as one of the fitted parameters {self.free}; {name!r} is not a fitted parameter.")
+        n = check_number(n, "n", "profile", integer=True, low=3, what=" (grid points)")
+        span = check_number(span, "span", "profile", positive=True, what=" (standard errors)")
         show = check_progress(progress, "profile")
         res, j, u_hat = self._res, self.free.index(name), self._u
         se_u = float(self._cov_u[j, j].clamp_min(0).sqrt())
@@ -637,7 +663,8 @@ class Estimate:
 
     def plot_fit(self, traj=0, ax=None, band: bool = True, logy: bool | None = None):
         "Observations of trajectory `traj` against the fit, with its 95% band: (fig, ax)."
-        b = self._traj(traj)
+        b = self._traj(traj, "plot_fit")
+        band, logy = check_flag(band, "band", "plot_fit"), check_flag(logy, "logy", "plot_fit", allow_none=True)
         ts, mean, lo, hi = self.predict(b)
         obs = self._res.prob.obs
         return plot_fit(obs.times[b], obs.values[b], ts, mean, lo if band else None, hi if band else None, columns=obs.columns,
@@ -736,30 +763,57 @@ def param_setup(work, names: list, params: dict | None, caller: str = "estimate"
     "The ParamSpec, the full starting vector (P,), the free parameters' indices and their bounds lo, hi (Pf,), from the user's `params`."
     spec = ParamSpec.of(work)
     theta = spec.vector(work).clone()
+    if params is not None and not isinstance(params, Mapping):
+        eg = f"params={{{names[0]!r}: Param(lower=0.0)}}" if names else "params={'k': Param(lower=0.0)}"
+        raise TypeError(f"{caller} needs params as a dict of parameter name -> Param, number or None, got {type(params).__name__}; "
+                        f"e.g. {eg}.")
     params = dict(params or {})
     unknown = [k for k in params if k not in names]
-    if unknown: raise ValueError(f"{caller}: unknown parameter(s) {unknown}; the model's parameters are {names}.")
+    if unknown: raise ValueError(f"{caller}: unknown parameter(s) {unknown} in params; the model's parameters are {names}.")
     free, lo, hi = [], [], []
     for i, n in enumerate(names):
         p = params.get(n)
         if p is None: p = Param()
-        elif isinstance(p, (int, float)) and not isinstance(p, bool): p = Param(value=float(p))  # a starting value, fitted
+        elif isinstance(p, (int, float)) and not isinstance(p, bool):  # a starting value, fitted
+            p = Param(value=check_number(p, f"params[{n!r}]", caller))
         elif not isinstance(p, Param):
             raise TypeError(f"{caller} needs params[{n!r}] as a Param, a number (its starting value) or None, got {type(p).__name__}; "
                             "to hold it fixed, give Param(value, fixed=True).")
         theta[i] = p.check(n, float(theta[i]) if p.value is None else float(p.value), caller)
         if not p.fixed: free.append(i); lo.append(p.lower); hi.append(p.upper)
-    if not free: raise ValueError(f"{caller}: every parameter is fixed; leave at least one free.")
+    if not free: raise ValueError(f"{caller}: every parameter is fixed in params; leave at least one free.")
     return spec, theta, free, torch.tensor(lo, dtype=theta.dtype), torch.tensor(hi, dtype=theta.dtype)
 
 # %% ../nbs/12_estimation.ipynb #18441ec6
+def _as_states(x, name: str) -> torch.Tensor:
+    "Initial states given by the user (a tensor, array or nested list of real numbers), as a detached float64 tensor; NaN and inf refused."
+    try: t = torch.as_tensor(check_real(x, name, "estimate"), dtype=torch.float64).detach()
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise TypeError(f"estimate needs {name} as a tensor of initial states, got {type(x).__name__} ({e}).") from None
+    if not torch.isfinite(t).all(): raise ValueError(f"estimate found NaN or inf in {name}; initial states must be finite.")
+    return t
+
+def _probe(res: _Residuals, y0: torch.Tensor):
+    """The model's derivative and the observation map at the first initial states (trajectory, state), before any solve: one derivative
+    per state (`check_rhs`), one value per observed column."""
+    check_rhs(res.work, torch.zeros((), dtype=y0.dtype, device=y0.device), y0, "estimate", layout="(trajectory, state)")
+    p = res.prob
+    try: o = p.h(y0)  # and the observation map, once: it must give one value per column, or the residuals would broadcast
+    except Exception as e:
+        raise ValueError(f"estimate: calling observe(y) on states y of shape {tuple(y0.shape)} raised {type(e).__name__}: {e}") from e
+    want = (*y0.shape[:-1], p.obs.n_obs)
+    if not isinstance(o, torch.Tensor) or tuple(o.shape) != want:
+        got = f"shape {tuple(o.shape)}" if isinstance(o, torch.Tensor) else type(o).__name__
+        raise ValueError(f"estimate needs observe(y) to return the observed columns {p.obs.columns} of states y, {want} for states of "
+                         f"shape {tuple(y0.shape)}, got {got}.")
+
 def _ic_guess(res: _Residuals, prob: _Problem, theta, y0, rtol, atol):
     """Starting initial states of every piece (Bs, n): given or observed for each trajectory's first piece, simulated and observed for
     later segments."""
     B, n = len(prob.obs), res.n
     first = torch.full((B, n), float("nan"), dtype=theta.dtype, device=theta.device)
     if y0 is not None:
-        y0 = torch.as_tensor(y0, dtype=theta.dtype, device=theta.device).detach()
+        y0 = _as_states(y0, "y0").to(theta.device, theta.dtype)
         if y0.shape not in ((n,), (B, n)):
             raise ValueError(f"estimate needs y0 as ({n},) or ({B}, {n}) starting initial states, got {tuple(y0.shape)}.")
         first[:] = y0
@@ -768,8 +822,9 @@ def _ic_guess(res: _Residuals, prob: _Problem, theta, y0, rtol, atol):
     missing = ~torch.isfinite(first)
     if missing.any():
         raise ValueError(f"estimate: cannot start the initial states of {int(missing.any(1).sum())} trajectory(ies) "
-                         f"from their first observation (a state is not observed, or missing, at the first time); "
+                         f"from their first observation (observe reads no state directly, or one is missing at the first time); "
                          f"give starting values with y0=(batch, state) or ({n},).")
+    with blame_model(res.work, "estimate"): _probe(res, first)
     out = torch.empty(len(prob.pieces), n, dtype=theta.dtype, device=theta.device)
     for b in range(B):
         idx = [k for k, pc in enumerate(prob.pieces) if pc.traj == b]
@@ -792,7 +847,12 @@ def _weights(weights, obs) -> torch.Tensor:
     if isinstance(weights, str):
         if weights in ("equal", "learn"): return torch.ones(obs.n_obs, dtype=torch.float64)
         raise ValueError(f"estimate: unknown weights {weights!r}; expected 'equal', 'learn' or one positive number per column.")
-    w = torch.as_tensor(weights, dtype=torch.float64).reshape(-1)
+    if isinstance(weights, Mapping) or (not isinstance(weights, (torch.Tensor, list, tuple)) and not hasattr(weights, "__array__")):
+        raise TypeError(f"estimate needs weights as 'equal', 'learn' or one positive number per column {obs.columns} (a list or "
+                        f"tensor), got {type(weights).__name__}.")
+    try: w = torch.as_tensor(check_real(weights, "weights", "estimate"), dtype=torch.float64).reshape(-1)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise TypeError(f"estimate needs weights as numbers, one per column {obs.columns}, got {weights!r} ({e}).") from None
     if w.numel() != obs.n_obs or not (torch.isfinite(w).all() and (w > 0).all()):
         raise ValueError(f"estimate needs weights as {obs.n_obs} positive finite numbers (one per column {obs.columns}), got {w.tolist()}.")
     return w
@@ -810,7 +870,7 @@ def _fixed_ic(initial_conditions, prob: _Problem, obs) -> torch.Tensor:
         if not torch.isfinite(y0).all():
             raise ValueError("estimate: initial_conditions='first' found a missing value at a trajectory's first time; use 'estimate'.")
         return y0
-    y0 = torch.as_tensor(initial_conditions, dtype=dt).to(dev)
+    y0 = _as_states(initial_conditions, "initial_conditions").to(dev, dt)
     if y0.shape != (B, n): raise ValueError(f"estimate needs initial_conditions as a tensor ({B}, {n}), got shape {tuple(y0.shape)}.")
     return y0
 
@@ -827,9 +887,11 @@ def _start_points(starts, u0, res: _Residuals, lo, hi, seed: int) -> torch.Tenso
     "Starting points (K, Pu): the given start and random ones around it (factors 0.5 to 2, or uniform within two-sided bounds)."
     Pf = res.Pf
     if isinstance(starts, torch.Tensor):
-        if starts.ndim != 2 or starts.shape[1] != Pf:
-            raise ValueError(f"estimate needs starts as a number or a tensor (K, {Pf}) of starting values of the fitted parameters, "
-                             f"got {tuple(starts.shape)}.")
+        if starts.ndim != 2 or starts.shape[1] != Pf or len(starts) == 0:
+            raise ValueError(f"estimate needs starts as a number or a tensor (K, {Pf}) of K >= 1 starting values of the fitted "
+                             f"parameters, got {tuple(starts.shape)}.")
+        check_tensor(starts, "starts", "estimate")
+        if not torch.isfinite(starts).all(): raise ValueError("estimate found NaN or inf in starts; give finite starting values.")
         th = starts.to(u0)
         inside = (th > lo) & (th < hi)
         if not inside.all():
@@ -865,7 +927,8 @@ def _learned_weights(res: _Residuals, r: torch.Tensor) -> torch.Tensor:
 def _noise_scales(res: _Residuals, r: torch.Tensor, learn: bool) -> torch.Tensor:
     "Each column's noise scale (n_obs,): learned (from its weight), or the RMS of its unweighted residuals in r (m,)."
     ss, cnt = _column_sums(res, r)
-    return (1/res.prob.sqrtw) if learn else (ss/cnt.clamp_min(1)).sqrt()
+    sigma = (1/res.prob.sqrtw) if learn else (ss/cnt.clamp_min(1)).sqrt()
+    return sigma.where(cnt > 0, math.nan)  # a column with no observation at all has no noise scale
 
 # %% ../nbs/12_estimation.ipynb #a64fa092
 @dataclass
@@ -1125,9 +1188,9 @@ def _result(done: _Outcome, s: _Settings, log: _Log, model: nn.Module) -> Estima
 
 # %% ../nbs/12_estimation.ipynb #c16d00e8
 def _check_arguments(model, obs, *, loss, shooting, continuity, method, step_size, rtol, atol, max_iter, xtol, ftol, max_steps,
-                     max_time) -> Observations:
+                     max_time, ic_positive, verbose, seed) -> Observations:
     "Refuse what `estimate` cannot use, each with its own message; the measurements as `Observations`."
-    if not isinstance(model, nn.Module): raise TypeError(f"estimate needs model as a torch.nn.Module, got {type(model).__name__}.")
+    check_module(model, "model", "estimate")
     if not isinstance(obs, Observations):
         if isinstance(obs, SimODEData): obs = Observations.from_sim(obs)
         else: raise TypeError(f"estimate needs obs as an Observations (see Observations.from_csv) or a SimODEData, "
@@ -1135,15 +1198,20 @@ def _check_arguments(model, obs, *, loss, shooting, continuity, method, step_siz
     if all(len(t) < 2 for t in obs.times):
         raise ValueError(f"estimate needs at least one trajectory observed at two or more times; the {len(obs)} trajectories have one "
                          f"time point each, which says nothing about the dynamics.")
-    if loss not in _LOSSES: raise ValueError(f"estimate: unknown loss {loss!r}; expected one of {_LOSSES}.")
+    if not isinstance(loss, str) or loss not in _LOSSES: raise ValueError(f"estimate: unknown loss {loss!r}; expected one of {_LOSSES}.")
     if not isinstance(shooting, int) or isinstance(shooting, bool) or shooting < 1:
         raise ValueError(f"estimate needs shooting as a positive integer, got {shooting!r}.")
-    if not (isinstance(continuity, (int, float)) and continuity > 0):
-        raise ValueError(f"estimate needs a positive continuity weight, got {continuity!r}.")
+    if isinstance(continuity, bool) or not isinstance(continuity, Real) or not math.isfinite(continuity) or continuity <= 0:
+        raise ValueError(f"estimate needs a positive continuity weight (a finite number), got {continuity!r}.")
     solver_options(method, step_size if method in FIXED_STEP_METHODS else None, rtol, atol)
+    check_tolerances(rtol, atol, "estimate")
     check_number(max_iter, "max_iter", "estimate", integer=True, positive=True); check_number(xtol, "xtol", "estimate", positive=True)
     check_number(ftol, "ftol", "estimate", positive=True); check_number(max_steps, "max_steps", "estimate", integer=True, positive=True)
     check_number(max_time, "max_time", "estimate", positive=True, allow_none=True)
+    if method in FIXED_STEP_METHODS:
+        check_step_size(max(float(t[-1] - t[0]) for t in obs.times), step_size, "estimate")
+    check_flag(ic_positive, "ic_positive", "estimate"); check_flag(verbose, "verbose", "estimate")
+    check_number(seed, "seed", "estimate", integer=True, strict=True)
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError(f"estimate got a {type(model).__name__} with no trainable parameters; wrap what should be fitted in nn.Parameter.")
     return obs
@@ -1177,6 +1245,8 @@ def _first_problem(s: _Settings, log: _Log, obs: Observations, y0, starts, seed:
     theta0, y0s = s.theta0.to(s.device), None
     if s.fit_ic:
         with blame_model(s.model, "estimate"): y0s = _ic_guess(res, res.prob, theta0, y0, s.rtol, s.atol)
+    else:
+        with blame_model(s.model, "estimate"): _probe(res, res.ic_fixed)
         if s.ic_positive and (y0s <= 0).any():
             raise ValueError("estimate: ic_positive=True needs positive starting initial states; give positive ones with y0=.")
     u = res.pack(theta0[s.free][None], y0s[None] if s.fit_ic else None)
@@ -1212,14 +1282,20 @@ def estimate(model: nn.Module, # the ODE model; its fitted parameters are writte
     t_start = time.perf_counter()
     show = check_progress(progress, "estimate")
     obs = _check_arguments(model, obs, loss=loss, shooting=shooting, continuity=continuity, method=method, step_size=step_size, rtol=rtol,
-                           atol=atol, max_iter=max_iter, xtol=xtol, ftol=ftol, max_steps=max_steps, max_time=max_time)
+                           atol=atol, max_iter=max_iter, xtol=xtol, ftol=ftol, max_steps=max_steps, max_time=max_time,
+                           ic_positive=ic_positive, verbose=verbose, seed=seed)
     dev = next(p for p in model.parameters() if p.requires_grad).device
     work, names = _working_copy(model), list(param_dict(model))
     spec, theta0, free, lo, hi = param_setup(work, names, params)
     for p in work.parameters(): p.requires_grad_(False)  # the fits solve the copy without autograd
     fractions = _schedule_fractions(initial_conditions, shooting, horizons)
     wts = _weights(weights, obs)
-    with blame_model(work, "estimate"): bc, mode = rhs_traits(work, spec, theta0, model_dim(work) or obs.n_obs)
+    with blame_model(work, "estimate"):  # one call on a state of ones first: a wrong output is refused before the traits are probed
+        n = model_dim(work) or obs.n_obs
+        check_rhs(work, torch.zeros((), dtype=torch.float64, device=dev), torch.ones(1, n, dtype=torch.float64, device=dev), "estimate",
+                  layout="(trajectory, state)")
+        bc, mode = rhs_traits(work, spec, theta0, n)
+    if method in REAL_METHODS and mode == "complex": mode = "central"  # the solver integrates real states only
     s = _Settings(model=work, names=names, spec=spec, theta0=theta0, free=free, lo=lo.to(dev), hi=hi.to(dev),
                   initial_conditions=initial_conditions, ic_positive=ic_positive, observe=observe, loss=loss, weights=wts,
                   learn=isinstance(weights, str) and weights == "learn", shooting=shooting, continuity=continuity, fractions=fractions,

@@ -17,8 +17,9 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from ._checks import (ATOL, MAX_MEMORY, MAX_STEPS, RTOL, check_budget, check_model_data, check_number, check_progress,
-                                     need_pandas, to_plain, write_json)
+from ._checks import (ATOL, FLOAT_DTYPES, MAX_MEMORY, MAX_STEPS, REAL_METHODS, RTOL, check_budget, check_dtype, check_flag,
+                                      check_model_data, check_number, check_progress, check_step_size, check_tensor, check_tolerances,
+                                      need_pandas, to_plain, write_json)
 from .callbacks import (MAX_TRACKED, Callback, DivergenceError, History, ProgressBar, TrainState, check_callbacks, end_hooks,
                         run_hooks)
 from .data import SimODEData
@@ -141,12 +142,19 @@ _LM_MAX_PARAMS = 100  # Levenberg-Marquardt ('auto' picks it) for at most this m
 def _check_fit_args(optimizer, max_iter, xtol, ftol, max_steps, max_time, horizons, callbacks,
                     max_memory=MAX_MEMORY) -> list: # the callbacks as a list
     "fit's own options, checked before any work."
-    if optimizer not in _OPTIMIZERS: raise ValueError(f"fit: unknown optimizer {optimizer!r}; expected one of {', '.join(_OPTIMIZERS)}.")
+    if not isinstance(optimizer, str) or optimizer not in _OPTIMIZERS:
+        raise ValueError(f"fit: unknown optimizer {optimizer!r}; expected one of {', '.join(_OPTIMIZERS)}.")
     check_number(max_iter, "max_iter", "fit", integer=True, positive=True)
     check_number(xtol, "xtol", "fit", positive=True); check_number(ftol, "ftol", "fit", positive=True)
     check_budget(max_steps, max_time, "fit", max_memory)
     horizon_fractions(horizons, "fit")
     return check_callbacks(callbacks, "fit")
+
+def _check_fit_options(dtype, rtol, atol, lr, compile, verbose):
+    "fit's options that only some paths read, checked whichever path runs: a wrong value is never meant."
+    check_dtype(dtype, "dtype", "fit", allow_none=True); check_tolerances(rtol, atol, "fit")
+    check_number(lr, "lr", "fit", positive=True)
+    check_flag(compile, "compile", "fit"); check_flag(verbose, "verbose", "fit")
 
 def _with_progress(cbs: list, progress, starts) -> list:
     "fit's callbacks, with a ProgressBar over the iterations when `progress` asks for one (None: several starts, watched)."
@@ -155,9 +163,12 @@ def _with_progress(cbs: list, progress, starts) -> list:
 
 def _fit_setup(model, data, method, step_size, rtol, atol, dtype) -> tuple: # ts (time,), Y (batch, time, state), ParamSpec, theta0 (P,)
     "Checks of the model, the data and the solver; the stacked data in the working dtype on the model's device, and the starting point."
-    check_model_data(model, data, "fit", SimODEData)
+    with blame_model(model, "fit"): check_model_data(model, data, "fit", SimODEData)  # calls the model once on the data
     solver_options(method, step_size if method in FIXED_STEP_METHODS else None, rtol, atol)
     p = next(p for p in model.parameters() if p.requires_grad)
+    if dtype is None and p.dtype not in FLOAT_DTYPES:
+        raise ValueError(f"fit with dtype=None computes in the model's own {p.dtype}, which cannot resolve the solver's steps and the "
+                         f"fit's Jacobians; pass dtype=torch.float64 (the default) or torch.float32.")
     dtype = dtype or p.dtype
     ts, Y = data.tensors()
     spec = ParamSpec.of(model)
@@ -170,15 +181,19 @@ def _choose_optimizer(optimizer: str, P: int, starts) -> str: # 'lm', 'lbfgs' or
     "Resolve 'auto' by the number of parameters P, and check `starts` (K, P) against the choice."
     if optimizer == "auto": optimizer = "lm" if P <= _LM_MAX_PARAMS else "adam-lbfgs"
     if starts is not None:
-        if not isinstance(starts, torch.Tensor) or starts.ndim != 2 or starts.shape[1] != P:
-            raise ValueError(f"fit needs starts as a tensor (K, {P}) of parameter vectors, got "
+        if not isinstance(starts, torch.Tensor) or starts.ndim != 2 or starts.shape[1] != P or len(starts) == 0:
+            raise ValueError(f"fit needs starts as a tensor (K, {P}) of K >= 1 parameter vectors, got "
                              f"{tuple(starts.shape) if isinstance(starts, torch.Tensor) else type(starts).__name__}.")
+        check_tensor(starts, "starts", "fit")
         if optimizer != "lm": raise ValueError("fit runs several starts only with optimizer='lm'.")
         if not torch.isfinite(starts).all(): raise ValueError("fit found NaN or inf in starts.")
     return optimizer
 
-def _check_path(optimizer: str, mode: str, P: int, adam_steps: int):
-    "What the chosen path needs: derivatives by the solver for Levenberg-Marquardt, a positive number of Adam steps."
+def _check_path(optimizer: str, mode: str, P: int, adam_steps: int, method: str = "dopri5"):
+    "What the chosen path needs: derivatives by the solver for Levenberg-Marquardt, gradients through it otherwise, Adam steps."
+    if optimizer != "lm" and method in REAL_METHODS:
+        raise ValueError(f"fit: method={method!r} returns no gradients, which optimizer={optimizer!r} needs; use optimizer='lm' "
+                         f"(at most {_LM_MAX_PARAMS} parameters) or another method, e.g. 'dopri5'.")
     if optimizer == "lm" and mode == "autograd":
         raise ValueError(f"fit: optimizer='lm' needs at most {_LM_MAX_PARAMS} parameters, the model has {P}; use 'adam-lbfgs'.")
     if optimizer == "adam-lbfgs": check_number(adam_steps, "adam_steps", "fit", integer=True, positive=True)
@@ -241,6 +256,7 @@ class _FitRun:
         with blame_model(self.work, "fit"):
             self.bc, self.mode = (rhs_traits(self.work, spec, theta0, data.dim) if spec.size <= _LM_MAX_PARAMS
                                   else (broadcasts(self.work, spec, theta0, data.dim), "autograd"))
+        if method in REAL_METHODS and self.mode == "complex": self.mode = "central"  # the solver integrates real states only
         self.bound = state_bound(Y)
         self.first = {}  # rtol -> the first accepted step of the last single-start solve: the next solve starts with it
         self.best_loss, self.best_theta = math.inf, theta0.clone()  # the lowest loss Adam and L-BFGS have seen, and where
@@ -504,10 +520,12 @@ def fit(model: nn.Module, # model whose trainable parameters are fitted (updated
     "Least-squares fit of `model`'s parameters to all of `data` at once."
     cbs = _with_progress(_check_fit_args(optimizer, max_iter, xtol, ftol, max_steps, max_time, horizons, callbacks, max_memory),
                          progress, starts)
+    _check_fit_options(dtype, rtol, atol, lr, compile, verbose)
     ts, Y, spec, theta0 = _fit_setup(model, data, method, step_size, rtol, atol, dtype)
+    if method in FIXED_STEP_METHODS: check_step_size(float(ts[-1] - ts[0]), step_size, "fit")
     optimizer = _choose_optimizer(optimizer, spec.size, starts)
     run = _FitRun(model, data, spec, theta0, ts, Y, method, step_size, rtol, atol, max_steps, max_time, verbose, max_memory)
-    _check_path(optimizer, run.mode, spec.size, adam_steps)
+    _check_path(optimizer, run.mode, spec.size, adam_steps, method)
     options = dict(optimizer=optimizer, method=method, rtol=rtol, atol=atol, step_size=step_size,
                    dtype=str(theta0.dtype).replace("torch.", ""), max_iter=max_iter, xtol=xtol, ftol=ftol,
                    starts=None if starts is None else len(starts), lr=lr, adam_steps=adam_steps,

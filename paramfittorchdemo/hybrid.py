@@ -8,7 +8,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._checks import ATOL, MAX_MEMORY, RTOL, as_scalar, check_flag, check_memory, check_number, check_ts, device_of, model_dim
+from ._checks import (ATOL, MAX_MEMORY, RTOL, as_scalar, check_flag, check_memory, check_module, check_number, check_rhs,
+                                      check_tensor, check_tolerances, check_ts, device_of, model_dim)
+from .models import blame_model
 from .solvers import integrate, solver_options
 
 # %% auto #0
@@ -36,6 +38,17 @@ def _mlp(n_in: int, n_out: int, hidden: int, depth: int, activation) -> nn.Seque
     out = nn.Linear(width, n_out)
     nn.init.zeros_(out.weight); nn.init.zeros_(out.bias)
     return nn.Sequential(*layers, out)
+
+def _probe(part: nn.Module, # the known model, or a custom learned term
+           name: str, # 'known' or 'term', for the message
+           dim: int, # the state dimension
+           caller: str, # for the message
+          ):
+    "Call a part of the right-hand side once on a state of ones, (1, dim): it must return one derivative per state (see `check_rhs`)."
+    p = next((t for t in (*part.parameters(), *part.buffers()) if t.is_floating_point()), None)
+    dev, dt = (p.device, p.dtype) if p is not None else (None, torch.get_default_dtype())
+    t, y = torch.zeros((), device=dev, dtype=dt), torch.ones(1, dim, device=dev, dtype=dt)
+    with blame_model(part, caller): check_rhs(part, t, y, caller, name)
 
 def _check_inputs(inputs, n_inputs, caller: str):
     "Check the external inputs u(t) and their size by evaluating u at t = 0."
@@ -86,7 +99,8 @@ class HybridODE(nn.Module):
         if dim is not None:
             check_number(dim, "dim", "HybridODE", integer=True, positive=True, what=" (the length of the state vector)", strict=True)
             if own is not None and own != dim:
-                raise ValueError(f"HybridODE got dim={dim}, but {type(known).__name__} has dim={own}; leave dim out or make them agree.")
+                raise ValueError(f"HybridODE got dim={dim}, but {type(known).__name__} has dim={own} (the known part); leave dim out "
+                                 f"or make them agree.")
         self.known, self.dim = known, own if dim is None else dim
         self.time_input = check_flag(time_input, "time_input", "HybridODE")
         check_flag(train_known, "train_known", "HybridODE")
@@ -106,6 +120,8 @@ class HybridODE(nn.Module):
             self.autonomous = getattr(known, "autonomous", False) and getattr(term, "autonomous", False)
         if not train_known:
             for p in known.parameters(): p.requires_grad_(False)
+        _probe(known, "known", self.dim, "HybridODE")  # the sum would broadcast a wrong shape silently
+        if not self._builds_mlp: _probe(self.term, "term", self.dim, "HybridODE")
 
     def _check_term(self, term, time_input, inputs, scale):
         "A custom learned term: a module of the right dimension that needs none of the MLP's options."
@@ -170,16 +186,16 @@ class ODEBlock(nn.Module):
                  max_memory: float | None = MAX_MEMORY, # bytes autograd may keep for a solve's gradient (None: no limit)
                 ):
         super().__init__()
-        if not isinstance(func, nn.Module):
-            raise TypeError(f"ODEBlock needs func as an nn.Module called as func(t, y), got {type(func).__name__}; "
-                            f"wrap a plain function in FunctionODE(f, dim=...).")
+        check_module(func, "func", "ODEBlock")
         solver_options(method, step_size, rtol, atol)
+        check_tolerances(rtol, atol, "ODEBlock")
         check_ts(ts, "ODEBlock")
         self.func, self.dim = func, model_dim(func)
         self.method, self.step_size, self.rtol, self.atol = method, step_size, rtol, atol
         self.last_only = check_flag(last_only, "last_only", "ODEBlock")
         self.max_memory = check_memory(max_memory, "ODEBlock")
         self.register_buffer("ts", ts.detach().clone())
+        self._probed = None  # the (shape, dtype, device) of the input whose derivative func was last checked on
 
     def forward(self,
                 y0: torch.Tensor, # initial states at ts[0], (batch, dim); any leading batch shape works
@@ -187,8 +203,14 @@ class ODEBlock(nn.Module):
         "Integrate `func` from `y0` over `ts` (differentiable)."
         if not isinstance(y0, torch.Tensor) or y0.ndim == 0 or (self.dim is not None and y0.shape[-1] != self.dim):
             got = f"shape {tuple(y0.shape)}" if isinstance(y0, torch.Tensor) else type(y0).__name__
-            raise ValueError(f"ODEBlock needs y0 of shape (batch, {self.dim or 'state'}), got {got}; "
-                             f"check that the layer before it outputs {self.dim or 'state'} features.")
+            raise ValueError(f"ODEBlock needs y0 of shape (batch, {self.dim or 'state'}), got {got}: its func "
+                             f"{type(self.func).__name__} has {self.dim or 'its own number of'} states; check that the layer before it "
+                             f"outputs {self.dim or 'that many'} features.")
+        check_tensor(y0, "y0", "ODEBlock")
+        key = (y0.shape, y0.dtype, y0.device)
+        if key != self._probed:  # once per kind of input: func must return one derivative per state
+            with blame_model(self.func, "ODEBlock"): check_rhs(self.func, self.ts[0].to(y0.real.dtype), y0, "ODEBlock", "func")
+            self._probed = key
         ys = integrate(self.func, y0, self.ts, self.method, self.step_size, self.rtol, self.atol,
                        max_memory=self.max_memory)  # (batch, time, dim)
         return ys[..., -1, :] if self.last_only else ys

@@ -43,7 +43,11 @@ def lm_step(J: torch.Tensor, # Jacobians of the residuals, (k, m, P)
     g = (J.transpose(1, 2) @ r[..., None])[..., 0]  # (k, P)
     diag = A.diagonal(dim1=1, dim2=2)
     D = diag.clamp_min(1e-12*diag.amax(1, keepdim=True).clamp_min(_TINY))  # a parameter without influence gets a tiny scale
-    d = -torch.linalg.solve(A + torch.diag_embed(lam[:, None]*D), g)
+    M = A + torch.diag_embed(lam[:, None]*D)
+    d, info = torch.linalg.solve_ex(M, g)
+    bad = info != 0  # singular to working precision: no parameter has any influence, or the damping vanished next to huge scales
+    if bool(bad.any()): d[bad] = (torch.linalg.pinv(M[bad], hermitian=True) @ g[bad][..., None])[..., 0]  # the least-norm step
+    d = -d
     r_lin = r + (J @ d[..., None])[..., 0]  # the residuals the linearised model predicts after the step
     cost = r.square().sum(1)
     return d.nan_to_num(0.0), ((cost - r_lin.square().sum(1))/cost.clamp_min(_TINY)).nan_to_num(0.0)

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ._checks import (ATOL, MAX_STEPS, RTOL, check_dtype, check_file_text, check_flag, check_mapping, check_model_data,
-                                     check_number, check_numbers, check_path, check_progress, check_rhs, need_pandas, progress_bar,
+                                     check_number, check_numbers, check_path, check_progress, check_forward, need_pandas, progress_bar,
                                      write_json)
 from .data import SimODEData
 from .estimation import estimate, param_setup
@@ -529,8 +529,8 @@ def fit_many(model: nn.Module, # the model: its structure, and its parameter val
     "Fit `model` to each of many datasets on its own: one batched solve per iteration over all datasets, each with its own parameters."
     t0 = time.perf_counter()
     datasets, ids = _as_datasets(datasets, dataset_col, "fit_many")
-    if isinstance(model, nn.Module): check_rhs(model, "fit_many")
-    for d in datasets: check_model_data(model, d, "fit_many", SimODEData)
+    with blame_model(model, "fit_many"):  # the model is called once per dataset: a model that raises is named as such
+        for d in datasets: check_model_data(model, d, "fit_many", SimODEData)
     _same_dim(datasets, ids, "fit_many")
     solver_options(method, step_size if method in FIXED_STEP_METHODS else None, rtol, atol)
     check_number(rtol, "rtol", "fit_many", positive=True); check_number(atol, "atol", "fit_many", positive=True)
@@ -645,7 +645,7 @@ def estimate_many(model: nn.Module, # the model: its structure, and its paramete
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError(f"estimate_many got a {type(model).__name__} with no trainable parameters; wrap what should be fitted in "
                          f"nn.Parameter.")
-    check_rhs(model, "estimate_many")
+    check_forward(model, "estimate_many")
     items, ids = _as_observations(observations, dataset_col, "estimate_many")
     _check_run(chunk_size, backend, address, max_retries, ray_options, progress, "estimate_many")
     _check_estimate_options(options)

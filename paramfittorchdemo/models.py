@@ -11,9 +11,9 @@ import time
 import torch
 from torch import nn
 
-from ._checks import (MAX_MEMORY, SIM_MAX_STEPS, as_scalar, check_budget, check_flag, check_number, check_state, check_ts,
-                                      device_of, moved_names)
-from .solvers import SolverError, rhs_work, small_work_threads, solver_options, torchdiffeq_solve
+from ._checks import (MAX_MEMORY, SIM_MAX_STEPS, as_scalar, check_budget, check_flag, check_module, check_number, check_rhs,
+                                      check_state, check_step_size, check_tolerances, check_ts, device_of, moved_names)
+from .solvers import FIXED_STEP_METHODS, SolverError, rhs_work, small_work_threads, solver_options, torchdiffeq_solve
 
 # %% auto #0
 __all__ = ['ModelError', 'simulate', 'VDP', 'LotkaVolterra', 'Lorenz', 'NeuralDiffEq', 'param_dict', 'FunctionODE']
@@ -59,14 +59,18 @@ def simulate(model: nn.Module, # vector field called as model(t, y)
             ) -> torch.Tensor: # trajectories, (batch, time, state), on the model's device
     "Integrate `model` from every row of `y0` and return the states at `ts`."
     solver_options(method, step_size, rtol, atol)
+    check_tolerances(rtol, atol, "simulate")
+    check_module(model, "model", "simulate")
     check_ts(ts, "simulate")
     check_state(model, y0, "simulate")
     check_budget(max_steps, max_time, "simulate", max_memory)
+    if method in FIXED_STEP_METHODS: check_step_size(float(ts[-1] - ts[0]), step_size, "simulate")
     device = device_of(model)
     if device is not None: y0, ts = y0.to(device), ts.to(device)
     deadline = None if max_time is None else time.perf_counter() + max_time
     try:
         with small_work_threads(rhs_work(model, y0.numel(), y0.shape[-1]), y0.device), blame_model(model, "simulate"):
+            check_rhs(model, ts[0], y0, "simulate")  # once, before the solver: a wrong output is refused here, not broadcast
             return torchdiffeq_solve(model, y0, ts, method, step_size, rtol, atol, max_steps, deadline,
                                      max_memory=max_memory)  # (batch, time, state)
     except SolverError as e:
@@ -186,7 +190,7 @@ class NeuralDiffEq(nn.Module):
 def param_dict(model: nn.Module, # any module
               ) -> dict[str, float]: # parameter name -> current value
     "Current values of every trainable scalar in `model`, keyed by name (submodules' `param_names` are used too, prefixed by their path)."
-    modules, out = dict(model.named_modules()), {}
+    modules, out = dict(check_module(model, "model", "param_dict").named_modules()), {}
     for pname, p in model.named_parameters():
         if not p.requires_grad: continue
         flat = p.detach().reshape(-1).tolist()

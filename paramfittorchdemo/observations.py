@@ -23,7 +23,7 @@ from typing import List, Optional, Sequence, Tuple, Union
 import numpy as np
 import torch
 
-from ._checks import check_file_text, check_real
+from ._checks import check_file_text, check_path, check_real
 
 # %% auto #0
 __all__ = ['Observations', 'load_lynx_hare']
@@ -101,8 +101,9 @@ def _check_observations(times, values, ids, columns, source):
     who = _who(source)
     times, values = _as_list(times, "times", who), _as_list(values, "values", who)
     if len(times) != len(values):
-        raise ValueError(f"{who} needs one time vector per trajectory, got {len(times)} time vectors and {len(values)} value arrays.")
-    if not times: raise ValueError(f"{who} needs at least one trajectory, got none.")
+        raise ValueError(f"{who} needs times and values with one entry per trajectory, got {len(times)} time vectors and "
+                         f"{len(values)} value arrays.")
+    if not times: raise ValueError(f"{who} needs times and values of at least one trajectory, got none.")
     ids = _names(ids, len(times), "ids", "trajectory", who, str)
     ts = [_check_times(_as_f64(t, f"times[{b}]", who), b, ids[b], who) for b, t in enumerate(times)]
     ys = [_as_f64(y, f"values[{b}]", who) for b, y in enumerate(values)]
@@ -180,7 +181,7 @@ class Observations:
                 ) -> "Observations":
         "Observations from simulated data, every state observed."
         if not (hasattr(data, "ts") and hasattr(data, "values")):
-            raise TypeError(f"Observations.from_sim needs a SimODEData (with .ts and .values), got {type(data).__name__}; "
+            raise TypeError(f"Observations.from_sim needs data as a SimODEData (with .ts and .values), got {type(data).__name__}; "
                             f"for tensors use Observations.from_arrays.")
         return cls(list(data.ts), list(data.values), ids=ids, columns=columns)
 
@@ -238,13 +239,14 @@ class Observations:
         _write_csv(self, path, _check_format(format, "Observations.to_csv"), id_col, time_col, sep, comment)
 
 # %% ../nbs/01_observations.ipynb #8d5cf0ce
-def _index_of(obs: Observations, key, who: str) -> int:
+def _index_of(obs: Observations, key, who: str, name: str = "the index") -> int:
     "Position of the trajectory `key`, given by position (int, negative counts from the end) or by id (str)."
     if isinstance(key, str):
         if key not in obs.ids: raise KeyError(f"{who} has no trajectory {key!r}; its ids are {obs.ids}.")
         return obs.ids.index(key)
-    if isinstance(key, bool) or not isinstance(key, (Integral, torch.Tensor)):
-        raise TypeError(f"{who} picks trajectories by position (int) or id (str), got {type(key).__name__}.")
+    if isinstance(key, bool) or not isinstance(key, (Integral, torch.Tensor)) or (isinstance(key, torch.Tensor) and
+                                                                                   (key.numel() != 1 or key.is_floating_point())):
+        raise TypeError(f"{who} picks trajectories by position (int) or id (str): {name} got {type(key).__name__} {key!r}.")
     i = operator.index(key)
     if not -len(obs) <= i < len(obs): raise IndexError(f"{who} has {len(obs)} trajectories, got position {i}.")
     return i % len(obs)
@@ -277,9 +279,12 @@ def _padded(obs: Observations):
 # %% ../nbs/01_observations.ipynb #ded04f22
 def _subset(obs: Observations, ids) -> Observations:
     "The trajectories with the given ids or positions."
-    keys = [ids] if isinstance(ids, (str, Integral)) else list(ids)
-    if not keys: raise ValueError("Observations.subset needs at least one id or position, got none.")
-    bs = [_index_of(obs, k, "Observations.subset") for k in keys]
+    one = isinstance(ids, (str, Integral)) or (isinstance(ids, torch.Tensor) and ids.ndim == 0)
+    if not one and not isinstance(ids, (list, tuple, torch.Tensor, np.ndarray)):
+        raise TypeError(f"Observations.subset needs ids as an id (str), a position (int) or a list of them, got {type(ids).__name__}.")
+    keys = [ids] if one else list(ids)
+    if not keys: raise ValueError("Observations.subset needs ids with at least one id or position, got none.")
+    bs = [_index_of(obs, k, "Observations.subset", "ids") for k in keys]
     return type(obs)([obs.times[b] for b in bs], [obs.values[b] for b in bs],
                      ids=[obs.ids[b] for b in bs], columns=obs.columns, source=obs.source)
 
@@ -424,9 +429,7 @@ def _unquoted_strip(cells: List[str], record: str, delimiter: str) -> Tuple[List
 def _read_csv(path, caller: str, encoding: str = "utf-8", delimiter: str = ",") -> _Table:
     """Read a CSV file with the csv module, skipping leading blank and `#` lines and keeping 1-based line numbers. Spaces around a cell are
     dropped, unless the cell is in double quotes (as `to_csv` writes a name that starts or ends with spaces, or starts with '#')."""
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"{caller} needs path as a file name (str or pathlib.Path), got {type(path).__name__}; "
-                        f"for a DataFrame use Observations.from_dataframe.")
+    check_path(path, "path", caller, hint="; for a DataFrame use Observations.from_dataframe")
     codec, name = _text_options(encoding, delimiter, caller), str(path)
     if os.path.isdir(path): raise IsADirectoryError(f"{caller}: {name!r} is a folder, not a CSV file.")
     # split at line breaks only, as open(newline="") would
@@ -730,8 +733,7 @@ def _csv_cell(v, force: bool = False) -> str:
 def _write_csv(obs: Observations, path, format: str, id_col: str, time_col: str, sep: str, comment: Optional[str]):
     "Write the long or wide table; every name comes back exactly from `from_csv` (in quotes where spaces or a '#' would be lost)."
     caller = "Observations.to_csv"
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"{caller} needs path as a file name (str or pathlib.Path), got {type(path).__name__}.")
+    check_path(path, "path", caller)
     if comment is not None and not isinstance(comment, str):
         raise TypeError(f"{caller} needs comment as a string (or None), got {type(comment).__name__}.")
     header, cols = _table_out(obs, format, id_col, time_col, sep, caller)

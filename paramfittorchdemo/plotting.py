@@ -5,14 +5,17 @@
 # %% ../nbs/06_plotting.ipynb #e26036b2
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from numbers import Real
 from typing import Optional, Tuple
 
 import numpy as np
 import torch
 
+from ._checks import check_flag, check_module, check_number, check_rhs, check_state, device_of
 from .data import SimODEData
-from .models import simulate
+from .models import blame_model, simulate
 
 # %% auto #0
 __all__ = ['plot_time_series', 'plot_phase_plane', 'plot_history', 'plot_fit', 'plot_residuals', 'plot_traces', 'plot_profile']
@@ -27,9 +30,16 @@ class _Pyplot:
 plt = _Pyplot()
 
 # %% ../nbs/06_plotting.ipynb #774e993e
-def fig_ax(ax=None):
+def fig_ax(ax=None, # matplotlib axes to draw on, or None for a new figure
+           caller: str = "fig_ax", # the plotting function, for the message
+          ):
     "A new figure and axes, or the figure that holds `ax`."
-    return plt.subplots() if ax is None else (ax.figure, ax)
+    if ax is None: return plt.subplots()
+    from matplotlib.axes import Axes
+    if not isinstance(ax, Axes):
+        raise TypeError(f"{caller} needs ax as matplotlib axes (e.g. from plt.subplots()) or None for a new figure, "
+                        f"got {type(ax).__name__} {ax!r}.")
+    return ax.figure, ax
 
 def _trajectory(data, caller: str) -> Tuple[torch.Tensor, torch.Tensor]:
     "One observed trajectory `(ts (time,), ys (time, state))` from a `(ts, ys)` pair or the first item of a dataset."
@@ -39,8 +49,8 @@ def _trajectory(data, caller: str) -> Tuple[torch.Tensor, torch.Tensor]:
                         f"got {type(data).__name__}.")
     ts, ys = (x.detach().cpu() for x in data)
     if ts.ndim != 1 or ys.ndim != 2 or ys.shape[0] != ts.shape[0]:
-        raise ValueError(f"{caller} needs ts of shape (time,) and values of shape (time, state), "
-                         f"got {tuple(ts.shape)} and {tuple(ys.shape)}.")
+        raise ValueError(f"{caller} needs data as one trajectory (ts, values) with ts of shape (time,) and values of shape "
+                         f"(time, state), got {tuple(ts.shape)} and {tuple(ys.shape)}.")
     return ts, ys
 
 def _check_idx(idx, dim: int, caller: str, pair: bool = False):
@@ -51,16 +61,28 @@ def _check_idx(idx, dim: int, caller: str, pair: bool = False):
         if isinstance(i, bool) or not isinstance(i, int) or not -dim <= i < dim:
             raise ValueError(f"{caller} got dyn_var_idx={idx!r}, but the data has {dim} state variables (indices 0..{dim-1}).")
 
+def _time_range(time_range, caller: str) -> tuple:
+    "A (start, end) pair of finite numbers with start < end."
+    if not (isinstance(time_range, (tuple, list)) and len(time_range) == 2):
+        raise ValueError(f"{caller} needs time_range as a pair (start, end), got {time_range!r}.")
+    t0, t1 = (check_number(t, "time_range", caller) for t in time_range)
+    if not t1 > t0: raise ValueError(f"{caller} needs time_range increasing (start, end), got {tuple(time_range)}.")
+    return t0, t1
+
 @torch.no_grad()
-def _curves(true_model, fit_model, y0, time_range, n: int = 1000):
+def _curves(true_model, fit_model, y0, time_range, caller: str, n: int = 1000):
     "Simulate the fitted and true models from `y0` over `time_range`; returns `ts` and a list of (label, ys, style)."
-    t0, t1 = (float(t) for t in time_range)
-    if not t1 > t0: raise ValueError(f"time_range must be increasing (start, end), got {tuple(time_range)}.")
+    check_module(true_model, "true_model", caller, allow_none=True); check_module(fit_model, "fit_model", caller)
+    t0, t1 = _time_range(time_range, caller)
     ts = torch.linspace(t0, t1, n, dtype=y0.dtype)
     out = []
-    for model, label, style in ((true_model, "True Model", dict(color="black")),  # the dashed fit is drawn on top
-                                (fit_model, "Fit Model", dict(color="tab:blue", ls="--", lw=2))):
+    for model, name, label, style in ((true_model, "true_model", "True Model", dict(color="black")),  # the dashed fit is drawn on top
+                                      (fit_model, "fit_model", "Fit Model", dict(color="tab:blue", ls="--", lw=2))):
         if model is None: continue
+        check_state(model, y0[None], caller, "data", "(1, state)")  # the data's states are the model's
+        dev = device_of(model)  # simulate moves the states to the model's device; so does the check
+        t, y = (ts[0], y0[None]) if dev is None else (ts[0].to(dev), y0[None].to(dev))
+        with blame_model(model, caller): check_rhs(model, t, y, caller, name)
         ys = simulate(model, y0[None], ts, method="dopri5")[0].detach().cpu()  # (time, state)
         out.append((label, ys, style))
     return ts, out
@@ -80,8 +102,8 @@ def plot_time_series(true_model: torch.nn.Module, # true underlying model for th
     if args: raise TypeError(f"plot_time_series takes no extra positional arguments, got {args!r}.")
     ts_data, y_data = _trajectory(data, "plot_time_series")
     _check_idx(dyn_var_idx, y_data.shape[1], "plot_time_series")
-    ts, curves = _curves(true_model, fit_model, y_data[0], time_range)
-    fig, ax = fig_ax(ax)
+    ts, curves = _curves(true_model, fit_model, y_data[0], time_range, "plot_time_series")
+    fig, ax = fig_ax(ax, "plot_time_series")
     for label, ys, style in curves:
         ax.plot(ts, ys[:, dyn_var_idx], label=label, **({**style, **kwargs} if label == "Fit Model" else style))
     ax.scatter(ts_data, y_data[:, dyn_var_idx], color="black", s=30, alpha=0.5, label="Data")
@@ -104,8 +126,8 @@ def plot_phase_plane(true_model: torch.nn.Module, # true underlying model for th
     ts_data, y_data = _trajectory(data, "plot_phase_plane")
     _check_idx(dyn_var_idx, y_data.shape[1], "plot_phase_plane", pair=True)
     i, j = dyn_var_idx
-    ts, curves = _curves(true_model, fit_model, y_data[0], time_range)
-    fig, ax = fig_ax(ax)
+    ts, curves = _curves(true_model, fit_model, y_data[0], time_range, "plot_phase_plane")
+    fig, ax = fig_ax(ax, "plot_phase_plane")
     for label, ys, style in curves:
         ax.plot(ys[:, i], ys[:, j], label=label, **({**style, **kwargs} if label == "Fit Model" else style))
     ax.scatter(y_data[:, i], y_data[:, j], color="black", s=30, alpha=0.5, label="Data")
@@ -120,10 +142,12 @@ def plot_history(history, # a History returned by train, or a sequence of loss v
                  **kwargs, # style passed to ax.plot
                 ) -> Tuple[plt.Figure, plt.Axes]:
     "Plot the loss per epoch on a log scale."
-    loss = list(getattr(history, "loss", history))
+    try: loss = [float(v) for v in getattr(history, "loss", history)]
+    except (TypeError, ValueError):
+        raise TypeError(f"plot_history needs history as a History or a sequence of loss values, got {type(history).__name__}.") from None
     if not loss: raise ValueError("plot_history got an empty history; train for at least one epoch.")
     new = ax is None
-    fig, ax = fig_ax(ax)
+    fig, ax = fig_ax(ax, "plot_history")
     ax.plot(range(len(loss)), loss, **kwargs)
     ax.set_yscale("log"); ax.set_xlabel("Epoch"); ax.set_ylabel("Loss"); ax.set_title(title)
     if new: fig.tight_layout()  # a loss within one decade gets long tick labels, which would push the label off the figure
@@ -156,12 +180,14 @@ def _as_table(x, name: str, caller: str, shape: tuple, like: str) -> np.ndarray:
         raise ValueError(f"{caller} needs {name} of shape ({want}) to match {like}, got {a.shape}.")
     return b
 
-def _columns(columns, n: int, caller: str) -> list:
+def _columns(columns, n: int, caller: str, of: str) -> list:
     "One name per observed quantity; `y[i]` by default."
     if columns is None: return [f"y[{i}]" for i in range(n)]
+    if not isinstance(columns, (str, list, tuple)):
+        raise TypeError(f"{caller} needs columns as a list of names, one per observed quantity, or None, got {type(columns).__name__}.")
     names = [columns] if isinstance(columns, str) else [str(c) for c in columns]
     if len(names) != n:
-        raise ValueError(f"{caller} got {len(names)} column names {names!r} for {n} observed quantities; "
+        raise ValueError(f"{caller} got {len(names)} column names {names!r} in columns for the {n} observed quantities of {of}; "
                          f"pass one name per column of the data.")
     return names
 
@@ -189,8 +215,9 @@ def plot_fit(t_obs, # observation times, (time,)
         raise ValueError(f"{c} needs both edges of the band, lower and upper, or neither; got only "
                          f"{'lower' if upper is None else 'upper'}.")
     band = None if lower is None else [_as_table(b, k, c, y_fit.shape, "y_fit") for k, b in (("lower", lower), ("upper", upper))]
-    names = _columns(columns, y_obs.shape[1], c)
-    fig, ax = fig_ax(ax)
+    names = _columns(columns, y_obs.shape[1], c, "y_obs")
+    logy = check_flag(logy, "logy", c)
+    fig, ax = fig_ax(ax, c)
     handles = []
     for j, name in enumerate(names):
         line, = ax.plot(t_fit, y_fit[:, j], label=f"{name} fit")  # takes the next colour of the axes' cycle
@@ -243,8 +270,9 @@ def plot_residuals(t_obs, # observation times, (time,), or a list of per-traject
                       f"t_obs (time = {len(t)})" + ("" if n is None else f" and the n_obs = {n} columns of the first trajectory"))
         n = r.shape[1]; runs.append((t, r))
     t, r = np.concatenate([t for t, _ in runs]), np.concatenate([r for _, r in runs])  # (all times,), (all times, n_obs)
-    names = _columns(columns, n, c)
-    fig, ax = fig_ax(ax)
+    names = _columns(columns, n, c, "residuals")
+    standardized = check_flag(standardized, "standardized", c)
+    fig, ax = fig_ax(ax, c)
     ax.axhline(0.0, color="black", lw=0.8)
     if standardized:
         for y in (-2.0, 2.0): ax.axhline(y, color="grey", lw=0.8, ls=":")
@@ -276,7 +304,8 @@ def plot_traces(trace: dict, # parameter name -> sequence of values, one per opt
             raise ValueError(f"{c} needs every trace of shape (iterations,) with one shared, non-zero length; "
                              f"trace[{k!r}] has shape {v.shape} and trace[{first!r}] has {vals[first].shape}.")
     it = np.arange(n)
-    fig, ax = fig_ax(ax)
+    relative = check_flag(relative, "relative", c)
+    fig, ax = fig_ax(ax, c)
     if relative: ax.axhline(1.0, color="grey", lw=0.8, ls=":")
     for k, v in vals.items():
         final = v[-1]
@@ -287,7 +316,7 @@ def plot_traces(trace: dict, # parameter name -> sequence of values, one per opt
     if loss is not None:
         loss = _as_vector(loss, "loss", c, "iterations")
         if loss.shape[0] != n:
-            raise ValueError(f"{c} needs loss of shape ({n},), one value per iteration like the traces, got {loss.shape}.")
+            raise ValueError(f"{c} needs loss of shape ({n},), one value per iteration like the traces in trace, got {loss.shape}.")
         lax = ax.twinx()
         handles += lax.plot(it, loss, color="black", ls="--", lw=1, label="loss"); labels.append("loss")
         finite = loss[np.isfinite(loss)]
@@ -298,9 +327,11 @@ def plot_traces(trace: dict, # parameter name -> sequence of values, one per opt
     return fig, ax
 
 # %% ../nbs/06_plotting.ipynb #0ea60bba
-def _open_end(e) -> bool:
-    "An interval end that is missing: None, NaN or infinite."
-    return e is None or not np.isfinite(float(e))
+def _interval_end(e, caller: str) -> Optional[float]:
+    "An end of an interval as a float, or None where it is open: None, NaN or infinite."
+    if isinstance(e, torch.Tensor) and e.numel() == 1: e = e.item()
+    if e is None or (isinstance(e, Real) and not isinstance(e, bool) and not math.isfinite(e)): return None
+    return check_number(e, "interval", caller, what=" (or None, NaN, inf for an open end)")
 
 def plot_profile(values, # grid of the profiled parameter's values, (n,); need not be sorted
                  loss, # profile statistic at each value, (n,): e.g. 2*(negative log-likelihood - its minimum) or the deviance
@@ -320,11 +351,13 @@ def plot_profile(values, # grid of the profiled parameter's values, (n,); need n
     if interval is not None:
         if not (isinstance(interval, (tuple, list)) and len(interval) == 2):
             raise ValueError(f"{c} needs interval as a pair (lo, hi), with None for an open end, got {interval!r}.")
-        lo, hi = (None if _open_end(e) else float(e) for e in interval)
+        lo, hi = (_interval_end(e, c) for e in interval)
         if lo is not None and hi is not None and lo > hi:
             raise ValueError(f"{c} needs interval (lo, hi) with lo <= hi, got {interval!r}.")
+    threshold = check_number(threshold, "threshold", c, allow_none=True)
+    estimate = check_number(estimate, "estimate", c, allow_none=True)
     order = np.argsort(values, kind="stable")
-    fig, ax = fig_ax(ax)
+    fig, ax = fig_ax(ax, c)
     ax.plot(values[order], loss[order], marker="o", ms=3, label="profile")
     if threshold is not None: ax.axhline(threshold, color="grey", ls="--", lw=1, label=f"threshold {threshold:.3g}")
     if estimate is not None: ax.axvline(float(estimate), color="black", lw=1, label=f"estimate {float(estimate):.3g}")

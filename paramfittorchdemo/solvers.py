@@ -674,12 +674,13 @@ def torchdiffeq_solve(f, y0, ts, method: str, step_size, rtol, atol, max_steps: 
     kw = solver_options(method, step_size, rtol, atol)
     n = len(ts) - 1  # a fixed grid's steps: known before any work
     if method in _ADAPTIVE_RK: kw["options"] = dict(max_num_steps=max_steps)
-    elif "options" in kw:
-        n = math.ceil((float(ts[-1]) - float(ts[0]))/kw["options"]["step_size"])
+    elif "options" in kw:  # a fixed grid: the number of steps is known before any work
+        n = (float(ts[-1]) - float(ts[0]))/kw["options"]["step_size"]
         if n > max_steps:
-            raise SolverError(f"{method} would take {n} steps of {kw['options']['step_size']:g} "
+            raise SolverError(f"{method} would take {_count(n)} steps of {kw['options']['step_size']:g} "
                               f"over [{float(ts[0]):g}, {float(ts[-1]):g}], more than max_steps={max_steps}; "
                               f"use a larger step_size or raise max_steps.", "steps", float(ts[0]))
+        n = math.ceil(n)
     evals = n*_EVALS_PER_STEP.get(method, 1) if method in FIXED_STEP_METHODS else 0  # known for a fixed grid: memory checked for all
     g = _Guarded(f, 13*max_steps + 100, deadline, max_memory if method != "scipy_solver" else None, evals)
     try:
@@ -713,11 +714,15 @@ def torchdiffeq_solve(f, y0, ts, method: str, step_size, rtol, atol, max_steps: 
                      f"which holds an explicit solver's steps far below the time scale of the solution")
         raise SolverError(f"{method} stopped near t={t:.6g}: {why}{words}.", kind, t, stiff) from None
 
+def _count(n: float) -> str:
+    "A number of steps, in words: exact while it fits, else rounded (a step of 1e-300 makes 1e+300 of them)."
+    return str(math.ceil(n)) if n < 1e15 else f"{n:.3g}"
+
 def _rk4_budget(ts: torch.Tensor, step_size: float | None, max_steps: int) -> int:
     "rk4's number of steps, refused with a SolverError before any work (it is counted, not built) when it is more than `max_steps`."
     n = _rk4_steps(ts, step_size)
     if n > max_steps:
-        raise SolverError(f"rk4 would take {n if n < 1e15 else f'{n:.3g}'} steps over [{float(ts[0]):g}, {float(ts[-1]):g}], more than "
+        raise SolverError(f"rk4 would take {_count(n)} steps over [{float(ts[0]):g}, {float(ts[-1]):g}], more than "
                           f"max_steps={max_steps}; use a larger step_size or raise max_steps.", "steps", float(ts[0]))
     return n
 

@@ -5,7 +5,6 @@
 # %% ../nbs/09_training.ipynb #422b4fa0
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Optional, Union
@@ -13,7 +12,8 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
-from ._checks import MAX_MEMORY, MAX_STEPS, SIM_ATOL, SIM_RTOL, check_budget, check_model_data, check_number, moved_names
+from ._checks import (MAX_MEMORY, MAX_STEPS, REAL_METHODS, SIM_ATOL, SIM_RTOL, check_budget, check_model_data, check_number,
+                                      check_path, check_step_size, check_tolerances, moved_names)
 from .callbacks import (MAX_TRACKED, Callback, DivergenceError, History, PlotSnapshots, PrintLoss, TrainState, check_callbacks,
                         end_hooks, run_hooks)
 from .checkpoints import CheckpointError, Checkpointer
@@ -90,8 +90,12 @@ def _check_train_args(model, data, lr, epochs, batch_size, method, step_size, sh
     if args: raise TypeError(f"train takes no extra positional arguments, got {args!r}.")
     unknown = set(kwargs) - {"rtol", "atol"}
     if unknown: raise TypeError(f"train got unexpected keyword arguments {sorted(unknown)}; it accepts rtol and atol for adaptive solvers.")
-    check_model_data(model, data, "train", SimODEData)
+    with blame_model(model, "train"): check_model_data(model, data, "train", SimODEData)  # calls the model once on the data
     check_number(lr, "lr", "train", positive=True); check_number(epochs, "epochs", "train", integer=True, positive=True)
+    dtype = next(p for p in model.parameters() if p.requires_grad).dtype
+    if lr > torch.finfo(dtype).max:  # Adam would overflow converting it to the parameters' dtype
+        raise ValueError(f"train needs lr as a positive number that the model's {dtype} parameters can hold (at most "
+                         f"{torch.finfo(dtype).max:.3g}), got {lr!r}; a usual lr is 1e-3 to 1e-1.")
     check_number(batch_size, "batch_size", "train", integer=True, positive=True)
     check_budget(max_steps, max_time, "train", max_memory)
     check_number(show_every, "show_every", "train", integer=True, positive=True, allow_none=True)
@@ -99,13 +103,17 @@ def _check_train_args(model, data, lr, epochs, batch_size, method, step_size, sh
     fixed = method in FIXED_STEP_METHODS
     if fixed: check_number(step_size, "step_size", "train", positive=True, allow_none=True)
     solver_options(method, step_size if fixed else None, kwargs.get("rtol"), kwargs.get("atol"))  # refuses bad choices early
+    check_tolerances(kwargs.get("rtol"), kwargs.get("atol"), "train")
+    if fixed: check_step_size(float(data.ts[0][-1] - data.ts[0][0]), step_size, "train")
+    if method in REAL_METHODS:
+        raise ValueError(f"train cannot use method={method!r}: that solver returns no gradients to train with; use 'rk4' or "
+                         f"'dopri5' (fit(..., method={method!r}) works: it needs no gradients through the solver).")
     return dict(step_size=step_size if fixed else None, rtol=kwargs.get("rtol", SIM_RTOL), atol=kwargs.get("atol", SIM_ATOL),
                 max_steps=max_steps, max_memory=max_memory)
 
 def _check_checkpoint_args(checkpoint, checkpoint_every, resume):
     "train's checkpoint options, checked before any work."
-    if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
-        raise TypeError(f"train needs checkpoint as a file path (str or pathlib.Path) or None, got {type(checkpoint).__name__}.")
+    check_path(checkpoint, "checkpoint", "train", allow_none=True)
     check_number(checkpoint_every, "checkpoint_every", "train", integer=True, positive=True)
     if not isinstance(resume, bool): raise TypeError(f"train needs resume as True or False, got {resume!r}.")
     if resume and checkpoint is None:
@@ -280,6 +288,8 @@ def train(model: torch.nn.Module, # Model to train
     solver_kw = _check_train_args(model, data, lr, epochs, batch_size, method, step_size, show_every, save_plots_every, max_steps,
                                   max_time, max_memory, args, kwargs)
     _check_checkpoint_args(checkpoint, checkpoint_every, resume)
+    if seed is not None and not -2**63 <= check_number(seed, "seed", "train", integer=True, strict=True) < 2**64:
+        raise ValueError(f"train needs seed between -2**63 and 2**64 - 1, got {seed}.")
     hooks = _train_callbacks(show_every, save_plots_every, plot_dir, model_name, callbacks)
     loop = _TrainLoop(model, data, lr, batch_size, method, solver_kw, seed, hooks)
     loop.start_at(epochs, checkpoint, checkpoint_every, resume)

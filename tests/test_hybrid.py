@@ -466,7 +466,7 @@ def test_ode_block_in_sequential_and_repr():
 
 
 @pytest.mark.parametrize("args,kw,exc,match", [
-    ((lambda t, y: y, torch.linspace(0, 1, 5)), {}, TypeError, "func as an nn.Module"),
+    ((lambda t, y: y, torch.linspace(0, 1, 5)), {}, TypeError, "func as a torch.nn.Module"),
     ((LotkaVolterra(), torch.linspace(0, 1, 6).reshape(2, 3)), {}, ValueError, "1-D tensor of at least 2 time points"),
     ((LotkaVolterra(), torch.tensor([0.5])), {}, ValueError, "1-D tensor of at least 2 time points"),
     ((LotkaVolterra(), torch.tensor([0.0, 1.0, 0.5])), {}, ValueError, "strictly increasing"),

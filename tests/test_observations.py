@@ -367,7 +367,7 @@ def test_malformed_csv(tmp_path, text, kw, exc, fragments):
 
 
 def test_from_csv_path_type_and_missing_file(tmp_path):
-    with pytest.raises(TypeError, match="path as a file name"): Observations.from_csv(["a.csv"])
+    with pytest.raises(TypeError, match="path as a file path"): Observations.from_csv(["a.csv"])
     with pytest.raises(FileNotFoundError): Observations.from_csv(tmp_path / "nope.csv")
 
 
@@ -674,7 +674,7 @@ def test_dataframe_unused_date_column_is_fine():
 
 def test_to_csv_argument_types(tmp_path):
     o = ragged_obs()
-    with pytest.raises(TypeError, match=r"to_csv needs path as a file name \(str or pathlib.Path\), got list"): o.to_csv(["a.csv"])
+    with pytest.raises(TypeError, match=r"to_csv needs path as a file path \(str or pathlib.Path\), got list"): o.to_csv(["a.csv"])
     with pytest.raises(TypeError, match="to_csv needs comment as a string"): o.to_csv(tmp_path / "o.csv", comment=3)
     with pytest.raises(TypeError, match="needs time_col as a string, got int 3"): o.to_csv(tmp_path / "o.csv", time_col=3)
     assert not (tmp_path / "o.csv").exists()

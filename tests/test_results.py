@@ -37,7 +37,7 @@ def test_plain_values_survive_json():
     back = from_plain(json.loads(text))
     assert back["a"] == [1.0, math.inf, -math.inf] and math.isnan(back["b"]) and back["c"] == [1, "x"] and back["e"] == 2
     assert to_plain(float("nan")) == "NaN"
-    with pytest.raises(TypeError, match="path as a file name"): write_json(d, 3.5)
+    with pytest.raises(TypeError, match="path as a file path"): write_json(d, 3.5)
 
 
 def test_fit_standard_errors_agree_with_estimate(lv_data, lm_fit):
