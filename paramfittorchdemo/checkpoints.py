@@ -62,15 +62,16 @@ def load_checkpoint(path: Union[str, Path], # a file written by save_checkpoint 
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise ValueError(f"'{path}' is not a valid checkpoint: it holds objects other than tensors and plain Python values, and "
-                         f"load_checkpoint refuses to unpickle arbitrary objects (they could run code). Only checkpoints written "
-                         f"by save_checkpoint or train load here. ({str(e).splitlines()[0]})") from e
+        raise ValueError(f"load_checkpoint: path '{path}' is not a valid checkpoint: it holds objects other than tensors and plain "
+                         f"Python values, and load_checkpoint refuses to unpickle arbitrary objects (they could run code). Only "
+                         f"checkpoints written by save_checkpoint or train load here. ({str(e).splitlines()[0]})") from e
     except OSError as e:
         if e.errno == errno.EINVAL:  # torch's zip reader seeks past the end of a truncated file
-            raise ValueError(f"'{path}' is not a valid checkpoint: it is truncated ({e}); use an earlier copy, or start afresh.") from e
+            raise ValueError(f"load_checkpoint: path '{path}' is not a valid checkpoint: "
+                             f"it is truncated ({e}); use an earlier copy, or start afresh.") from e
         raise OSError(e.errno, f"load_checkpoint could not read '{path}': {e.strerror or e}") from e
     except Exception as e:  # empty, truncated or not a torch file: torch raises EOFError, RuntimeError, KeyError, ...
-        raise ValueError(f"'{path}' is not a valid checkpoint: it is empty, truncated or not written by torch.save "
+        raise ValueError(f"load_checkpoint: path '{path}' is not a valid checkpoint: it is empty, truncated or not written by torch.save "
                          f"({type(e).__name__}: {e}); use an earlier copy, or start afresh.") from e
 
 # %% ../nbs/08_checkpoints.ipynb #a0df9427

@@ -11,7 +11,7 @@ from torch import nn
 from ._checks import (ATOL, MAX_MEMORY, RTOL, as_scalar, check_flag, check_memory, check_module, check_number, check_rhs,
                                       check_tensor, check_tolerances, check_ts, device_of, model_dim)
 from .models import blame_model
-from .solvers import integrate, solver_options
+from .solvers import SolverError, integrate, solver_options
 
 # %% auto #0
 __all__ = ['HybridODE', 'ODEBlock']
@@ -213,6 +213,12 @@ class ODEBlock(nn.Module):
             self._probed = key
         ys = integrate(self.func, y0, self.ts, self.method, self.step_size, self.rtol, self.atol,
                        max_memory=self.max_memory)  # (batch, time, dim)
+        if not bool(torch.isfinite(ys).all()):  # one host sync per forward, next to a whole solve: never a silent NaN
+            bad = (~torch.isfinite(ys)).reshape(-1, *ys.shape[-2:]).any(-1).any(-1).nonzero()[0, 0].item()
+            big = y0.detach().abs().amax().item()
+            raise SolverError(f"ODEBlock: the solution of {type(self.func).__name__} is not finite (first in row {bad} of the batch, "
+                              f"flattened): it blows up. The input's largest state is {big:.3g}; scale the layer before it, or use a "
+                              f"smaller step_size or an adaptive method ('dopri5').", "bound")
         return ys[..., -1, :] if self.last_only else ys
 
     def extra_repr(self) -> str:

@@ -22,12 +22,13 @@ from torch import nn
 from ._checks import (ATOL, MAX_STEPS, RTOL, check_dtype, check_file_text, check_flag, check_mapping, check_model_data,
                                      check_number, check_numbers, check_path, check_progress, check_forward, need_pandas, progress_bar,
                                      write_json)
+from .callbacks import DivergenceError, History
 from .data import SimODEData
 from .estimation import estimate, param_setup
 from .observations import Observations
 from .lm import (CONVERGED, FAILED, MAX_TIME, STRUCTURED, STATUSES, fit_phases, from_free, horizon_fractions, horizon_lengths,
                  residual_autocorrelation, standard_errors, state_bound, t_quantile, to_free)
-from .models import blame_model, param_dict
+from .models import ModelError, blame_model, param_dict
 from .solvers import (FIXED_STEP_METHODS, ParamSpec, SolveStats, rhs_traits, rhs_work, small_work_threads,
                       solve_with_jacobian, solver_jacobian_mode, solver_options)
 
@@ -66,6 +67,7 @@ def _unique_ids(keys: list, caller: str, what: str) -> list: # the ids, as str
     return ids
 
 def _dataset_list(datasets, dataset_col: str, caller: str,
+                  arg: str, # the argument's name, for the messages: 'datasets', 'observations'
                   kinds: tuple, # the classes a dataset may be
                   name: str, # how the messages name a list of them: 'SimODEData', 'Observations'
                   every: str, # ... and each one: 'a SimODEData', 'Observations (or SimODEData)'
@@ -77,21 +79,22 @@ def _dataset_list(datasets, dataset_col: str, caller: str,
         raise TypeError(f"{caller} needs dataset_col as a column name (str), got {type(dataset_col).__name__} {dataset_col!r}.")
     if hasattr(datasets, "columns") and hasattr(datasets, "groupby"): return _table_datasets(datasets, dataset_col, caller, from_obs)
     if isinstance(datasets, kinds):
-        raise TypeError(f"{caller} needs several datasets: a list of {name} (or a long table with a {dataset_col!r} column), "
-                        f"got one {type(datasets).__name__}; use {single}.")
+        raise TypeError(f"{caller} needs {arg} as several datasets: a list of {name} (or a long table with a {dataset_col!r} "
+                        f"column), got one {type(datasets).__name__}; use {single}.")
     if isinstance(datasets, dict): ids, items = _unique_ids(list(datasets), caller, "keys"), list(datasets.values())
     elif isinstance(datasets, (list, tuple)): ids, items = [str(i) for i in range(len(datasets))], list(datasets)
     else:
-        raise TypeError(f"{caller} needs datasets as a list or dict of {name}, or a pandas DataFrame with a {dataset_col!r} "
+        raise TypeError(f"{caller} needs {arg} as a list or dict of {name}, or a pandas DataFrame with a {dataset_col!r} "
                         f"column, got {type(datasets).__name__}.")
-    if not items: raise ValueError(f"{caller} needs at least one dataset, got an empty {type(datasets).__name__}.")
+    if not items: raise ValueError(f"{caller} needs {arg} with at least one dataset, got an empty {type(datasets).__name__}.")
     bad = [(i, type(d).__name__) for i, d in zip(ids, items) if not isinstance(d, kinds)]
-    if bad: raise TypeError(f"{caller} needs every dataset as {every}; dataset {bad[0][0]} is a {bad[0][1]}.")
+    if bad: raise TypeError(f"{caller} needs each of {arg} as {every}; {arg}[{bad[0][0]!r}] is a {bad[0][1]}.")
     return items, ids
 
 def _as_datasets(datasets, dataset_col: str, caller: str) -> tuple: # the datasets (list of SimODEData), their ids (list of str)
     "fit_many's datasets: SimODEData, or a long table whose datasets become SimODEData."
-    return _dataset_list(datasets, dataset_col, caller, (SimODEData,), "SimODEData", "a SimODEData", "fit for one dataset, or pass [data]",
+    return _dataset_list(datasets, dataset_col, caller, "datasets", (SimODEData,), "SimODEData", "a SimODEData",
+                         "fit for one dataset, or pass [data]",
                          lambda obs: SimODEData(list(obs.times), list(obs.values)))
 
 def _same_dim(datasets: list, ids: list, caller: str):
@@ -327,11 +330,12 @@ class ManyFits:
         if isinstance(i, str):
             if i in self.ids: return self.ids.index(i)
             shown = ", ".join(repr(x) for x in self.ids[:8]) + (", ..." if D > 8 else "")
-            raise ValueError(f"ManyFits has no dataset named {i!r}; the datasets are {shown}.")
+            raise ValueError(f"ManyFits[index]: no dataset is named {i!r}; the datasets are {shown}.")
         if isinstance(i, torch.Tensor) and i.numel() == 1 and not i.is_floating_point() and i.dtype != torch.bool: i = i.item()
         if isinstance(i, (bool, np.bool_)) or not isinstance(i, Integral):
-            raise TypeError(f"ManyFits needs a dataset as its id (str), a position (int) or a slice, got {type(i).__name__} {i!r}.")
-        if not -D <= i < D: raise IndexError(f"ManyFits has {D} datasets (positions 0 to {D - 1}, or -{D} to -1), got position {i}.")
+            raise TypeError(f"ManyFits[index] needs the index as a dataset's id (str), a position (int) or a slice, got "
+                            f"{type(i).__name__} {i!r}.")
+        if not -D <= i < D: raise IndexError(f"ManyFits[index]: there are {D} datasets (positions 0 to {D - 1}, or -{D} to -1), got {i}.")
         return int(i) % D
 
     def __getitem__(self, i) -> dict | "ManyFits": # one row as a dict; for a slice, a ManyFits of those rows
@@ -615,13 +619,16 @@ def _same_error_everywhere(res: ManyFits, caller: str = "estimate_many"):
     "Raise the error that estimate gave on every dataset alike: an option is wrong (or every dataset shares one problem)."
     if not all(s == "error" for s in res.status) or len(set(res.message)) != 1: return
     kind, _, text = res.message[0].removeprefix("error: ").partition(": ")
-    raise (TypeError if kind == "TypeError" else ValueError)(
-        f"{caller}: estimate failed on all {len(res)} datasets with the same {kind}, so nothing was fitted; fix what it names "
-        f"(an option, or a problem every dataset shares): {text}")
+    msg = (f"{caller}: estimate failed on all {len(res)} datasets with the same {kind}, so nothing was fitted; fix what it names "
+           f"(an option, the model, or a problem every dataset shares): {text}")
+    if kind == "DivergenceError": raise DivergenceError(msg, History())  # no dataset gave a solution: the model or its start
+    if kind == "ModelError": raise ModelError(msg)  # the model's own code failed
+    raise (TypeError if kind == "TypeError" else ValueError)(msg)
 
 def _as_observations(observations, dataset_col: str, caller: str) -> tuple: # (list of Observations or SimODEData, ids)
     "estimate_many's datasets: Observations (or SimODEData), or a long table (missing values allowed)."
-    return _dataset_list(observations, dataset_col, caller, (Observations, SimODEData), "Observations", "Observations (or SimODEData)",
+    return _dataset_list(observations, dataset_col, caller, "observations", (Observations, SimODEData), "Observations",
+                         "Observations (or SimODEData)",
                          "estimate for one dataset, or pass [obs]", lambda obs: obs)
 
 def estimate_many(model: nn.Module, # the model: its structure, and its parameter values as the start where starts gives none

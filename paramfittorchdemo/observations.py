@@ -550,13 +550,13 @@ def _require(tab: _Table, needed: List[str], arg: str):
                          f"{', '.join(map(repr, missing))} (from {arg}); the columns are {tab.header}. Pass {arg}=... with "
                          f"the right name{'s' if arg == 'columns' else ''}, or fix the header.")
 
-def _order_error(tab: _Table, tid: str, r0: int, t0: float, r1: int, t1: float, time_col: str) -> ValueError:
-    "A duplicated or decreasing time within one trajectory."
+def _order_error(tab: _Table, tid: str, r0: int, t0: float, r1: int, t1: float, time_col: str, hint: str = "") -> ValueError:
+    "A duplicated or decreasing time within one trajectory (`hint`: words for a table read as one trajectory)."
     before = f"{tab.unit} {tab.nums[r0]}{tab.base}"
     if t1 == t0: what, fix = f"duplicated time {t1!r} (also on {before})", "remove or merge one of the two rows"
     else: what, fix = f"decreasing time: t={t1!r} comes after t={t0!r} on {before}", "sort the rows of each trajectory by time"
     return ValueError(f"{tab.caller}: {tab.at(r1, time_col)}: trajectory {tid!r} has a {what}; times within a trajectory "
-                      f"must be strictly increasing, so {fix}.")
+                      f"must be strictly increasing, so {fix}.{hint}")
 
 def _parse_long(tab: _Table, id_col: str, time_col: str, columns):
     "ids, times, values and column names of a long table (a row per trajectory and time point)."
@@ -577,7 +577,10 @@ def _parse_long(tab: _Table, id_col: str, time_col: str, columns):
         t = _cell_time(tab, r, ti)
         y = [_cell_value(tab, r, j, hints[j]) for j in js]
         rs, ts, ys = groups.setdefault(tid, ([], [], []))
-        if ts and t <= ts[-1]: raise _order_error(tab, tid, rs[-1], ts[-1], r, t, time_col)
+        if ts and t <= ts[-1]:
+            raise _order_error(tab, tid, rs[-1], ts[-1], r, t, time_col, "" if has_id else
+                               f" The table has no column {id_col!r} (id_col), so it was read as one trajectory; if it holds several, "
+                               f"pass id_col= with the column that names them.")
         rs.append(r); ts.append(t); ys.append(y)
     for tid, (rs, ts, ys) in groups.items():
         if all(math.isnan(v) for y in ys for v in y):
@@ -666,6 +669,9 @@ def _from_table(cls, tab: _Table, format: str, id_col: str, time_col: str, colum
     _check_names(id_col, time_col, sep, format, tab.caller)
     if isinstance(columns, str): columns = [columns]
     if columns is not None:
+        if not isinstance(columns, (list, tuple)):
+            raise TypeError(f"{tab.caller} needs columns as a list of column names (str) or None, got {type(columns).__name__} "
+                            f"{columns!r}.")
         columns = list(columns)
         if not columns or not all(isinstance(c, str) for c in columns):
             raise TypeError(f"{tab.caller} needs columns as a non-empty list of column names (str), got {columns!r}.")

@@ -7,7 +7,7 @@ from torch import nn
 
 from paramfittorchdemo import (FunctionODE, HybridODE, Lorenz, LotkaVolterra, ODEBlock, SimODEData, VDP, create_sim_dataset,
                                fit, param_dict, simulate)
-from paramfittorchdemo.solvers import integrate
+from paramfittorchdemo.solvers import SolverError, integrate
 
 T0 = torch.tensor(0.0)
 
@@ -555,3 +555,11 @@ def test_hybrid_learns_the_lotka_volterra_interaction_with_fit():
     assert res.jacobian == "autograd"
     assert h.known.alpha.item() == pytest.approx(1.3) and h.known.delta.item() == pytest.approx(1.8)
     assert relative_rms_of_learned_interaction(h, ys.float()) < 0.2
+
+
+def test_ode_block_refuses_a_solution_that_blows_up():
+    "An input far too large overflows the solve: a SolverError that says so, never a silent NaN output (issue 19's properties found it)."
+    block = ODEBlock(LotkaVolterra(), torch.linspace(0, 1, 5))
+    with pytest.raises(SolverError, match=r"solution of LotkaVolterra is not finite \(first in row 0.*largest state is 1e\+30"):
+        block(torch.tensor([[1e30, 1.0], [1.0, 1.0]]))
+    assert torch.isfinite(block(torch.ones(2, 2))).all()

@@ -537,7 +537,7 @@ def test_rows_by_position_name_and_slice(table):
 @pytest.mark.parametrize("key, err, match", [
     (3, IndexError, r"3 datasets \(positions 0 to 2, or -3 to -1\), got position 3"),
     (-4, IndexError, "got position -4"),
-    ("d", ValueError, "no dataset named 'd'; the datasets are 'a', 'b b', 'c'"),
+    ("d", ValueError, "no dataset is named 'd'; the datasets are 'a', 'b b', 'c'"),
     (1.0, TypeError, "got float 1.0"),
     (True, TypeError, "got bool True"),
     (None, TypeError, "got NoneType"),

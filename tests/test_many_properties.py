@@ -147,15 +147,15 @@ def test_rows_by_position_id_or_slice(ids, key):
     if isinstance(key, str):
         if key in ids: assert res[key]["dataset"] == key and res[key]["a"] == res.params[ids.index(key), 0].item()
         else:
-            with pytest.raises(ValueError, match="no dataset named"): res[key]
+            with pytest.raises(ValueError, match="no dataset is named"): res[key]
         return
     position = int(key) if isinstance(key, (int, np.integer)) and not isinstance(key, bool) else (
         int(key) if isinstance(key, torch.Tensor) and key.numel() == 1 else None)
     if position is None:
-        with pytest.raises(TypeError, match="ManyFits needs a dataset as its id"): res[key]
+        with pytest.raises(TypeError, match=r"ManyFits\[index\] needs the index as a dataset.s id"): res[key]
     elif -D <= position < D: assert res[key]["dataset"] == ids[position]
     else:
-        with pytest.raises(IndexError, match=f"ManyFits has {D} datasets"): res[key]
+        with pytest.raises(IndexError, match=rf"ManyFits\[index\]: there are {D} datasets"): res[key]
 
 
 @settings(FAST, max_examples=60)

@@ -22,7 +22,9 @@ import paramfittorchdemo as pf
 from paramfittorchdemo import (ADAPTIVE_METHODS, FIXED_STEP_METHODS, BestParameters, Callback, DivergenceError, Estimate, FitResult,
                                FunctionODE, History, HybridODE, LotkaVolterra, ManyFits, ODEBlock, Observations, Param, PolynomialODE,
                                Profile, SimODEData, SolverError, TrainState)
+from paramfittorchdemo.callbacks import end_hooks, run_hooks
 from paramfittorchdemo.models import ModelError
+from paramfittorchdemo.plotting import fig_ax
 
 PROPERTY = settings(max_examples=12, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
 RAW = (ZeroDivisionError, KeyError, IndexError, AttributeError, torch.linalg.LinAlgError, OverflowError, AssertionError,
@@ -207,7 +209,6 @@ class Case:
     kinds: dict  # argument -> kind of wrong values it gets (a key of KINDS)
     check: Callable | None = None  # check(result, args) of a call that succeeded
     errors: tuple = ()  # the library's own errors this call documents (SolverError, DivergenceError, ...)
-    xfail: dict = field(default_factory=dict)  # argument -> the known defect, in words (another engineer's module)
     exempt: str = ""  # why the callable has no arguments to check
     says: dict = field(default_factory=dict)  # argument -> the word its messages name it by, where that is not its name (`i`: index)
 
@@ -257,15 +258,6 @@ FORWARD = ("a right-hand side's forward: the solvers call it millions of times; 
            "at the boundary")
 HOOK = "a callback hook: train and fit call it with their own TrainState"
 
-# another engineer's modules ([many]: fit_many, estimate_many, ManyFits, checkpoints, the CSV round trip): their defects, recorded
-CKPT = ("[many] checkpoints: a path that is no file name (None, b'\\x00', 'a\\x00b') gets a raw TypeError or ValueError that does not "
-        "name it")
-CSV = ("[many] CSV/table reading: a path with a NUL byte, columns that are no list, or an id_col that is absent (the table is then read "
-       "as one trajectory) give messages that do not name the argument")
-MANY = ("[many] fit_many/estimate_many: wrong starts, weights, tolerances (None), dtypes (half, complex), non-dopri5 methods, models "
-        "without trainable parameters, and wrong dataset lists give raw errors (RuntimeError, NotImplementedError, ZeroDivisionError) or "
-        "messages that do not name the argument (datasets, observations)")
-
 REGISTRY: dict[str, Case] = {
     # ---- solvers
     "SolverError": Case(None, None, {}, exempt=EXCEPTION),
@@ -275,8 +267,6 @@ REGISTRY: dict[str, Case] = {
     "solver_options": Case(fn(pf.solver_options), lambda: dict(method="rk4", step_size=0.1, rtol=1e-6, atol=1e-8),
                            dict(method="method", step_size="pos", rtol="pos", atol="pos"), is_a(dict)),
     # ---- models
-    "blame_model": Case(lambda **kw: pf.blame_model(**kw).__enter__(), lambda: dict(model=LotkaVolterra(), caller="simulate"),
-                        dict(model="any", caller="any")),
     "simulate": Case(fn(pf.simulate, "model", "y0", "ts"),
                      lambda: dict(model=LotkaVolterra(), y0=Y0, ts=TS, method="dopri5", max_steps=2000),
                      dict(model="model", y0="state", ts="ts", method="method", step_size="pos", rtol="pos", atol="pos", max_steps="count",
@@ -339,16 +329,14 @@ REGISTRY: dict[str, Case] = {
                                       dict(format="choice", id_col="any", time_col="any", sep="any"), lambda r, a: len(r) > 0),
     "Observations.from_dataframe": Case(fn(Observations.from_dataframe), lambda: dict(df=obs().to_dataframe(), format="long"),
                                         dict(df="any", format="choice", id_col="any", time_col="any", columns="names", sep="any",
-                                             source="any"), is_a(Observations), xfail=dict(id_col=CSV, columns=CSV)),
+                                             source="any"), is_a(Observations)),
     "Observations.to_csv": Case(method(obs, "to_csv"), lambda: dict(path=tmpfile("o.csv"), format="long"),
                                 dict(path="path", format="choice", id_col="any", time_col="any", sep="any", comment="any")),
     "Observations.from_csv": Case(fn(Observations.from_csv), lambda: dict(path=_csv(), format="long"),
                                   dict(path="path", format="choice", id_col="any", time_col="any", columns="names", sep="any",
-                                       encoding="any", delimiter="any"), is_a(Observations),
-                                  xfail=dict(path=CSV, id_col=CSV, columns=CSV)),
+                                       encoding="any", delimiter="any"), is_a(Observations)),
     "load_lynx_hare": Case(fn(pf.load_lynx_hare), dict, {}, is_a(Observations)),
     # ---- plotting
-    "fig_ax": Case(fn(pf.fig_ax), lambda: dict(ax=None), dict(ax="ax"), plotted),
     "plot_time_series": Case(fn(pf.plot_time_series, "true_model", "fit_model", "data"),
                              lambda: dict(true_model=LotkaVolterra(), fit_model=start(), data=_data(), time_range=(0.0, 1.0), ax=None,
                                           dyn_var_idx=0, title="t"),
@@ -384,12 +372,6 @@ REGISTRY: dict[str, Case] = {
     "History.to_json": Case(method(history, "to_json"), lambda: dict(path=tmpfile("h.json")), dict(path="path"), is_a(str)),
     "TrainState": Case(None, None, {}, exempt=RECORD),
     "Callback": Case(fn(Callback), dict, {}, is_a(Callback)),
-    "check_callbacks": Case(fn(pf.check_callbacks), lambda: dict(callbacks=[BestParameters()], caller="fit"),
-                            dict(callbacks="callbacks", caller="any"), is_a(list)),
-    "run_hooks": Case(fn(pf.run_hooks), lambda: dict(callbacks=[BestParameters()], hook="on_epoch_end", state=state()),
-                      dict(callbacks="callbacks", hook="choice", state="any"), is_a(bool)),
-    "end_hooks": Case(fn(pf.end_hooks), lambda: dict(callbacks=[BestParameters()], state=state(), reason="completed"),
-                      dict(callbacks="callbacks", state="any", reason="any")),
     "PrintLoss": Case(fn(pf.PrintLoss), lambda: dict(every=2), dict(every="count"), is_a(Callback)),
     "PlotSnapshots": Case(fn(pf.PlotSnapshots), lambda: dict(every=2, folder=tmpfile("plots"), model_name="m"),
                           dict(every="count", folder="path", model_name="any"), is_a(Callback)),
@@ -406,17 +388,10 @@ REGISTRY: dict[str, Case] = {
     **{f"{c}.{h}": Case(None, None, {}, exempt=HOOK) for c in ("Callback", "PrintLoss", "PlotSnapshots", "ProgressBar", "BestParameters",
                                                                "EarlyStopping", "TensorBoardLogger", "MLflowLogger")
        for h in ("on_fit_start", "on_epoch_end", "on_fit_end") if h in vars(getattr(pf, c))},
-    # ---- checkpoints ([many] engineer's module)
+    # ---- checkpoints
     "save_checkpoint": Case(fn(pf.save_checkpoint), lambda: dict(path=tmpfile("c.pt"), state={"a": torch.ones(2)}),
-                            dict(path="path", state="params"), xfail=dict(path=CKPT)),
-    "load_checkpoint": Case(fn(pf.load_checkpoint), lambda: dict(path=_checkpoint()), dict(path="path"), is_a(dict), xfail=dict(path=CKPT)),
-    "Checkpointer": Case(fn(pf.Checkpointer), lambda: dict(path=tmpfile("c.pt"), every=1, options={}),
-                         dict(path="path", every="count", options="any"), xfail=dict(path=CKPT)),
-    "Checkpointer.snapshot": Case(None, None, {},
-                                  exempt="train's own checkpoint writer: train calls it with its model, optimiser and history"),
-    "Checkpointer.write": Case(None, None, {}, exempt="train's own checkpoint writer: train calls it"),
-    "Checkpointer.resume": Case(None, None, {}, exempt="train's own checkpoint reader: train calls it (train's resume= is checked)"),
-    # ---- training
+                            dict(path="path", state="params")),
+    "load_checkpoint": Case(fn(pf.load_checkpoint), lambda: dict(path=_checkpoint()), dict(path="path"), is_a(dict)),
     "train": Case(fn(pf.train, "model", "data"),
                   lambda: dict(model=LotkaVolterra(), data=_data(), lr=0.01, epochs=1, batch_size=2, method="rk4", step_size=0.25,
                                show_every=None, seed=0, max_steps=2000),
@@ -448,7 +423,7 @@ REGISTRY: dict[str, Case] = {
     "Estimate.fit_report": Case(method(_estimate, "fit_report"), lambda: dict(correl_min=0.1), dict(correl_min="real"), is_a(str)),
     "Estimate.report": Case(method(_estimate, "report"), lambda: dict(correl_min=0.1), dict(correl_min="real"), is_a(str)),
     "Estimate.to_dict": Case(method(_estimate, "to_dict"), dict, {}, is_a(dict)),
-    "Estimate.to_dataframe": Case(method(_estimate, "to_dataframe"), dict, {}, sized(4)),
+    "Estimate.to_dataframe": Case(method(_estimate, "to_dataframe"), dict, {}, sized(4 + 2*2)),  # 4 parameters, 2 x 2 initial states
     "Estimate.to_json": Case(method(_estimate, "to_json"), lambda: dict(path=tmpfile("e.json")), dict(path="path"), is_a(str)),
     "Estimate.predict": Case(method(_estimate, "predict"), lambda: dict(traj=0, ts=None, level=0.95, n=5),
                              dict(traj="index", ts="ts", level="pos", n="count"), lambda r, a: len(r) == 4 and all(map(finite, r)),
@@ -484,30 +459,25 @@ REGISTRY: dict[str, Case] = {
     "plot_terms": Case(fn(pf.plot_terms, "t", "learned", "true"), lambda: dict(t=TS, learned=_data().values[0], true=None, names=None,
                                                                                ax=None, title=None),
                        dict(t="vector", learned="table", true="table", names="names", ax="ax", title="any"), plotted),
-    # ---- many ([many] engineer's module)
+    # ---- many datasets
     "ManyFits": Case(None, None, {}, exempt=RECORD),
-    "ManyFits.__getitem__": Case(lambda i: _many()[i], lambda: dict(i=0), dict(i="index"), is_a(dict), errors=(IndexError,),
-                                 xfail=dict(i="[many] ManyFits[i]: an unknown id, a float or None index gives a raw ValueError or "
-                                              "TypeError "
-                                              "from list.index / int() that does not name the index")),
+    "ManyFits.__getitem__": Case(lambda index: _many()[index], lambda: dict(index=0), dict(index="index"), is_a(dict),
+                                 errors=(IndexError,)),
     "ManyFits.to_dict": Case(method(_many, "to_dict"), dict, {}, is_a(dict)),
     "ManyFits.to_dataframe": Case(method(_many, "to_dataframe"), dict, {}, sized(2)),
     "ManyFits.to_json": Case(method(_many, "to_json"), lambda: dict(path=tmpfile("m.json")), dict(path="path"), is_a(str)),
-    "ManyFits.to_csv": Case(method(_many, "to_csv"), lambda: dict(path=tmpfile("m.csv")), dict(path="path"),
-                            xfail=dict(path="[many] ManyFits.to_csv: a path that is no file name (None, 'a\\x00b') gets raw errors "
-                                            "from open()")),
+    "ManyFits.to_csv": Case(method(_many, "to_csv"), lambda: dict(path=tmpfile("m.csv")), dict(path="path")),
     "fit_many": Case(fn(pf.fit_many, "model", "datasets"),
                      lambda: dict(model=start(), datasets=[_data(), _data()], progress=False, **FAST_FIT),
                      dict(model="model", datasets="data", starts="starts", params="params", weights="weights", method="method",
                           rtol="pos", atol="pos", step_size="pos", dtype="dtype", max_iter="count", xtol="pos", ftol="pos",
                           max_steps="count", max_time="pos", horizons="pair", level="pos", chunk_size="count", backend="choice",
-                          max_retries="count0", progress="flag", dataset_col="any"), many,
-                     xfail={a: MANY for a in ("model", "datasets", "starts", "weights", "method", "rtol", "atol", "dtype")}),
+                          max_retries="count0", progress="flag", dataset_col="any"), many),
     "estimate_many": Case(fn(pf.estimate_many, "model", "observations"),
                           lambda: dict(model=start(), observations=[obs(), obs()], progress=False, **SOLVER, **FAST_FIT),
                           dict(model="model", observations="data", starts="starts", chunk_size="count", backend="choice",
                                max_retries="count0", progress="flag", dataset_col="any", params="params"), many,
-                          xfail=dict(starts=MANY, observations=MANY)),
+                          errors=(SolverError, DivergenceError, ModelError)),  # as estimate: no solution, or the model fails
 }
 
 def _kept() -> BestParameters:
@@ -574,12 +544,12 @@ def _arguments() -> list:
     out = []
     for name, case in sorted(REGISTRY.items()):
         for arg in case.kinds:
-            marks = [pytest.mark.xfail(reason=case.xfail[arg], strict=True)] if arg in case.xfail else []
-            out.append(pytest.param(name, arg, id=f"{name}-{arg}", marks=marks))
+            out.append(pytest.param(name, arg, id=f"{name}-{arg}"))
     return out
 
-def assert_refused_well(e: BaseException, name: str, arg: str, case: Case):
-    "What a refusal may be: a ValueError or TypeError that names the argument, or one of the errors this call documents."
+def assert_refused_well(e: BaseException, name: str, arg: str, case: Case, bad=None):
+    """What a refusal may be: a ValueError or TypeError that names the argument, or one of the errors this call documents. A file that
+    exists but holds the wrong thing is named by its path ('abc', line 3: ...)."""
     if isinstance(e, case.errors): return
     if isinstance(e, OSError) and case.kinds[arg] == "path": return  # the file system's own answer: a missing folder, a folder as a file
     if isinstance(e, RAW) or (isinstance(e, RuntimeError) and not isinstance(e, (SolverError, ModelError))):
@@ -587,7 +557,9 @@ def assert_refused_well(e: BaseException, name: str, arg: str, case: Case):
     if isinstance(e, ModelError) and case.kinds[arg] == "model": return  # a model whose own code fails: named, with its error
     if not isinstance(e, (ValueError, TypeError)):
         raise AssertionError(f"{name}({arg}=...) raised {type(e).__name__}, not a ValueError or TypeError: {e}") from e
-    assert names(str(e), case.says.get(arg, arg)) or (case.kinds[arg] in ("model", "data") and _names_model_or_data(str(e))), \
+    named_file = case.kinds[arg] == "path" and isinstance(bad, (str, os.PathLike)) and f"'{os.fspath(bad)}'" in str(e)
+    assert names(str(e), case.says.get(arg, arg)) or named_file or \
+        (case.kinds[arg] in ("model", "data") and _names_model_or_data(str(e))), \
         f"{name}({arg}=...): the message does not name {arg!r}: {e}"
 
 def names(msg: str, word: str) -> bool:
@@ -610,7 +582,7 @@ def test_one_wrong_argument_is_refused_by_name_or_works(name, arg, draw):
         warnings.simplefilter("ignore")
         try: r = case.call(**args)
         except Exception as e:
-            assert_refused_well(e, name, arg, case)
+            assert_refused_well(e, name, arg, case, bad)
             return
     assert case.check is None or case.check(r, args), f"{name}({arg}={bad!r}) returned {r!r}"
 
@@ -658,12 +630,7 @@ def _method_cases() -> list:
     for entry in ENTRIES:
         for meth in METHODS:
             for model in MODELS:
-                marks = []
-                if entry == "fit_many" and (meth != "dopri5" or model == "custom"):
-                    marks = [pytest.mark.xfail(reason="[many] fit_many: a per-vector step budget (a tensor) reaches integrate's fixed-step "
-                                                      "and non-native paths (RuntimeError: Boolean value of Tensor ...); scipy_solver gets "
-                                                      "complex states; a custom module without population traits fails too", strict=True)]
-                out.append(pytest.param(entry, meth, model, id=f"{entry}-{meth}-{model}", marks=marks))
+                out.append(pytest.param(entry, meth, model, id=f"{entry}-{meth}-{model}"))
     return out
 
 @pytest.mark.parametrize("entry,meth,model", _method_cases())
@@ -700,11 +667,7 @@ def _model_cases() -> list:
     out = []
     for entry in MODEL_ENTRIES:
         for i, m in enumerate(_bad_models()):
-            marks = []
-            if entry == "fit_many" and i in (2, 15, 16):  # the models that raise inside forward
-                marks = [pytest.mark.xfail(reason="[many] fit_many: a model whose forward raises gives that raw error (KeyError, "
-                                                  "ZeroDivisionError, TypeError) instead of a ModelError that names it", strict=True)]
-            out.append(pytest.param(entry, i, id=f"{entry}-{i}-{type(m).__name__}", marks=marks))
+            out.append(pytest.param(entry, i, id=f"{entry}-{i}-{type(m).__name__}"))
     return out
 
 @pytest.mark.parametrize("entry,i", _model_cases())
@@ -834,7 +797,7 @@ def test_tolerances_are_checked_whatever_the_method():
         pf.train(LotkaVolterra(), data(), method="rk4", atol=math.nan, show_every=None)
 
 def test_plot_functions_refuse_what_is_no_axes():
-    for call in (lambda: pf.fig_ax("ax"), lambda: pf.plot_history([1.0, 0.5], ax=object()), lambda: _estimate().plot_fit(ax=1),
+    for call in (lambda: fig_ax("ax"), lambda: pf.plot_history([1.0, 0.5], ax=object()), lambda: _estimate().plot_fit(ax=1),
                  lambda: _profile().plot(ax=plt_figure())):
         with pytest.raises(TypeError, match="needs ax as matplotlib axes"): call()
 
@@ -844,9 +807,9 @@ def plt_figure():
 
 def test_the_hook_runners_and_best_parameters_check_what_they_get():
     with pytest.raises(TypeError, match="run_hooks needs callbacks as the list check_callbacks returns"):
-        pf.run_hooks(None, "on_fit_end", state())
-    with pytest.raises(ValueError, match="run_hooks needs hook as one of"): pf.run_hooks([], "on_start", state())
-    with pytest.raises(TypeError, match="end_hooks needs state as the run's TrainState"): pf.end_hooks([], None, "completed")
+        run_hooks(None, "on_fit_end", state())
+    with pytest.raises(ValueError, match="run_hooks needs hook as one of"): run_hooks([], "on_start", state())
+    with pytest.raises(TypeError, match="end_hooks needs state as the run's TrainState"): end_hooks([], None, "completed")
     with pytest.raises(TypeError, match="BestParameters.keep needs state as a TrainState"): BestParameters().keep(None)
     with pytest.raises(ValueError, match="BestParameters.restore needs model of the kind it watched"): _kept().restore(Wide())
     with pytest.raises(ValueError, match="PrintLoss needs every as a positive integer"): pf.PrintLoss(0)
