@@ -88,7 +88,7 @@ def _dataset_list(datasets, dataset_col: str, caller: str,
                         f"column, got {type(datasets).__name__}.")
     if not items: raise ValueError(f"{caller} needs {arg} with at least one dataset, got an empty {type(datasets).__name__}.")
     bad = [(i, type(d).__name__) for i, d in zip(ids, items) if not isinstance(d, kinds)]
-    if bad: raise TypeError(f"{caller} needs each of {arg} as {every}; {arg}[{bad[0][0]!r}] is a {bad[0][1]}.")
+    if bad: raise TypeError(f"{caller} needs each of {arg} as {every}; {arg}[{bad[0][0]!r}] is {bad[0][1]}.")
     return items, ids
 
 def _as_datasets(datasets, dataset_col: str, caller: str) -> tuple: # the datasets (list of SimODEData), their ids (list of str)

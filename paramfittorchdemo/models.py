@@ -13,7 +13,8 @@ from torch import nn
 
 from ._checks import (MAX_MEMORY, SIM_MAX_STEPS, as_scalar, check_budget, check_flag, check_module, check_number, check_rhs,
                                       check_state, check_step_size, check_tolerances, check_ts, device_of, moved_names)
-from .solvers import FIXED_STEP_METHODS, SolverError, rhs_work, small_work_threads, solver_options, torchdiffeq_solve
+from .solvers import FIXED_STEP_METHODS as _FIXED, SolverError, rhs_work, small_work_threads, solver_options, torchdiffeq_solve
+# (FIXED_STEP_METHODS under another name: the 0.1.0 name models.FIXED_STEP_METHODS is served with a DeprecationWarning below)
 
 # %% auto #0
 __all__ = ['ModelError', 'simulate', 'VDP', 'LotkaVolterra', 'Lorenz', 'NeuralDiffEq', 'param_dict', 'FunctionODE']
@@ -64,7 +65,7 @@ def simulate(model: nn.Module, # vector field called as model(t, y)
     check_ts(ts, "simulate")
     check_state(model, y0, "simulate")
     check_budget(max_steps, max_time, "simulate", max_memory)
-    if method in FIXED_STEP_METHODS: check_step_size(float(ts[-1] - ts[0]), step_size, "simulate")
+    if method in _FIXED: check_step_size(float(ts[-1] - ts[0]), step_size, "simulate")
     device = device_of(model)
     if device is not None: y0, ts = y0.to(device), ts.to(device)
     deadline = None if max_time is None else time.perf_counter() + max_time
