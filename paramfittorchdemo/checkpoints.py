@@ -22,7 +22,7 @@ from ._checks import check_path, check_writable
 from .callbacks import History
 
 # %% auto #0
-__all__ = ['save_checkpoint', 'load_checkpoint']
+__all__ = ['save_checkpoint', 'load_checkpoint', 'CheckpointError']
 
 # %% ../nbs/08_checkpoints.ipynb #419e3392
 def _fsync_dir(folder: Path):
@@ -93,6 +93,13 @@ def _set_rng_state(rng: dict, gen: Optional[torch.Generator]):
     kind, keys, pos, has_gauss, cached = rng["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
 
+# %% ../nbs/08_checkpoints.ipynb #3de46e95
+class CheckpointError(OSError):
+    "`train` could not write its checkpoint mid-run; `.history` holds the run so far, and the file keeps the last checkpoint written."
+    def __init__(self, message: str, history: History | None):
+        super().__init__(message)
+        self.history = history
+
 # %% ../nbs/08_checkpoints.ipynb #61aa43a3
 _CHECKPOINT_FORMAT, _CHECKPOINT_VERSION = "paramfittorchdemo.train", 1
 
@@ -105,12 +112,6 @@ def _map_tensors(obj, f):
         return out
     if isinstance(obj, (list, tuple)): return type(obj)(_map_tensors(v, f) for v in obj)
     return obj
-
-class CheckpointError(OSError):
-    "`train` could not write its checkpoint mid-run; `.history` holds the run so far, and the file keeps the last checkpoint written."
-    def __init__(self, message: str, history: History | None):
-        super().__init__(message)
-        self.history = history
 
 class Checkpointer:
     "train's checkpoints: the loop's state at the last epoch boundary, written every `every` epochs, at the end and on Ctrl-C."

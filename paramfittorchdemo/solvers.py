@@ -1078,7 +1078,7 @@ def rhs_traits(model: nn.Module, spec: ParamSpec, theta: torch.Tensor, dim: int)
 _REAL_ONLY = ("scipy_solver",)  # methods that integrate real states only: scipy's solvers refuse complex ones
 
 def solver_jacobian_mode(method: str, # the solver method
-                     mode: str, # the Jacobian mode the model allows: 'complex' or 'central' (see `rhs_traits`)
+                     mode: str, # the Jacobian mode the model allows: 'complex' or 'central' (see rhs_traits)
                     ) -> str:
     "The Jacobian mode as the method allows it too: central differences through a solver that cannot integrate complex states."
     return "central" if mode == "complex" and method in _REAL_ONLY else mode

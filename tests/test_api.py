@@ -22,7 +22,7 @@ PUBLIC = {  # module -> its names in paramfittorchdemo.__all__
     "plotting": ["plot_time_series", "plot_phase_plane", "plot_history", "plot_fit", "plot_residuals", "plot_traces", "plot_profile"],
     "callbacks": ["Callback", "TrainState", "History", "DivergenceError", "PrintLoss", "PlotSnapshots", "ProgressBar", "EarlyStopping",
                   "BestParameters", "TensorBoardLogger", "MLflowLogger"],
-    "checkpoints": ["save_checkpoint", "load_checkpoint"],
+    "checkpoints": ["save_checkpoint", "load_checkpoint", "CheckpointError"],
     "training": ["train"],
     "lm": ["FitWarning"],
     "fitting": ["fit", "FitResult"],
