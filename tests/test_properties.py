@@ -264,6 +264,7 @@ REGISTRY: dict[str, Case] = {
     "FitWarning": Case(None, None, {}, exempt=EXCEPTION),
     "ModelError": Case(None, None, {}, exempt=EXCEPTION),
     "DivergenceError": Case(None, None, {}, exempt=EXCEPTION),
+    "CheckpointError": Case(None, None, {}, exempt=EXCEPTION),
     "solver_options": Case(fn(pf.solver_options), lambda: dict(method="rk4", step_size=0.1, rtol=1e-6, atol=1e-8),
                            dict(method="method", step_size="pos", rtol="pos", atol="pos"), is_a(dict)),
     # ---- models
