@@ -2,7 +2,7 @@
 
 Fits work on tiny tensors, where torch's intra-op thread pool brings no speed and, when other processes compete for the
 cores, makes every operation wait for threads that are not scheduled. The library runs small work on one thread
-(`paramfittorchdemo.solvers.small_work_threads`, threshold `SMALL_WORK`) and restores the thread count afterwards. This
+(`solvers.small_work_threads`, threshold `SMALL_WORK` in `solvers.explicit`) and restores the thread count afterwards. This
 script times the same calls with that policy switched off (torch's default threads) and on, first on an idle machine, then
 with one busy process per core running beside them, and prints the ratios, and the memory of each row's timed calls (both
 thread settings; benchmarks/peak.py).
@@ -21,7 +21,7 @@ import time
 
 import torch
 
-import paramfittorchdemo.solvers as solvers
+import paramfittorchdemo.solvers.explicit as solvers  # the file that holds SMALL_WORK
 from paramfittorchdemo import (HybridODE, LotkaVolterra, NeuralDiffEq, VDP, create_sim_dataset, estimate, fit, load_lynx_hare,
                                Param, train)
 

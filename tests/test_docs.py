@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NBS = ROOT / "nbs"
 TUTORIALS = sorted((NBS / "tutorials").glob("*.ipynb"))
 # the module notebooks: the API pages, committed with their examples' outputs
-MODULE_NBS = sorted(p for p in NBS.glob("[0-9][0-9]_*.ipynb"))
+MODULE_NBS = sorted(p for p in NBS.glob("[0-9][0-9]*_*.ipynb"))  # 02_solvers, and the files of its package: 02a_explicit, ...
 # the module notebook executed end to end: small and fast (a few seconds), and it draws figures
 EXECUTED_NB = NBS / "06_plotting.ipynb"
 

@@ -18,8 +18,9 @@ from torchdiffeq import odeint
 
 from paramfittorchdemo import (DivergenceError, FunctionODE, NeuralDiffEq, ODEBlock, VDP, create_sim_dataset, fit, simulate, train)
 from paramfittorchdemo._checks import MAX_MEMORY
-from paramfittorchdemo.solvers import (GRAPH_TENSOR_BYTES, PLAN_PIECE, MLPAdjoint, SolverError, SolveStats, _GraphMemory, _PLANS,
-                                       _rk4_plan, _rk4_steps, _whole_plan, dopri5, integrate, rk4)
+from paramfittorchdemo.solvers.explicit import (GRAPH_TENSOR_BYTES, PLAN_PIECE, MLPAdjoint, SolverError, SolveStats, _GraphMemory, _PLANS,
+                                                _rk4_plan, _rk4_steps, _whole_plan, dopri5, rk4)
+from paramfittorchdemo.solvers import integrate
 
 f64 = dict(dtype=torch.float64)
 

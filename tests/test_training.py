@@ -207,6 +207,7 @@ def test_data_follow_the_model_device(vdp_data, monkeypatch):
         calls.append((y0.real.dtype, ts.dtype, y0.device))
         return orig(f, y0, ts, *a, **kw)
     monkeypatch.setattr(so, "integrate", spy)
+    monkeypatch.setattr(so.sensitivities, "integrate", spy)  # the population solves (complex-step gradients) call it from there
     monkeypatch.setattr(tr, "integrate", spy)
     adjoint_calls = []
     orig_adj = so.MLPAdjoint.loss_and_grad
@@ -267,7 +268,7 @@ def test_adjoint_is_used_only_where_it_applies(nde_data, monkeypatch):
     assert _LossGrad(frozen, "rk4", kw, 2).mode == "autograd"
     h = train(frozen, nde_data, epochs=2, show_every=None, seed=0)
     assert h.epochs == 2 and frozen.ann[0].weight.grad is None
-    import paramfittorchdemo.solvers as so
+    import paramfittorchdemo.solvers.explicit as so
     monkeypatch.setattr(so, "_MLP_MAX_ELEMENTS", 10)  # too large for the adjoint's arrays: autograd, same result
     torch.manual_seed(1); m1 = NeuralDiffEq(2).double()
     train(m1, nde_data, epochs=2, show_every=None, seed=0)
