@@ -37,6 +37,7 @@ class History:
     params: dict = field(default_factory=dict) # parameter name -> value after each epoch (models with at most MAX_TRACKED scalars)
     seconds: float = 0.0 # wall time of the loop
     stop_reason: str = "" # "completed", "early stop" (a callback), "interrupted" (Ctrl-C) or "diverged: ..."
+    solver: str = "" # the method train solved with; with method='auto', which one it chose and why
 
     @property
     def epochs(self) -> int:
@@ -44,8 +45,9 @@ class History:
         return len(self.loss)
 
     def to_dict(self) -> dict:
-        "The history as plain Python (inf and NaN as the strings of `to_plain`): loss, params, seconds, stop_reason, epochs."
-        return to_plain(dict(loss=self.loss, params=self.params, seconds=self.seconds, stop_reason=self.stop_reason, epochs=self.epochs))
+        "The history as plain Python (inf and NaN as the strings of `to_plain`): loss, params, seconds, stop_reason, solver, epochs."
+        return to_plain(dict(loss=self.loss, params=self.params, seconds=self.seconds, stop_reason=self.stop_reason, solver=self.solver,
+                             epochs=self.epochs))
 
     def to_dataframe(self):
         "One row per epoch: epoch, loss and each tracked parameter (needs pandas)."

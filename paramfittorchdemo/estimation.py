@@ -1169,6 +1169,7 @@ def _result(done: _Outcome, s: _Settings, log: _Log, model: nn.Module) -> Estima
     ic_names = _ic_names(s.model, p.obs, p.direct, y0.shape[-1])
     unc = _uncertainty(res, fit, fnames, ic_names)
     status, message = _stop(done, s)
+    if log.stats.switch: message += f"; {log.stats.switch}"  # method='auto' handed work to an implicit one
     if done.steps[0] == 0 and status != "converged":
         warnings.warn(f"estimate of {type(s.model).__name__} ended where it started: {message}", FitWarning, stacklevel=3)
     if unc.identifiability:
@@ -1268,7 +1269,7 @@ def estimate(model: nn.Module, # the ODE model; its fitted parameters are writte
              horizons="auto", # growing horizons: fractions of each trajectory's duration fitted in turn ('auto': 1/8, 1/4, 1/2; None: no)
              starts: int | torch.Tensor | None = None, # several starts: a number (random, around the starting values) or (K, n_free) values
              seed: int = 0, # for the random starts
-             method: str = "dopri5", # solver
+             method: str = "auto", # solver: 'auto' (dopri5, implicit where stiff), or a named one
              rtol: float = RTOL, atol: float = ATOL, # its tolerances
              step_size: float | None = None, # grid step of a fixed-step solver
              max_iter: int = _LM_MAX_ITER, xtol: float = _LM_XTOL, ftol: float = _LM_FTOL, # Levenberg-Marquardt limits, as in fit

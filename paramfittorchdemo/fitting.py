@@ -269,7 +269,7 @@ class _FitRun:
         pred, J, alive = solve_with_jacobian(self.work, self.spec, theta, self.y0, self.ts[:n], self.method, self.step_size, rtol, atol,
                                              self.mode, self.bc, stats=self.stats, bound=self.bound, max_steps=steps,
                                              first_step=self.first.get(rtol), deadline=self.deadline)
-        if theta.shape[0] == 1 and self.method == "dopri5" and self.stats.first_step: self.first[rtol] = self.stats.first_step
+        if theta.shape[0] == 1 and self.method in ("dopri5", "auto") and self.stats.first_step: self.first[rtol] = self.stats.first_step
         k = theta.shape[0]
         return (pred - self.Y[:, :n]).reshape(k, -1), J.reshape(k, self.spec.size, -1).transpose(1, 2), alive
 
@@ -308,7 +308,8 @@ class _FitRun:
 
     def result(self, optimizer: str, out: _Outcome) -> FitResult:
         "The FitResult, with the model's (fitted) parameters."
-        return FitResult(params=param_dict(self.model), loss=out.loss, converged=out.status == "converged", message=out.message,
+        message = out.message + (f"; {self.stats.switch}" if self.stats.switch else "")  # method='auto' handed work to an implicit one
+        return FitResult(params=param_dict(self.model), loss=out.loss, converged=out.status == "converged", message=message,
                          iterations=out.iterations, seconds=time.perf_counter() - self.t_start, stats=self.stats, history=self.history,
                          optimizer=optimizer, jacobian=out.jacobian, starts=out.starts, compile_seconds=out.compile_seconds,
                          status=out.status, n_data=self.Y.numel(), **out.errors)
@@ -497,7 +498,7 @@ def fit(model: nn.Module, # model whose trainable parameters are fitted (updated
         data: SimODEData, # trajectories on one shared time grid
         *,
         optimizer: str = "auto", # 'lm', 'lbfgs', 'adam-lbfgs'; 'auto': 'lm' up to 100 parameters, else 'adam-lbfgs'
-        method: str = "dopri5", # solver: 'dopri5' or 'rk4' natively, any torchdiffeq method otherwise
+        method: str = "auto", # solver: 'auto' (dopri5, implicit where stiff), 'dopri5', 'rk4', 'rodas5p', 'rodas4'; or torchdiffeq's
         rtol: float = RTOL, # relative tolerance of an adaptive solver
         atol: float = ATOL, # absolute tolerance of an adaptive solver
         step_size: float | None = None, # grid step of a fixed-step solver

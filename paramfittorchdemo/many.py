@@ -115,7 +115,7 @@ def _groups(datasets: list) -> list: # lists of dataset indices that can be solv
 @dataclass
 class _Options:
     "fit_many's options, as one record that travels to each chunk (and to Ray workers)."
-    method: str = "dopri5"
+    method: str = "auto"
     rtol: float = RTOL
     atol: float = ATOL
     step_size: float | None = None
@@ -513,7 +513,7 @@ def fit_many(model: nn.Module, # the model: its structure, and its parameter val
              starts: torch.Tensor | None = None, # (D, P) a start per dataset, or (D, K, P) K starts each (the best one is kept)
              params: dict | None = None, # name -> Param (start, bounds, fixed=True), a number (its start) or None, as in estimate
              weights=None, # per-state multipliers of the squared residuals, (state,); None: equal
-             method: str = "dopri5", # solver: 'dopri5' or 'rk4' natively, any torchdiffeq method otherwise
+             method: str = "auto", # solver: 'auto' (dopri5, implicit where stiff), 'dopri5', 'rk4', 'rodas5p', 'rodas4'; or torchdiffeq's
              rtol: float = RTOL, atol: float = ATOL, # tolerances of an adaptive solver
              step_size: float | None = None, # grid step of a fixed-step solver
              dtype: torch.dtype | None = torch.float64, # arithmetic of the fits (None: the model's own dtype)

@@ -11,9 +11,11 @@ import time
 import torch
 from torch import nn
 
-from ._checks import (MAX_MEMORY, SIM_MAX_STEPS, as_scalar, check_budget, check_flag, check_module, check_number, check_rhs,
-                                      check_state, check_step_size, check_tolerances, check_ts, device_of, moved_names)
-from .solvers import FIXED_STEP_METHODS as _FIXED, SolverError, rhs_work, small_work_threads, solver_options, torchdiffeq_solve
+from ._checks import (MAX_MEMORY, SIM_ATOL, SIM_MAX_STEPS, SIM_RTOL, as_scalar, check_budget, check_flag, check_module,
+                                      check_number, check_rhs, check_state, check_step_size, check_tolerances, check_ts, device_of,
+                                      moved_names)
+from .solvers import (FIXED_STEP_METHODS as _FIXED, IMPLICIT_METHODS, SolveStats, SolverError, integrate, rhs_work,
+                                      small_work_threads, solver_options, torchdiffeq_auto, torchdiffeq_solve)
 # (FIXED_STEP_METHODS under another name: the 0.1.0 name models.FIXED_STEP_METHODS is served with a DeprecationWarning below)
 
 # %% auto #0
@@ -50,7 +52,7 @@ def simulate(model: nn.Module, # vector field called as model(t, y)
              y0: torch.Tensor, # initial states, (batch, state); any leading batch shape works
              ts: torch.Tensor, # time points, (time,), strictly increasing; ts[0] is the time of y0
              *,
-             method: str = "dopri5", # torchdiffeq method name
+             method: str = "auto", # 'auto' (dopri5, implicit where stiff), an implicit 'rodas5p' or 'rodas4', or a torchdiffeq method
              step_size: float | None = None, # step of a fixed-grid method
              rtol: float | None = None, # relative tolerance of an adaptive method (torchdiffeq's default 1e-7)
              atol: float | None = None, # absolute tolerance of an adaptive method (torchdiffeq's default 1e-9)
@@ -72,11 +74,16 @@ def simulate(model: nn.Module, # vector field called as model(t, y)
     try:
         with small_work_threads(rhs_work(model, y0.numel(), y0.shape[-1]), y0.device), blame_model(model, "simulate"):
             check_rhs(model, ts[0], y0, "simulate")  # once, before the solver: a wrong output is refused here, not broadcast
+            if method == "auto":  # torchdiffeq's dopri5 at its own tolerances, an implicit method where that is stiff
+                return torchdiffeq_auto(model, y0, ts, rtol or SIM_RTOL, atol or SIM_ATOL, max_steps, deadline, max_memory, SolveStats())
+            if method in IMPLICIT_METHODS:
+                return integrate(model, y0, ts, method, rtol=rtol or SIM_RTOL, atol=atol or SIM_ATOL, max_steps=max_steps,
+                                 deadline=deadline, max_memory=max_memory)
             return torchdiffeq_solve(model, y0, ts, method, step_size, rtol, atol, max_steps, deadline,
                                      max_memory=max_memory)  # (batch, time, state)
     except SolverError as e:
-        advice = (" Simulate it with method='scipy_solver' (LSODA, which switches to an implicit method where the problem is stiff),"
-                  " or rescale the model so that its fast mode is not resolved." if e.stiff else
+        advice = (" Simulate it with method='auto' (the default, which hands a stiff problem to an implicit method) or the implicit "
+                  "method='rodas5p'." if e.stiff else
                   " Raise max_steps or max_time if the solution really needs that many steps." if e.kind in ("steps", "time") else "")
         raise SolverError(f"simulate of {type(model).__name__}: {e}{advice}", e.kind, e.t, e.stiff) from None
 

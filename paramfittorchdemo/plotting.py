@@ -83,7 +83,7 @@ def _curves(true_model, fit_model, y0, time_range, caller: str, n: int = 1000):
         dev = device_of(model)  # simulate moves the states to the model's device; so does the check
         t, y = (ts[0], y0[None]) if dev is None else (ts[0].to(dev), y0[None].to(dev))
         with blame_model(model, caller): check_rhs(model, t, y, caller, name)
-        ys = simulate(model, y0[None], ts, method="dopri5")[0].detach().cpu()  # (time, state)
+        ys = simulate(model, y0[None], ts)[0].detach().cpu()  # (time, state)
         out.append((label, ys, style))
     return ts, out
 

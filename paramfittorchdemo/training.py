@@ -19,8 +19,9 @@ from .callbacks import (MAX_TRACKED, Callback, DivergenceError, History, PlotSna
 from .checkpoints import CheckpointError, Checkpointer
 from .data import SimODEData
 from .models import blame_model, param_dict
-from .solvers import (FIXED_STEP_METHODS, NATIVE_METHODS, MLPAdjoint, ParamSpec, SolveStats, SolverError, integrate, mlp_layers, rhs_traits,
-                      rhs_work, small_work_threads, solve_with_jacobian, solver_options)
+from .solvers import (FIXED_STEP_METHODS, NATIVE_METHODS, MLPAdjoint, ParamSpec, SolveStats, SolverError, fastest_rates,
+                                      implicit_method, integrate, mlp_layers, rhs_traits, rhs_work, small_work_threads, solve_with_jacobian,
+                                      solver_options)
 
 # %% auto #0
 __all__ = ['train']
@@ -100,7 +101,7 @@ def _check_train_args(model, data, lr, epochs, batch_size, method, step_size, sh
     check_budget(max_steps, max_time, "train", max_memory)
     check_number(show_every, "show_every", "train", integer=True, positive=True, allow_none=True)
     check_number(save_plots_every, "save_plots_every", "train", integer=True, positive=True, allow_none=True)
-    fixed = method in FIXED_STEP_METHODS
+    fixed = method in FIXED_STEP_METHODS or method == "auto"  # 'auto' keeps the step of the post's rk4 (see `_train_method`)
     if fixed: check_number(step_size, "step_size", "train", positive=True, allow_none=True)
     solver_options(method, step_size if fixed else None, kwargs.get("rtol"), kwargs.get("atol"))  # refuses bad choices early
     check_tolerances(kwargs.get("rtol"), kwargs.get("atol"), "train")
@@ -110,6 +111,23 @@ def _check_train_args(model, data, lr, epochs, batch_size, method, step_size, sh
                          f"'dopri5' (fit(..., method={method!r}) works: it needs no gradients through the solver).")
     return dict(step_size=step_size if fixed else None, rtol=kwargs.get("rtol", SIM_RTOL), atol=kwargs.get("atol", SIM_ATOL),
                 max_steps=max_steps, max_memory=max_memory)
+
+_STIFF_RK4 = 2.5  # |lambda| step_size beyond which rk4 on a fixed grid is unstable (its stability limit on the negative axis: 2.79)
+
+def _train_method(model: nn.Module, data: SimODEData, method: str, kw: dict) -> tuple: # (method, solver options, the choice in words)
+    """method='auto' made concrete for a run: the post's rk4 at its step_size (dopri5, switching per solve, without a step_size), unless
+    the model is stiff at the data's first states for that step (its fastest decaying mode times step_size above 2.5), where rk4 would
+    blow up: then an implicit method."""
+    if method != "auto": return method, kw, method
+    if kw["step_size"] is None: return "auto", kw, "auto: dopri5, with the groups it finds stiff handed to an implicit method"
+    ts, Y = data.tensors()
+    p = next(p for p in model.parameters() if p.requires_grad)
+    with blame_model(model, "train"): rate = float(fastest_rates(model, ts[0].to(p.device, p.dtype), Y[:, 0].to(p.device, p.dtype)).max())
+    if rate*kw["step_size"] <= _STIFF_RK4: return "rk4", kw, f"auto: rk4 with step_size={kw['step_size']:g}"
+    implicit = implicit_method(kw["rtol"])
+    return implicit, {**kw, "step_size": None}, (
+        f"auto: {implicit} instead of rk4: the model is stiff at the data's first states (its fastest mode decays at a rate of about "
+        f"{rate:.3g}, so rk4 with step_size={kw['step_size']:g} would be unstable)")
 
 def _check_checkpoint_args(checkpoint, checkpoint_every, resume):
     "train's checkpoint options, checked before any work."
@@ -267,7 +285,7 @@ def train(model: torch.nn.Module, # Model to train
           lr: float = 1e-2, # learning rate for the Adam optimizer
           epochs: int = 10, # Number of epochs to train for
           batch_size: int = 5, # Batch size for training
-          method = 'rk4', # ODE solver to use
+          method = 'auto', # ODE solver: 'auto' is the post's rk4 at step_size unless the model is stiff there; or any method name
           step_size: float = 0.10, # for fixed diffeq solver set the step size
           show_every: int = 10, # How often to print the loss function message (None: never)
           save_plots_every: Union[int,None] = None, # save a plot of the fit, to disable make this None
@@ -291,7 +309,9 @@ def train(model: torch.nn.Module, # Model to train
     if seed is not None and not -2**63 <= check_number(seed, "seed", "train", integer=True, strict=True) < 2**64:
         raise ValueError(f"train needs seed between -2**63 and 2**64 - 1, got {seed}.")
     hooks = _train_callbacks(show_every, save_plots_every, plot_dir, model_name, callbacks)
-    loop = _TrainLoop(model, data, lr, batch_size, method, solver_kw, seed, hooks)
+    solver, solver_kw, choice = _train_method(model, data, method, solver_kw)
+    loop = _TrainLoop(model, data, lr, batch_size, solver, solver_kw, seed, hooks)
+    loop.history.solver, loop.options["method"] = choice, method  # a checkpoint records the method asked for
     loop.start_at(epochs, checkpoint, checkpoint_every, resume)
     return loop.run(epochs, max_time)
 

@@ -247,9 +247,9 @@ def test_sim_dataset_solver_failure_names_the_model():
 
 
 def test_sim_dataset_has_a_step_budget_and_names_stiffness():
-    with pytest.raises(SolverError, match="create_sim_dataset: simulating VDP.*looks stiff.*scipy_solver") as e:
+    with pytest.raises(SolverError, match="create_sim_dataset: simulating VDP.*looks stiff.*method='auto'") as e:
         create_sim_dataset(VDP(1000.0), torch.linspace(0, 3000, 5), initial_conditions_default=torch.tensor([2.0, 0.0]),
-                           num_samples=1, max_steps=300)
+                           num_samples=1, max_steps=300, method="dopri5")
     assert e.value.stiff and e.value.kind == "steps"
     with pytest.raises(SolverError, match="ran out of time"):
         create_sim_dataset(VDP(1000.0), torch.linspace(0, 3000, 5), initial_conditions_default=torch.tensor([2.0, 0.0]),

@@ -12,7 +12,7 @@ LAYERS = ["_checks", "observations", "solvers", "models", "hybrid", "data", "plo
           "fitting", "estimation", "discovery", "cli", "many"]
 # the files of a subpackage, bottom to top; its __init__ (the layer's notebook, NN_<layer>.ipynb) re-exports them, and their notebooks
 # are NNa_<file>.ipynb, NNb_<file>.ipynb, ... in this order (a letter may be skipped, for a file still to come)
-SUBLAYERS = {"solvers": {"explicit": "a", "entry": "c", "sensitivities": "d"}}
+SUBLAYERS = {"solvers": {"explicit": "a", "implicit": "b", "entry": "c", "sensitivities": "d"}}
 
 
 def _source(mod: str) -> Path:

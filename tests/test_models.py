@@ -4,6 +4,7 @@ import pytest
 import torch
 from torchdiffeq._impl.odeint import SOLVERS
 
+from paramfittorchdemo.solvers import IMPLICIT_METHODS
 from paramfittorchdemo import (ADAPTIVE_METHODS, FIXED_STEP_METHODS, Lorenz, LotkaVolterra, NeuralDiffEq, VDP,
                                param_dict, simulate, solver_options)
 
@@ -16,7 +17,8 @@ def lv_invariant(ys, m):
 
 
 def test_method_lists_cover_torchdiffeq():
-    assert set(FIXED_STEP_METHODS) | set(ADAPTIVE_METHODS) == set(SOLVERS)
+    assert set(FIXED_STEP_METHODS) | set(ADAPTIVE_METHODS) == set(SOLVERS) | {"auto", *IMPLICIT_METHODS}
+    assert not set(SOLVERS) & {"auto", *IMPLICIT_METHODS}  # torchdiffeq's own methods, and the library's beside them
 
 
 @pytest.mark.parametrize("model", [VDP(0.5), LotkaVolterra(), Lorenz(), NeuralDiffEq(3)])

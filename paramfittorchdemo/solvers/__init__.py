@@ -6,10 +6,11 @@
 __all__ = []
 
 # %% ../../nbs/02_solvers.ipynb #f6899d4a
-from . import entry, explicit, sensitivities
+from . import entry, explicit, implicit, sensitivities
 from .explicit import *
+from .implicit import *
 from .entry import *
 from .sensitivities import *
 
 # %% ../../nbs/02_solvers.ipynb #30a500a5
-__all__ = [*explicit.__all__, *entry.__all__, *sensitivities.__all__]  # the package's names: each file's public ones
+__all__ = [*explicit.__all__, *implicit.__all__, *entry.__all__, *sensitivities.__all__]  # the package's names: each file's public ones

@@ -8,16 +8,78 @@ from __future__ import annotations
 import torch
 
 from .._checks import ATOL, MAX_MEMORY, MAX_STEPS, RTOL
-from .explicit import SolveStats, _one_budget, _rk4_budget, dopri5, rk4, torchdiffeq_solve
+from .explicit import (IMPLICIT_METHODS, SolveStats, SolverError, _one_budget, _rk4_budget, dopri5, rk4,
+                                                torchdiffeq_solve)
+from .implicit import rosenbrock
 
 # %% auto #0
-__all__ = ['integrate']
+__all__ = ['implicit_method', 'torchdiffeq_auto', 'integrate']
+
+# %% ../../nbs/02c_entry.ipynb #17fcba1a
+def implicit_method(rtol: float) -> str:
+    "The implicit method method='auto' hands stiff groups to: rodas5p for tight tolerances, rodas4 (cheaper per step) for loose ones."
+    return "rodas5p" if rtol < 1e-5 else "rodas4"
+
+def _merge(stats: SolveStats, sub: SolveStats, idx: list):
+    "Add the implicit sub-solve `sub` of the groups `idx` to `stats`: its work, and whether each of those groups survived."
+    stats.nfe += sub.nfe; stats.steps += sub.steps; stats.rejected += sub.rejected
+    stats.jacobians += sub.jacobians; stats.factorizations += sub.factorizations
+    if stats.alive is not None and sub.alive is not None:
+        alive = list(stats.alive)
+        for g, a in zip(idx, sub.alive if len(sub.alive) == len(idx) else sub.alive*len(idx)): alive[g] = a
+        stats.alive = alive
+    if stats.group_steps is not None: stats.group_steps = stats.group_steps.clone(); stats.group_steps[idx] += sub.steps
+    if sub.failure: stats.failure = sub.failure
+
+def _auto(f, y0, ts, rtol, atol, groups, max_steps, stats: SolveStats, bound, own_steps, first_step, deadline, drop_slow, max_memory,
+          defer: bool):
+    """method='auto': dopri5, which hands the groups it finds stiff to an implicit method (`implicit_method`); they are solved again with
+    it from the start, unless `defer` (the caller solves them: `solvers.sensitivities`, which knows each group's parameters). Here f is
+    any function of the whole batch, which may tie a group to its place (parameters of shape (groups, 1)), so the implicit method solves
+    every group and only the results of those handed over are taken."""
+    stats.switched = None
+    ys = dopri5(f, y0, ts, rtol=rtol, atol=atol, groups=groups, max_steps=max_steps, stats=stats, bound=bound, own_steps=own_steps,
+                first_step=first_step, deadline=deadline, drop_slow=drop_slow, max_memory=max_memory, switch=True)
+    if not (stats.switched and any(stats.switched)) or defer: return ys
+    idx, method, sub = [g for g, s in enumerate(stats.switched) if s], implicit_method(rtol), SolveStats()
+    budget = _one_budget(max_steps[idx] if isinstance(max_steps, torch.Tensor) else max_steps)
+    kw = dict(rtol=rtol, atol=atol, method=method, max_steps=budget, stats=sub, bound=bound, deadline=deadline, max_memory=max_memory)
+    stats.switch += f"; {method} solved {'them' if len(idx) > 1 else 'it'}"
+    out = rosenbrock(f, y0, ts, groups=groups, **kw)
+    if groups is None or len(stats.switched) == 1:
+        _merge(stats, sub, idx)
+        return out
+    sub.alive = [sub.alive[g] for g in idx]
+    _merge(stats, sub, idx)
+    index = torch.tensor(idx, device=y0.device)
+    return ys.index_copy(0, index, out.index_select(0, index))
+
+def torchdiffeq_auto(f, y0, ts, rtol, atol, max_steps: int, deadline, max_memory, stats: SolveStats) -> torch.Tensor:
+    """method='auto' for `simulate`: torchdiffeq's dopri5, as the blog post solves, so that every problem that is not stiff gives the same
+    numbers; where it is held at its stability limit, the stiff batch elements go to an implicit method and the others back to dopri5."""
+    stats.switched = None
+    try:
+        return torchdiffeq_solve(f, y0, ts, "dopri5", None, rtol, atol, max_steps, deadline, stats=stats, max_memory=max_memory,
+                                 switch=True)
+    except SolverError as e:
+        if e.kind == "steps" and e.stiff: e.mask = torch.ones((), dtype=torch.bool, device=y0.device)  # stiff before the first look
+        elif e.kind != "stiff": raise
+        mask = e.mask.expand(y0.shape[:-1]).reshape(-1)
+    flat, method = y0.reshape(-1, y0.shape[-1]), implicit_method(rtol)
+    out = torch.empty(flat.shape[0], len(ts), flat.shape[1], dtype=y0.dtype, device=y0.device)
+    out[mask] = rosenbrock(f, flat[mask], ts, rtol=rtol, atol=atol, method=method, max_steps=max_steps, stats=stats, deadline=deadline,
+                           max_memory=max_memory)
+    if not mask.all(): out[~mask] = torchdiffeq_auto(f, flat[~mask], ts, rtol, atol, max_steps, deadline, max_memory, stats)
+    stats.switched = mask.tolist()
+    stats.switch = (f"dopri5 handed {int(mask.sum())} of {len(mask)} trajectories to {method}: held at its stability limit by a fast "
+                    f"decaying mode, the problem is stiff there")
+    return out.reshape(*y0.shape[:-1], len(ts), y0.shape[-1])
 
 # %% ../../nbs/02c_entry.ipynb #5851fb0d
 def integrate(f, # right-hand side f(t, y)
               y0: torch.Tensor, # initial states, (..., state)
               ts: torch.Tensor, # output times, (time,)
-              method: str = "dopri5", # 'rk4' or 'dopri5' natively; any other torchdiffeq method through torchdiffeq
+              method: str = "dopri5", # 'auto', 'rk4', 'dopri5', the implicit 'rodas5p' and 'rodas4' natively; others via torchdiffeq
               step_size: float | None = None, # grid step of a fixed-step method
               rtol: float = RTOL, # relative tolerance of an adaptive method
               atol: float = ATOL, # absolute tolerance of an adaptive method
@@ -30,12 +92,16 @@ def integrate(f, # right-hand side f(t, y)
               deadline: float | None = None, # time.perf_counter() value after which an adaptive solve stops with a SolverError
               drop_slow: bool = True, # dopri5 with own steps per group: drop groups far slower than the rest (see dopri5)
               max_memory: float | None = MAX_MEMORY, # bytes autograd may keep for the gradient (a SolverError beyond it); None: no limit
+              defer: bool = False, # 'auto': leave the groups handed to an implicit method as NaN (stats.switched), for the caller to solve
              ) -> torch.Tensor: # states at `ts`, (..., time, state)
     "Integrate with the lean native solvers where available, torchdiffeq otherwise; every solve has a step and a memory budget."
     if len(ts) == 1:  # nothing to integrate: the output is the initial state
         if stats is not None: stats.solves += 1; stats.alive = None
         return y0.unsqueeze(-2)
-    if method != "dopri5": max_steps = _one_budget(max_steps)  # only dopri5's groups with own steps keep a budget each
+    if method not in ("dopri5", "auto"): max_steps = _one_budget(max_steps)  # only dopri5's groups with own steps keep a budget each
+    if method == "auto":
+        stats = stats if stats is not None else SolveStats()
+        return _auto(f, y0, ts, rtol, atol, groups, max_steps, stats, bound, own_steps, first_step, deadline, drop_slow, max_memory, defer)
     if method == "rk4":
         n = _rk4_budget(ts, step_size, max_steps)
         if stats is not None: stats.solves += 1; stats.nfe += 4*n; stats.steps += n; stats.alive = None
@@ -43,5 +109,8 @@ def integrate(f, # right-hand side f(t, y)
     if method == "dopri5":
         return dopri5(f, y0, ts, rtol=rtol, atol=atol, groups=groups, max_steps=max_steps, stats=stats, bound=bound, own_steps=own_steps,
                       first_step=first_step, deadline=deadline, drop_slow=drop_slow, max_memory=max_memory)
+    if method in IMPLICIT_METHODS:
+        return rosenbrock(f, y0, ts, rtol=rtol, atol=atol, method=method, groups=groups, max_steps=max_steps, stats=stats, bound=bound,
+                          first_step=first_step, deadline=deadline, max_memory=max_memory)
     if stats is not None: stats.solves += 1
     return torchdiffeq_solve(f, y0, ts, method, step_size, rtol, atol, max_steps, deadline, stats=stats, max_memory=max_memory)

@@ -19,13 +19,14 @@ from torch import nn
 from .._checks import ATOL, MAX_STEPS, RTOL
 
 # %% auto #0
-__all__ = ['FIXED_STEP_METHODS', 'ADAPTIVE_METHODS', 'GRAPH_TENSOR_BYTES', 'PLAN_PIECE', 'NATIVE_METHODS', 'SMALL_WORK',
-           'solver_options', 'rk4', 'SolverError', 'SolveStats', 'dopri5', 'rhs_work', 'small_work_threads',
-           'torchdiffeq_solve', 'mlp_layers', 'MLPAdjoint']
+__all__ = ['FIXED_STEP_METHODS', 'IMPLICIT_METHODS', 'ADAPTIVE_METHODS', 'GRAPH_TENSOR_BYTES', 'PLAN_PIECE', 'NATIVE_METHODS',
+           'SMALL_WORK', 'solver_options', 'rk4', 'SolverError', 'SolveStats', 'dopri5', 'rhs_work',
+           'small_work_threads', 'fastest_rates', 'torchdiffeq_solve', 'mlp_layers', 'MLPAdjoint']
 
 # %% ../../nbs/02a_explicit.ipynb #19db9ba9
 FIXED_STEP_METHODS = ("euler", "midpoint", "heun2", "heun3", "rk4", "explicit_adams", "implicit_adams", "fixed_adams")
-ADAPTIVE_METHODS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun", "scipy_solver")
+IMPLICIT_METHODS = ("rodas5p", "rodas4")  # the Rosenbrock methods of solvers.implicit, for stiff problems
+ADAPTIVE_METHODS = ("auto", "dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun", "scipy_solver") + IMPLICIT_METHODS
 
 # %% ../../nbs/02a_explicit.ipynb #94bf76fb
 def solver_options(method: str = "dopri5", # torchdiffeq method name
@@ -228,6 +229,10 @@ class SolveStats:
     nfe: int = 0 # right-hand-side evaluations
     steps: int = 0 # accepted steps
     rejected: int = 0 # rejected steps
+    jacobians: int = 0 # Jacobians of the right-hand side (implicit methods)
+    factorizations: int = 0 # LU factorizations (implicit methods: one per step tried)
+    switched: list | None = None # per group of the last solve with method='auto': True where an implicit method took over
+    switch: str = "" # where and why method='auto' switched, in words
     alive: list | None = None # per group of the last solve: False where the group was dropped
     first_step: float | None = None # the first accepted step of the last (ungrouped dopri5) solve
     group_steps: torch.Tensor | None = None # steps tried per group of the last solve with a step size per group, (G,)
@@ -357,16 +362,22 @@ _UNDERFLOW = ("the step size underflowed: the solution changes faster than any s
 
 class _Groups:
     "The groups of a solve with shared steps that are still alive; dropping some, and stopping the solve when none is left."
-    def __init__(self, groups: int | None, stats: SolveStats):
-        self.groups, self.stats, self.alive = groups, stats, [True]*(groups or 1)
+    def __init__(self, groups: int | None, stats: SolveStats, method: str = "dopri5"):
+        self.groups, self.stats, self.alive, self.method = groups, stats, [True]*(groups or 1), method
 
     def drop(self, bad, t: float, why: str, kind: str, stiff: bool = False):
         "Drop the groups `bad`; without groups (or when none is left) stop with a SolverError."
-        msg = f"dopri5 stopped at t={t:.6g}: {why}"
+        msg = f"{self.method} stopped at t={t:.6g}: {why}"
         self.stats.failure = msg
         if self.groups is None: raise SolverError(msg + ".", kind, t, stiff)
         for g in bad: self.alive[g] = False
         if not any(self.alive): raise SolverError(msg + " in every group.", kind, t, stiff)
+
+    def switch(self, bad, t: float, why: str):
+        "Hand the groups `bad` over to an implicit method (method='auto'): they leave this solve, which is not a failure."
+        if self.stats.switched is None: self.stats.switched = [False]*len(self.alive)
+        for g in bad: self.alive[g], self.stats.switched[g] = False, True
+        self.stats.switch = f"{self.method} handed {len(bad)} of {len(self.alive)} group(s) to an implicit method at t={t:.4g}: {why}"
 
     def stop(self, t: float, why: str, kind: str, stiff: bool = False):
         "Stop the whole solve with a SolverError."
@@ -428,11 +439,12 @@ def dopri5(f, # right-hand side f(t, y) -> dy/dt
            deadline: float | None = None, # time.perf_counter() value after which the solve stops with a SolverError
            drop_slow: bool = True, # own steps: drop groups far slower than the rest (starts of one problem; False: separate problems)
            max_memory: float | None = None, # bytes autograd may keep for the gradient (a SolverError beyond it); None: no limit
+           switch: bool = False, # method='auto': stiff groups leave the solve (NaN), listed in stats.switched, for an implicit method
           ) -> torch.Tensor: # states at `ts`, (..., time, state)
     "Dormand-Prince 5(4) with error control and 4th-order dense output at the output times."
     stats = stats if stats is not None else SolveStats()
     if own_steps and groups and groups > 1 and getattr(f, "autonomous", False):
-        return _dopri5_grouped(f, y0, ts, rtol, atol, groups, max_steps, stats, bound, deadline, drop_slow, max_memory)
+        return _dopri5_grouped(f, y0, ts, rtol, atol, groups, max_steps, stats, bound, deadline, drop_slow, max_memory, switch)
     tl, rhs, T, max_steps = ts.tolist(), _fast_rhs(f), _stage_times(f, y0.real.dtype, y0.device), _one_budget(max_steps)
     G, t, t_end, y, live = groups or 1, tl[0], tl[-1], y0, _Groups(groups, stats)
     k1, ya = rhs(T(t), y), _error_scale(y, rtol, atol)  # ya: the error scale of the current state
@@ -441,7 +453,7 @@ def dopri5(f, # right-hand side f(t, y) -> dy/dt
     hmin = _TINY*max(1.0, abs(t_end))
     covering, owner, j, steps, rejected, first = [], [], 1, 0, 0, None  # steps that pass output times, and which covers which
     hh, ks, y6, y1 = h, None, None, None  # the last step tried (for the stiffness estimate when the budget runs out)
-    mem = _GraphMemory(max_memory)
+    mem, watch = _GraphMemory(max_memory), _StiffWatch(G, y0.device) if switch else None
     while j < len(tl):
         if stop := _out_of_budget(steps + rejected, max_steps, deadline):
             st = _stiffness(hh, ks, y6, y1) if steps + rejected else float("nan")
@@ -464,12 +476,19 @@ def dopri5(f, # right-hand side f(t, y) -> dy/dt
             j = j1
         if first is None: first = hh
         t, y, ya, k1, steps = t_new, y1, y1a, ks[6], steps + 1
+        if watch is not None and steps % _SWITCH_EVERY == 0 and j < len(tl):
+            alive = torch.tensor(live.alive, device=y0.device)
+            if (bad := watch.check(hh, ks, y6, y1, t, t_end, alive, G)).any():
+                live.switch(bad.nonzero().flatten().tolist(), t, watch.words)
+                if not any(live.alive): break
         if steps % 64 == 0 and j < len(tl) and steps + rejected + (t_end - t)/hh > max_steps:
             st = _stiffness(hh, ks, y6, y1)  # held at the stability limit, the steps will not grow: give up now
             if st > 2.0: live.stop(t, f"it would need about {(t_end - t)/hh:.2g} more steps, beyond its budget of {max_steps}"
                                    + _stiff_words(t_end - tl[0], hh, st), "steps", True)
     stats.solves += 1; stats.nfe += nfe; stats.steps += steps; stats.rejected += rejected
     stats.alive, stats.first_step = live.alive, first
+    if j < len(tl):  # every group was handed to an implicit method before the end: nothing of this solve is kept
+        return torch.full((*y0.shape[:-1], len(tl), y0.shape[-1]), float("nan"), dtype=y0.dtype, device=y0.device)
     return _nan_where_dropped(_dense_outputs(y0, covering, owner, ts.to(y0.real.dtype)), live.alive)
 
 # %% ../../nbs/02a_explicit.ipynb #9b822592
@@ -522,6 +541,26 @@ def _survivors(alive, stopped: str, stats: SolveStats, kind: str = "steps") -> l
                           "in every group.", "underflow")
     return alive
 
+_SWITCH_EVERY, _SWITCH_CHECKS, _SWITCH_AHEAD = 8, 3, 100  # method='auto': a check every 8 steps; stiff at 3 in a row, >100 steps ahead
+
+class _StiffWatch:
+    """method='auto': the groups that dopri5 should hand to an implicit method. Every few accepted steps, Hairer's estimate of |lambda| h
+    per group (near 3.3 at the stability limit); a group that stays above 2.5 in consecutive checks, with more than a hundred steps of
+    the current size still ahead, is held there by a fast decaying mode: an implicit method is cheaper."""
+    def __init__(self, G: int, device): self.count = torch.zeros(G, dtype=torch.long, device=device)
+
+    def check(self, hh, ks, y6, y1, t, t_end: float, active, G: int):
+        "Groups to switch, (G,) bool; hh and t are numbers (shared steps) or (G,) tensors (a step per group)."
+        num = torch.linalg.vector_norm((ks[6] - ks[5]).real.reshape(G, -1), dim=1)
+        den = torch.linalg.vector_norm((y1 - y6).real.reshape(G, -1), dim=1)
+        hh = hh.abs() if isinstance(hh, torch.Tensor) else abs(hh)
+        stiff = (hh*num/den.clamp_min(1e-300) > 2.5) & active
+        self.count = torch.where(stiff, self.count + 1, torch.zeros_like(self.count))
+        ahead = (t_end - t)/hh
+        return (self.count >= _SWITCH_CHECKS) & (ahead > _SWITCH_AHEAD if isinstance(ahead, torch.Tensor) else ahead > _SWITCH_AHEAD)
+
+    words = "held at its stability limit by a fast decaying mode (Hairer's estimate of |lambda| h above 2.5), the problem is stiff there"
+
 def _give_up_stiff(active, tried, t, hh, ks, y6, y1, t_end: float, max_steps: int, G: int):
     "Groups held at the stability limit (Hairer's estimate above 2) whose remaining span needs more steps than their budget, (G,) bool."
     over = active & (tried + (t_end - t)/hh.abs().clamp_min(_TINY) > max_steps)
@@ -531,7 +570,7 @@ def _give_up_stiff(active, tried, t, hh, ks, y6, y1, t_end: float, max_steps: in
     return over & (hh.abs()*num/den.clamp_min(_TINY) > 2.0)
 
 def _dopri5_grouped(f, y0, ts, rtol: float, atol: float, G: int, max_steps: int, stats: SolveStats, bound: float | None = None,
-                    deadline: float | None = None, drop_slow: bool = True, max_memory: float | None = None):
+                    deadline: float | None = None, drop_slow: bool = True, max_memory: float | None = None, switch: bool = False):
     """dopri5 with a separate step size and time for each of the G groups (autonomous right-hand sides only). A group held at the
     stability limit with more steps ahead than its budget is given up early; with `drop_slow`, so is a group that needs far more steps
     than the others once most are done (several starts of one problem), not when the groups are separate problems."""
@@ -549,7 +588,8 @@ def _dopri5_grouped(f, y0, ts, rtol: float, atol: float, G: int, max_steps: int,
     tried = torch.zeros(G, dtype=torch.long, device=dev)  # steps tried per group
     own = isinstance(max_steps, torch.Tensor)  # a budget per group, (G,)
     if own: max_steps, most = max_steps.to(dev), int(max_steps.max())
-    mem = _GraphMemory(max_memory)
+    mem, watch = _GraphMemory(max_memory), _StiffWatch(G, dev) if switch else None
+    switched = torch.zeros(G, dtype=torch.bool, device=dev)
     while True:
         if stop := _out_of_budget(steps, most if own else max_steps, deadline):
             alive = alive & ~active  # the groups still running are dropped, the finished ones kept
@@ -580,18 +620,28 @@ def _dopri5_grouped(f, y0, ts, rtol: float, atol: float, G: int, max_steps: int,
         y, ya, k1, t = torch.where(av, y1, y), torch.where(av, y1a, ya), torch.where(av, ks[6], k1), t_new
         h = hh*_step_factor(norms)
         tried, active = tried + active, active & ~finished
+        if watch is not None and steps % _SWITCH_EVERY == 0 and (sw := watch.check(hh, ks, y6, y1, t, t_end, active, G)).any():
+            switched, alive, active = switched | sw, alive & ~sw, active & ~sw
+            stats.switch = (f"dopri5 handed {int(switched.sum())} of {G} group(s) to an implicit method at t={float(t[sw].min()):.4g}: "
+                            f"{watch.words}")
         if steps % 5 == 0 and drop_slow: alive, active = _drop_slow(alive, active, tried, G)
         if steps % 64 == 0 and (stiff := _give_up_stiff(active, tried, t, hh, ks, y6, y1, t_end, max_steps, G)).any():
             alive, active = alive & ~stiff, active & ~stiff
             stopped = (f"dopri5 gave up {int(stiff.sum())} of {G} groups: held at the stability limit (the problem looks stiff), "
                        f"they would need more steps than their budget of {max_steps}")
         if not active.any(): break
+    if switched.any():  # (before _survivors: groups handed over are no failure, even when none is left)
+        stats.switched = switched.tolist()
+        if not (alive | switched).all(): stats.failure = stopped or "dopri5 dropped a group"
+        stats.solves += 1; stats.nfe += nfe; stats.steps += steps; stats.alive, stats.group_steps = alive.tolist(), tried
+        return _nan_where_dropped(_grouped_outputs(y0, ts.to(rdt), log), alive.tolist()) if alive.any() else \
+            torch.full((*y0.shape[:-1], len(tl), y0.shape[-1]), float("nan"), dtype=y0.dtype, device=dev)
     alive = _survivors(alive, stopped, stats, kind)
     stats.solves += 1; stats.nfe += nfe; stats.steps += steps; stats.alive, stats.group_steps = alive, tried
     return _nan_where_dropped(_grouped_outputs(y0, ts.to(rdt), log), alive)
 
 # %% ../../nbs/02a_explicit.ipynb #9df6abf3
-NATIVE_METHODS = ("rk4", "dopri5")
+NATIVE_METHODS = ("rk4", "dopri5", "auto") + IMPLICIT_METHODS  # solved by the library itself (no torchdiffeq)
 
 SMALL_WORK = 1_000_000  # work per right-hand-side evaluation (see rhs_work) below which one intra-op thread is fastest
 
@@ -628,14 +678,20 @@ class _Guarded:
     """A right-hand side that counts its evaluations, remembers the last (t, y) and stops the solve when the budget, the time or the memory
     runs out. Memory: the first evaluation's graph (measured) plus what the solver saves around it, per evaluation."""
     def __init__(self, f, max_evals: int, deadline: float | None, max_memory: float | None = None,
-                 evals: int = 0): # evaluations the whole solve needs, where known (a fixed grid): the memory is checked for all of them
+                 evals: int = 0, # evaluations the whole solve needs, where known (a fixed grid): the memory is checked for all of them
+                 t_end: float | None = None): # method='auto': watch for stiffness on the way to t_end (see `_stiff_here`)
         self.f, self.max_evals, self.deadline, self.n, self.last = f, max_evals, deadline, 0, None
-        self.mem, self.evals = _GraphMemory(max_memory), evals
+        self.mem, self.evals, self.t_end, self.times, self.stiff = _GraphMemory(max_memory), evals, t_end, [], None
     def __call__(self, t, y):
         self.n += 1
         self.last = (t, y)
         if self.n > self.max_evals: raise _Budget("budget")
         if self.deadline is not None and self.n % 8 == 0 and time.perf_counter() > self.deadline: raise _Budget("time")
+        if self.t_end is not None:
+            self.times = self.times[-13:] + [float(t.detach()) if torch.is_tensor(t) else float(t)]  # about two steps' stage times: their spread is about two steps
+            if self.n >= _WATCH_AFTER and self.n % 64 == 0 and (mask := _stiff_here(self.f, t, y, self.times, self.t_end)) is not None:
+                self.stiff = mask
+                raise _Budget("stiff")
         if self.n > 1:
             if self.mem.over(self.n): raise _Budget("memory")
             return self.f(t, y)
@@ -644,6 +700,31 @@ class _Guarded:
             self.mem.per_step += _SOLVER_TENSORS*(GRAPH_TENSOR_BYTES + y.numel()*y.element_size())
             if self.mem.over(max(self.evals, 1)): raise _Budget("memory")
         return out
+
+_WATCH_AFTER = 500  # method='auto' through torchdiffeq: evaluations before the first look for stiffness (short solves pay nothing)
+
+def _stiff_here(f, t, y, times: list, t_end: float):
+    """Whether a torchdiffeq dopri5 solve is held at its stability limit at (t, y): the elements whose fastest mode times the current step
+    (from the spread of the last stage times) is above 1, (...,) bool, when some element's is above 2.5 with more than a hundred steps
+    ahead; else None."""
+    h = (max(times) - min(times))/2
+    if not h > 0 or (t_end - float(t))/h <= _SWITCH_AHEAD: return None
+    rates = fastest_rates(f, t, y)
+    return rates*h > 1.0 if bool((rates*h > 2.5).any()) else None
+
+def fastest_rates(f, t, y) -> torch.Tensor:
+    """|lambda| of each element's fastest decaying mode at (t, y), (...,), from a forward-difference Jacobian (n + 1 evaluations of the batch), in
+    the states' own (real) dtype, which a model's parameters may require."""
+    y = y.detach().real
+    n = y.shape[-1]
+    with torch.no_grad():
+        f0 = f(t, y)
+        h = torch.finfo(y.dtype).eps**0.5*y.abs().clamp_min(1.0)
+        E = torch.eye(n, dtype=y.dtype, device=y.device)
+        cols = [(f(t, y + h[..., i:i + 1]*E[i]) - f0)/h[..., i:i + 1] for i in range(n)]
+        J = torch.stack(cols, dim=-1).nan_to_num(nan=0.0, posinf=0.0, neginf=0.0)
+        ev = torch.linalg.eigvals(J)
+        return torch.where(ev.real <= 0, ev.abs(), torch.zeros_like(ev.real)).amax(-1)  # decaying modes only: a growing one is no stiffness
 
 def _fastest_mode(f, t, y) -> complex:
     "The eigenvalue of df/dy with the largest magnitude at (t, y) (..., state), by forward differences: how fast the fastest mode moves."
@@ -663,6 +744,7 @@ def _fastest_mode(f, t, y) -> complex:
 def torchdiffeq_solve(f, y0, ts, method: str, step_size, rtol, atol, max_steps: int, deadline: float | None, *,
                       stats: SolveStats | None = None, # counters to add this solve's evaluations and steps to
                       max_memory: float | None = None, # bytes autograd may keep for the gradient (a SolverError beyond it); None: no limit
+                      switch: bool = False, # method='auto': stop with a SolverError of kind 'stiff' (its .mask: which elements) when stiff
                      ) -> torch.Tensor:
     """torchdiffeq's odeint with a step budget, a deadline and a memory budget for its gradient's graph; its failures become SolverErrors
     that say what happened: (..., time, state). `stats` gets the evaluations of f, and the steps: the grid's, or for an adaptive method
@@ -679,7 +761,8 @@ def torchdiffeq_solve(f, y0, ts, method: str, step_size, rtol, atol, max_steps: 
                               f"use a larger step_size or raise max_steps.", "steps", float(ts[0]))
         n = math.ceil(n)
     evals = n*_EVALS_PER_STEP.get(method, 1) if method in FIXED_STEP_METHODS else 0  # known for a fixed grid: memory checked for all
-    g = _Guarded(f, 13*max_steps + 100, deadline, max_memory if method != "scipy_solver" else None, evals)
+    g = _Guarded(f, 13*max_steps + 100, deadline, max_memory if method != "scipy_solver" else None, evals,
+                 float(ts[-1]) if switch else None)
     try:
         if method in _ADAPTIVE_RK and y0.is_complex():  # torchdiffeq's first-step estimate fails on complex states at rest (torch.max)
             T, t0, scale = _stage_times(f, y0.real.dtype, y0.device), float(ts[0]), _error_scale(y0, rtol or RTOL, atol or ATOL)
@@ -693,6 +776,11 @@ def torchdiffeq_solve(f, y0, ts, method: str, step_size, rtol, atol, max_steps: 
         t = float(g.last[0].detach()) if g.last is not None else float(ts[0])
         what = str(e)
         if isinstance(e, _Budget) and what == "time": kind, why = "time", "it ran out of time"
+        elif isinstance(e, _Budget) and what == "stiff":
+            err = SolverError(f"{method} is held at its stability limit near t={t:.6g} (stiff): an implicit method takes over", "stiff",
+                              t, True)
+            err.mask = g.stiff
+            raise err from None
         elif isinstance(e, _Budget) and what == "memory":
             n = max(g.evals, g.n)
             raise SolverError(f"{method} stopped near t={t:.6g}: {g.mem.words(n, 'evaluation')}.", "memory", t) from None

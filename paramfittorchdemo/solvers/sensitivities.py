@@ -14,7 +14,8 @@ from torch.func import functional_call, vmap
 
 from .._checks import ATOL, MAX_STEPS, RTOL
 from .explicit import SolveStats, SolverError
-from .entry import integrate
+from .entry import _merge, implicit_method, integrate
+from .explicit import _one_budget
 
 # %% auto #0
 __all__ = ['ParamSpec', 'with_parameters', 'population_rhs', 'broadcasts', 'complex_eps', 'jacobian_mode', 'rhs_traits',
@@ -181,6 +182,22 @@ def _central_differences(solve, theta: torch.Tensor, y0k: torch.Tensor) -> tuple
     ys = ys.reshape(K, n, *ys.shape[1:])
     return ys[:, 0], (ys[:, 1:P + 1] - ys[:, P + 1:])/(2*steps.reshape(K, P, *([1]*(ys.ndim - 2))))
 
+def _implicit_rest(run, th, y, ys, ts, rtol: float, atol: float, stats: SolveStats, bound, budget, deadline, groups: int | None,
+                   own_steps: bool):
+    """method='auto': solve the groups (copies) that dopri5 handed over with the implicit method, each with its own parameters (a subset
+    of th), and put them into the solution ys (copies, batch, time, state). Copies that share their steps (central differences: no
+    `own_steps`) all go: a difference of two discretisations would be no derivative."""
+    idx = [g for g, s in enumerate(stats.switched) if s] if groups and own_steps else list(range(th.shape[0]))
+    method, sub, index = implicit_method(rtol), SolveStats(), torch.tensor(idx, device=ys.device)
+    budget = _one_budget(budget[index] if isinstance(budget, torch.Tensor) else budget)
+    part = run(th.index_select(0, index), lambda f: integrate(f, y.index_select(0, index), ts, method, None, rtol, atol, stats=sub,
+                                                              bound=bound, max_steps=budget, deadline=deadline,
+                                                              groups=len(idx) if len(idx) > 1 else None))
+    sub.alive = torch.isfinite(part).reshape(len(idx), -1).all(1).tolist()
+    _merge(stats, sub, idx if groups and own_steps else list(range(len(stats.switched))))
+    stats.switch += f"; {method} solved {'them' if len(idx) > 1 else 'it'}"
+    return ys.index_copy(0, index, part)
+
 def _group_budget(max_steps, kw: dict):
     "A step budget per parameter vector (K,) as the solve needs it: per group of a solve with own steps, else the largest."
     if not isinstance(max_steps, torch.Tensor): return max_steps
@@ -193,7 +210,7 @@ def solve_with_jacobian(model: nn.Module, # the model (its parameters are not ch
                         theta: torch.Tensor, # K parameter vectors, (K, P)
                         y0: torch.Tensor, # initial states, (batch, state) or (K, batch, state)
                         ts: torch.Tensor, # output times, (time,)
-                        method: str = "dopri5", # 'dopri5' or 'rk4' (other methods work too, more slowly)
+                        method: str = "dopri5", # 'auto', 'dopri5', 'rk4', 'rodas5p', 'rodas4' (torchdiffeq's methods work too, slowly)
                         step_size: float | None = None, # grid step for rk4
                         rtol: float = RTOL, # tolerances for dopri5
                         atol: float = ATOL,
@@ -212,10 +229,15 @@ def solve_with_jacobian(model: nn.Module, # the model (its parameters are not ch
     run = _failure_as_nan(population_rhs(model, spec, broadcasts), stats, (*y0.shape[-2:-1], len(ts), y0.shape[-1]))
     y0 = y0.to(theta.dtype)
     y0k = y0.expand(K, *y0.shape) if y0.ndim == 2 else y0  # (K, batch, state)
+    st = stats if stats is not None else SolveStats()  # method='auto' reads which groups it handed over
     def solve(th, y, **kw):  # the copies th from their states y, in one batched solve: (copies, batch, time, state)
         with torch.inference_mode():
-            ys = run(th, lambda f: integrate(f, y, ts, method, step_size, rtol, atol, stats=stats, bound=bound,
-                                             max_steps=_group_budget(max_steps, kw), deadline=deadline, drop_slow=not independent, **kw))
+            budget = _group_budget(max_steps, kw)
+            ys = run(th, lambda f: integrate(f, y, ts, method, step_size, rtol, atol, stats=st, bound=bound, max_steps=budget,
+                                             deadline=deadline, drop_slow=not independent, defer=True, **kw))
+            if method == "auto" and st.switched and any(st.switched):
+                ys = _implicit_rest(run, th, y, ys, ts, rtol, atol, st, bound, budget, deadline, kw.get("groups"),
+                                    kw.get("own_steps", True))
         return ys.clone()  # an ordinary tensor again, outside inference mode
     if not need_jac:
         ys = solve(theta, y0k, groups=K if K > 1 else None, own_steps=K > 1, first_step=first_step)
