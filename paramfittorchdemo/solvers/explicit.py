@@ -688,7 +688,8 @@ class _Guarded:
         if self.n > self.max_evals: raise _Budget("budget")
         if self.deadline is not None and self.n % 8 == 0 and time.perf_counter() > self.deadline: raise _Budget("time")
         if self.t_end is not None:
-            self.times = self.times[-13:] + [float(t.detach()) if torch.is_tensor(t) else float(t)]  # about two steps' stage times: their spread is about two steps
+            # about two steps' stage times: their spread is about two steps
+            self.times = self.times[-13:] + [float(t.detach()) if torch.is_tensor(t) else float(t)]
             if self.n >= _WATCH_AFTER and self.n % 64 == 0 and (mask := _stiff_here(self.f, t, y, self.times, self.t_end)) is not None:
                 self.stiff = mask
                 raise _Budget("stiff")
@@ -713,8 +714,8 @@ def _stiff_here(f, t, y, times: list, t_end: float):
     return rates*h > 1.0 if bool((rates*h > 2.5).any()) else None
 
 def fastest_rates(f, t, y) -> torch.Tensor:
-    """|lambda| of each element's fastest decaying mode at (t, y), (...,), from a forward-difference Jacobian (n + 1 evaluations of the batch), in
-    the states' own (real) dtype, which a model's parameters may require."""
+    """|lambda| of each element's fastest decaying mode at (t, y), (...,), from a forward-difference Jacobian (n + 1 evaluations of the
+    batch), in the states' own (real) dtype, which a model's parameters may require."""
     y = y.detach().real
     n = y.shape[-1]
     with torch.no_grad():
