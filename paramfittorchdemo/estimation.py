@@ -28,8 +28,8 @@ from .lm import (CONVERGED, FAILED, MAX_TIME, STRUCTURED, FitWarning, LMResult, 
 from .models import blame_model, param_dict
 from .observations import Observations
 from .plotting import plot_fit, plot_profile, plot_residuals, plot_traces
-from .solvers import (FIXED_STEP_METHODS, ParamSpec, SolveStats, SolverError, complex_eps, integrate, population_rhs,
-                      rhs_traits, rhs_work, small_work_threads, solver_options)
+from .solvers import (FIXED_STEP_METHODS, ParamSpec, SolveStats, SolverError, check_tstops, complex_eps, integrate,
+                      population_rhs, rhs_traits, rhs_work, small_work_threads, solver_options)
 
 # %% auto #0
 __all__ = ['Param', 'Profile', 'Estimate', 'estimate']
@@ -221,6 +221,7 @@ class _Residuals:
     ic_fixed: torch.Tensor | None = None # else they are held at these, (Bs, n)
     ic_positive: bool = False # fitted initial states on a log scale
     deadline: float | None = None # time.perf_counter() value at which solves stop (estimate's max_time)
+    tstops: tuple = () # times of known discontinuities: every solve restarts there
 
     def __post_init__(self):
         self.run = population_rhs(self.work, self.spec, self.bc)
@@ -250,7 +251,8 @@ class _Residuals:
     def solve(self, theta, y0, ts, rtol, atol, bound=None, max_steps=MAX_STEPS, groups=None, own_steps=True):
         "States (K', Bs, time, n) for parameter vectors theta (K', P_all) and initial states y0 (K', Bs, n); NaN where a solve failed."
         def go(f): return integrate(f, y0, ts, self.method, self.step_size, rtol, atol, groups=groups, stats=self.stats, bound=bound,
-                                    max_steps=max_steps, own_steps=own_steps and groups is not None and groups > 1, deadline=self.deadline)
+                                    max_steps=max_steps, own_steps=own_steps and groups is not None and groups > 1, deadline=self.deadline,
+                                    tstops=self.tstops)
         try:
             with torch.inference_mode(): ys = self.run(theta, go)
         except SolverError as e:
@@ -718,6 +720,7 @@ class _Settings:
     verbose: bool
     device: torch.device # where the model's parameters live, and the fit runs
     t_start: float # time.perf_counter() when `estimate` was called
+    tstops: tuple = () # times of known discontinuities
 
     @property
     def fit_ic(self) -> bool: return isinstance(self.initial_conditions, str) and self.initial_conditions == "estimate"
@@ -756,7 +759,7 @@ def _residuals_for(obs: Observations, segments: int, weights: torch.Tensor, s: _
     return _Residuals(prob=prob, work=s.model, spec=s.spec, theta_full=s.theta0.to(s.device), free=s.free, lo=s.lo, hi=s.hi,
                       method=s.method, step_size=s.step_size, mode=s.mode, bc=s.bc, stats=log.stats, fit_ic=s.fit_ic,
                       ic_fixed=None if s.fit_ic else _fixed_ic(s.initial_conditions, prob, obs), ic_positive=s.ic_positive,
-                      deadline=s.deadline)
+                      deadline=s.deadline, tstops=s.tstops)
 
 # %% ../nbs/12_estimation.ipynb #ps0ex001
 def param_setup(work, names: list, params: dict | None, caller: str = "estimate") -> tuple:
@@ -1277,6 +1280,7 @@ def estimate(model: nn.Module, # the ODE model; its fitted parameters are writte
              progress: bool | None = None, # a bar over the iterations: True, False, or None (only in a notebook or a terminal)
              max_steps: int = MAX_STEPS, # step budget of every ODE solve; a trial solve beyond it fails (and the step is retried shorter)
              max_time: float | None = None, # wall-clock budget in seconds (None: none); the fit stops with status 'max_time'
+             tstops=None, # times where the model's inputs switch: every solve restarts there (None: the model's `tstops`, if any)
             ) -> Estimate:
     """Fit a model to measurements: bounded and fixed parameters, unknown initial states, weights, multiple shooting and the estimates'
     uncertainty."""
@@ -1302,7 +1306,8 @@ def estimate(model: nn.Module, # the ODE model; its fitted parameters are writte
                   learn=isinstance(weights, str) and weights == "learn", shooting=shooting, continuity=continuity, fractions=fractions,
                   auto=isinstance(horizons, str), method=method, step_size=step_size, mode=mode, bc=bc, rtol=rtol, atol=atol,
                   max_iter=max_iter, xtol=xtol, ftol=ftol, max_steps=max_steps, max_time=max_time, verbose=verbose, device=dev,
-                  t_start=t_start)
+                  t_start=t_start, tstops=tuple(check_tstops(getattr(model, "tstops", None) if tstops is None else tstops, "estimate")
+                                                or ()))
     log = _Log.start(s)
     res, u = _first_problem(s, log, obs, y0, starts, seed)
     threads = small_work_threads(rhs_work(work, len(res.prob.pieces)*res.n*(res.Pu + 1)*u.shape[0], res.n), dev)

@@ -27,8 +27,8 @@ from .lm import (CONVERGED, FAILED, MAX_TIME, STRUCTURED, FitWarning, LMResult, 
                  horizon_fractions, horizon_lengths, residual_autocorrelation, standard_errors, state_bound,
                  status_line)
 from .models import blame_model, param_dict
-from .solvers import (FIXED_STEP_METHODS, ParamSpec, SolveStats, SolverError, broadcasts, integrate, rhs_traits, rhs_work,
-                      small_work_threads, solve_with_jacobian, solver_options, with_parameters)
+from .solvers import (FIXED_STEP_METHODS, ParamSpec, SolveStats, SolverError, broadcasts, check_tstops, integrate, rhs_traits,
+                      rhs_work, small_work_threads, solve_with_jacobian, solver_options, with_parameters)
 
 # %% auto #0
 __all__ = ['FitResult', 'fit']
@@ -248,7 +248,7 @@ class _FitRun:
         self.model, self.data, self.spec, self.theta0, self.ts, self.Y, self.y0 = model, data, spec, theta0, ts, Y, Y[:, 0]
         self.method, self.step_size, self.rtol, self.atol, self.max_steps = method, step_size, rtol, atol, max_steps
         self.adaptive, self.max_time, self.verbose, self.hooks = method not in FIXED_STEP_METHODS, max_time, verbose, None
-        self.max_memory = max_memory
+        self.max_memory, self.tstops = max_memory, ()  # (fit sets the breakpoints)
         self.work = copy.deepcopy(model).to(theta0.dtype)  # the fit runs on a copy in its own dtype, without gradients
         for p in self.work.parameters(): p.requires_grad_(False)
         self.stats, self.history, self.t_start = SolveStats(), [], time.perf_counter()
@@ -268,7 +268,7 @@ class _FitRun:
         "The residuals of every trajectory and their Jacobians, for k parameter vectors at once: one batched solve."
         pred, J, alive = solve_with_jacobian(self.work, self.spec, theta, self.y0, self.ts[:n], self.method, self.step_size, rtol, atol,
                                              self.mode, self.bc, stats=self.stats, bound=self.bound, max_steps=steps,
-                                             first_step=self.first.get(rtol), deadline=self.deadline)
+                                             first_step=self.first.get(rtol), deadline=self.deadline, tstops=self.tstops)
         if theta.shape[0] == 1 and self.method in ("dopri5", "auto") and self.stats.first_step: self.first[rtol] = self.stats.first_step
         k = theta.shape[0]
         return (pred - self.Y[:, :n]).reshape(k, -1), J.reshape(k, self.spec.size, -1).transpose(1, 2), alive
@@ -399,9 +399,9 @@ class _GradientPath:
         p = {n: v.reshape(s) for n, v, s in zip(spec.names, self.x.split(spec.sizes), spec.shapes)}
         if self.compiled is not None:
             return integrate(lambda t, y: self.compiled(p, t, y), r.y0, r.ts, r.method, r.step_size, r.rtol, r.atol, stats=r.stats,
-                             deadline=r.deadline, max_memory=r.max_memory)
+                             deadline=r.deadline, max_memory=r.max_memory, tstops=r.tstops)
         return with_parameters(r.work, p, lambda f: integrate(f, r.y0, r.ts, r.method, r.step_size, r.rtol, r.atol, stats=r.stats,
-                                                              deadline=r.deadline, max_memory=r.max_memory))
+                                                              deadline=r.deadline, max_memory=r.max_memory, tstops=r.tstops))
 
     def loss_and_grad(self) -> torch.Tensor:
         "The mean squared error at x, and its gradient in x.grad: by the complex step, or by backpropagation through the solver."
@@ -517,6 +517,7 @@ def fit(model: nn.Module, # model whose trainable parameters are fitted (updated
         max_memory: float | None = MAX_MEMORY, # bytes autograd may keep for a solve's gradient (L-BFGS, Adam); None: no limit
         horizons = "auto", # LM: fit the first fractions of the time span in turn, then all of it ('auto': 1/8, 1/4, 1/2; None: no)
         progress: bool | None = None, # a bar over the iterations; None: with several starts, in a notebook or a terminal
+        tstops=None, # times where the model's inputs switch: every solve restarts there (None: the model's `tstops`, if any)
        ) -> FitResult:
     "Least-squares fit of `model`'s parameters to all of `data` at once."
     cbs = _with_progress(_check_fit_args(optimizer, max_iter, xtol, ftol, max_steps, max_time, horizons, callbacks, max_memory),
@@ -526,11 +527,12 @@ def fit(model: nn.Module, # model whose trainable parameters are fitted (updated
     if method in FIXED_STEP_METHODS: check_step_size(float(ts[-1] - ts[0]), step_size, "fit")
     optimizer = _choose_optimizer(optimizer, spec.size, starts)
     run = _FitRun(model, data, spec, theta0, ts, Y, method, step_size, rtol, atol, max_steps, max_time, verbose, max_memory)
+    run.tstops = tuple(check_tstops(getattr(model, "tstops", None) if tstops is None else tstops, "fit") or ())
     _check_path(optimizer, run.mode, spec.size, adam_steps, method)
     options = dict(optimizer=optimizer, method=method, rtol=rtol, atol=atol, step_size=step_size,
                    dtype=str(theta0.dtype).replace("torch.", ""), max_iter=max_iter, xtol=xtol, ftol=ftol,
                    starts=None if starts is None else len(starts), lr=lr, adam_steps=adam_steps,
-                   max_steps=max_steps, max_time=max_time, horizons=horizons)
+                   max_steps=max_steps, max_time=max_time, horizons=horizons, tstops=list(run.tstops) or None)
     run.hooks = _FitHooks(cbs, model, data, spec, run.history, options) if cbs else None
     if run.hooks: run.hooks.start()
     try:

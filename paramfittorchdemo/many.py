@@ -176,7 +176,7 @@ class _Batch:
         Y = self.Y[ds, :, :n]  # (k, B, T, state)
         pred, J, alive = solve_with_jacobian(self.work, s.spec, theta, Y[:, :, 0], self.ts[:n], self.opt.method, self.opt.step_size,
                                              rtol, atol, s.mode, s.bc, stats=self.stats, bound=self.bound, max_steps=steps,
-                                             deadline=self.deadline, independent=True)
+                                             deadline=self.deadline, independent=True, tstops=getattr(self.work, "tstops", None))
         gs = self.stats.group_steps  # steps per group of a solve with a step size per row (and per Jacobian copy): per row
         self.stats.group_steps = (gs.reshape(k, -1).amax(1) if gs is not None and gs.numel() % k == 0
                                   else torch.full((k,), self.stats.steps + self.stats.rejected - n0, dtype=torch.long))

@@ -14,8 +14,9 @@ from torch import nn
 from ._checks import (MAX_MEMORY, SIM_ATOL, SIM_MAX_STEPS, SIM_RTOL, as_scalar, check_budget, check_flag, check_module,
                                       check_number, check_rhs, check_state, check_step_size, check_tolerances, check_ts, device_of,
                                       moved_names)
-from .solvers import (FIXED_STEP_METHODS as _FIXED, IMPLICIT_METHODS, SolveStats, SolverError, integrate, rhs_work,
-                                      small_work_threads, solver_options, torchdiffeq_auto, torchdiffeq_solve)
+from .solvers import (FIXED_STEP_METHODS as _FIXED, IMPLICIT_METHODS, SolveStats, SolverError, check_tstops,
+                                      integrate, piecewise, rhs_work, small_work_threads, solver_options, torchdiffeq_auto,
+                                      torchdiffeq_solve)
 # (FIXED_STEP_METHODS under another name: the 0.1.0 name models.FIXED_STEP_METHODS is served with a DeprecationWarning below)
 
 # %% auto #0
@@ -59,6 +60,7 @@ def simulate(model: nn.Module, # vector field called as model(t, y)
              max_steps: int = SIM_MAX_STEPS, # step budget of the solve: a SolverError beyond it, instead of a run without end
              max_time: float | None = None, # wall-clock budget in seconds (None: none)
              max_memory: float | None = MAX_MEMORY, # bytes autograd may keep for the gradient when the solve records one (None: no limit)
+             tstops=None, # times where the model's inputs switch: the solver restarts there (None: the model's `tstops`, if any)
             ) -> torch.Tensor: # trajectories, (batch, time, state), on the model's device
     "Integrate `model` from every row of `y0` and return the states at `ts`."
     solver_options(method, step_size, rtol, atol)
@@ -67,6 +69,7 @@ def simulate(model: nn.Module, # vector field called as model(t, y)
     check_ts(ts, "simulate")
     check_state(model, y0, "simulate")
     check_budget(max_steps, max_time, "simulate", max_memory)
+    stops, stats = check_tstops(getattr(model, "tstops", None) if tstops is None else tstops, "simulate"), SolveStats()
     if method in _FIXED: check_step_size(float(ts[-1] - ts[0]), step_size, "simulate")
     device = device_of(model)
     if device is not None: y0, ts = y0.to(device), ts.to(device)
@@ -74,13 +77,16 @@ def simulate(model: nn.Module, # vector field called as model(t, y)
     try:
         with small_work_threads(rhs_work(model, y0.numel(), y0.shape[-1]), y0.device), blame_model(model, "simulate"):
             check_rhs(model, ts[0], y0, "simulate")  # once, before the solver: a wrong output is refused here, not broadcast
-            if method == "auto":  # torchdiffeq's dopri5 at its own tolerances, an implicit method where that is stiff
-                return torchdiffeq_auto(model, y0, ts, rtol or SIM_RTOL, atol or SIM_ATOL, max_steps, deadline, max_memory, SolveStats())
-            if method in IMPLICIT_METHODS:
-                return integrate(model, y0, ts, method, rtol=rtol or SIM_RTOL, atol=atol or SIM_ATOL, max_steps=max_steps,
-                                 deadline=deadline, max_memory=max_memory)
-            return torchdiffeq_solve(model, y0, ts, method, step_size, rtol, atol, max_steps, deadline,
-                                     max_memory=max_memory)  # (batch, time, state)
+            def one(f, y, ts, max_steps, first=True):  # one solve; with breakpoints, one piece between them
+                if method == "auto":  # torchdiffeq's dopri5 at its own tolerances, an implicit method where that is stiff
+                    return torchdiffeq_auto(f, y, ts, rtol or SIM_RTOL, atol or SIM_ATOL, max_steps, deadline, max_memory, stats)
+                if method in IMPLICIT_METHODS:
+                    return integrate(f, y, ts, method, rtol=rtol or SIM_RTOL, atol=atol or SIM_ATOL, max_steps=max_steps, stats=stats,
+                                     deadline=deadline, max_memory=max_memory, tstops=())
+                return torchdiffeq_solve(f, y, ts, method, step_size, rtol, atol, max_steps, deadline, stats=stats,
+                                         max_memory=max_memory)  # (batch, time, state)
+            if stops: return piecewise(one, model, y0, ts, stops, stats, max_steps)
+            return one(model, y0, ts, max_steps)
     except SolverError as e:
         advice = (" Simulate it with method='auto' (the default, which hands a stiff problem to an implicit method) or the implicit "
                   "method='rodas5p'." if e.stiff else

@@ -71,7 +71,7 @@ class _LossGrad:
         if self.mode == "complex":
             theta, stats = self.spec.vector(self.model)[None], SolveStats()
             pred, jac, ok = solve_with_jacobian(self.model, self.spec, theta, y0, ts, self.method, mode="complex", stats=stats,
-                                                deadline=self.deadline, **self.kw)
+                                                deadline=self.deadline, tstops=getattr(self.model, "tstops", None), **self.kw)
             if stats.error is not None and not bool(ok[0]): raise stats.error
             r = pred[0] - states  # (batch, time, state)
             grad = (jac[0]*r).sum(dim=(1, 2, 3))*(2/r.numel())

@@ -5,15 +5,17 @@
 # %% ../../nbs/02c_entry.ipynb #01591dd7
 from __future__ import annotations
 
+import math
+
 import torch
 
 from .._checks import ATOL, MAX_MEMORY, MAX_STEPS, RTOL
-from .explicit import (IMPLICIT_METHODS, SolveStats, SolverError, _one_budget, _rk4_budget, dopri5, rk4,
+from .explicit import (IMPLICIT_METHODS, SolveStats, SolverError, _one_budget, _rk4_budget, _fast_rhs, dopri5, rk4,
                                                 torchdiffeq_solve)
 from .implicit import rosenbrock
 
 # %% auto #0
-__all__ = ['implicit_method', 'torchdiffeq_auto', 'integrate']
+__all__ = ['implicit_method', 'torchdiffeq_auto', 'OneSided', 'check_tstops', 'piecewise', 'integrate']
 
 # %% ../../nbs/02c_entry.ipynb #17fcba1a
 def implicit_method(rtol: float) -> str:
@@ -45,7 +47,7 @@ def _auto(f, y0, ts, rtol, atol, groups, max_steps, stats: SolveStats, bound, ow
     budget = _one_budget(max_steps[idx] if isinstance(max_steps, torch.Tensor) else max_steps)
     kw = dict(rtol=rtol, atol=atol, method=method, max_steps=budget, stats=sub, bound=bound, deadline=deadline, max_memory=max_memory)
     stats.switch += f"; {method} solved {'them' if len(idx) > 1 else 'it'}"
-    out = rosenbrock(f, y0, ts, groups=groups, **kw)
+    out = rosenbrock(f, y0, ts, groups=groups, care=stats.switched if groups else None, **kw)
     if groups is None or len(stats.switched) == 1:
         _merge(stats, sub, idx)
         return out
@@ -75,6 +77,83 @@ def torchdiffeq_auto(f, y0, ts, rtol, atol, max_steps: int, deadline, max_memory
                     f"decaying mode, the problem is stiff there")
     return out.reshape(*y0.shape[:-1], len(ts), y0.shape[-1])
 
+# %% ../../nbs/02c_entry.ipynb #8c144f9a
+class OneSided:
+    """The right-hand side f restricted to one piece (a, b) between breakpoints: a time at a or b is moved one unit in the last place into
+    the piece (in the time's own dtype), so that an input that switches at a breakpoint is seen from the piece's side. Everything else
+    (`autonomous`, a model's own `jacobian`, ...) is f's."""
+    def __init__(self, f, a: float | None, b: float | None): # f(t, y); the piece's ends (None: not a breakpoint, no change there)
+        self.f, self.rhs, self.a, self.b, self._ends = f, _fast_rhs(f), a, b, {}
+
+    def _t(self, t):
+        if not torch.is_tensor(t):
+            return t if t != t else min(max(t, math.nextafter(self.a, math.inf) if self.a is not None else t),
+                                        math.nextafter(self.b, -math.inf) if self.b is not None else t)
+        key = (t.dtype, t.device)
+        if key not in self._ends:
+            end = lambda x, to: None if x is None else torch.nextafter(torch.tensor(x, dtype=t.dtype, device=t.device),
+                                                                     torch.tensor(to, dtype=t.dtype, device=t.device))
+            self._ends[key] = (end(self.a, math.inf), end(self.b, -math.inf))
+        lo, hi = self._ends[key]
+        return torch.clamp(t, lo, hi)
+
+    def __call__(self, t, y): return self.rhs(self._t(t), y)
+
+    def __getattr__(self, name):
+        if name in ("f", "rhs", "a", "b", "_ends"): raise AttributeError(name)  # (before __init__ ran: no recursion)
+        attr = getattr(self.f, name)
+        return (lambda t, y: attr(self._t(t), y)) if name == "jacobian" else attr
+
+def check_tstops(tstops, caller: str) -> list | None:
+    "The breakpoints as a sorted list of distinct finite floats (None: none), or a ValueError/TypeError that says what is expected."
+    if tstops is None: return None
+    if isinstance(tstops, (str, bytes)) or not (torch.is_tensor(tstops) or hasattr(tstops, "__iter__")):
+        raise TypeError(f"{caller}: tstops must be a sequence of times (a list or a 1-d tensor), got {type(tstops).__name__}.")
+    try: stops = torch.as_tensor(tstops.detach().cpu() if torch.is_tensor(tstops) else list(tstops), dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"{caller}: tstops must hold real numbers (times of known discontinuities), got {tstops!r}.") from None
+    if stops.ndim > 1: raise ValueError(f"{caller}: tstops must be 1-d, a list of times; got shape {tuple(stops.shape)}.")
+    if not torch.isfinite(stops).all():
+        raise ValueError(f"{caller}: tstops must be finite times, got {stops.tolist()}; drop the non-finite entries.")
+    return sorted(set(stops.reshape(-1).tolist()))
+
+def piecewise(solve, # solve(f, y0, ts, max_steps, first) -> (..., time, state): one piece, with f restricted to it
+              f, y0: torch.Tensor, ts: torch.Tensor, # right-hand side, initial states (..., state), output times (time,)
+              tstops: list, # sorted breakpoints (those outside (ts[0], ts[-1]) are ignored)
+              stats: SolveStats, # counters; `alive` and `switched` are kept over the pieces (a group once lost stays lost)
+              max_steps, # the step budget of the whole solve (an int), or one per group (a tensor: each piece gets it whole)
+             ) -> torch.Tensor: # states at `ts`, (..., time, state)
+    "Solve from breakpoint to breakpoint, each piece restarted with a fresh step size; the budget is the whole solve's."
+    tl = ts.tolist()
+    cuts = [s for s in torch.tensor(tstops, dtype=ts.dtype).tolist() if tl[0] < s < tl[-1]]
+    if not cuts: return solve(f, y0, ts, max_steps, True)
+    ends, outs, y, used0 = [tl[0], *cuts, tl[-1]], [], y0, stats.steps + stats.rejected
+    alive = switched = None
+    for k in range(len(ends) - 1):
+        a, b = ends[k], ends[k + 1]
+        inner = [t for t in tl if a < t < b]
+        piece = torch.tensor([a, *inner, b], dtype=ts.dtype, device=ts.device)
+        budget = max_steps
+        if not isinstance(max_steps, torch.Tensor):
+            budget = max_steps - (stats.steps + stats.rejected - used0)
+            if budget < 1:
+                raise SolverError(f"the solve stopped at the breakpoint t={a:.6g}: it used its budget of {max_steps} steps before "
+                                  f"t={tl[-1]:.6g}", "steps", a)
+        stats.switched = None
+        ys = solve(OneSided(f, a if k else None, b if k < len(ends) - 2 else None), y, piece, budget, k == 0)
+        if stats.alive is not None:
+            alive = stats.alive if alive is None else [x and z for x, z in zip(alive, stats.alive)]
+        if stats.switched is not None:
+            switched = stats.switched if switched is None else [x or z for x, z in zip(switched, stats.switched)]
+        outs.append(ys[..., (0 if k == 0 else 1):, :] if b in tl else ys[..., (0 if k == 0 else 1):-1, :])
+        y = ys[..., -1, :]
+        if not torch.isfinite(y).any():  # every group lost (dropped, or handed over): the rest is NaN too
+            rest = len(tl) - sum(o.shape[-2] for o in outs)
+            outs.append(torch.full((*y.shape[:-1], rest, y.shape[-1]), math.nan, dtype=ys.dtype, device=ys.device))
+            break
+    stats.alive, stats.switched = alive, switched
+    return torch.cat(outs, -2)
+
 # %% ../../nbs/02c_entry.ipynb #5851fb0d
 def integrate(f, # right-hand side f(t, y)
               y0: torch.Tensor, # initial states, (..., state)
@@ -93,11 +172,22 @@ def integrate(f, # right-hand side f(t, y)
               drop_slow: bool = True, # dopri5 with own steps per group: drop groups far slower than the rest (see dopri5)
               max_memory: float | None = MAX_MEMORY, # bytes autograd may keep for the gradient (a SolverError beyond it); None: no limit
               defer: bool = False, # 'auto': leave the groups handed to an implicit method as NaN (stats.switched), for the caller to solve
+              tstops=None, # times of known discontinuities of f (see `piecewise`); None: f's own `tstops` attribute, if any
              ) -> torch.Tensor: # states at `ts`, (..., time, state)
     "Integrate with the lean native solvers where available, torchdiffeq otherwise; every solve has a step and a memory budget."
     if len(ts) == 1:  # nothing to integrate: the output is the initial state
         if stats is not None: stats.solves += 1; stats.alive = None
         return y0.unsqueeze(-2)
+    stops = check_tstops(getattr(f, "tstops", None) if tstops is None else tstops, "integrate")
+    if stops and any(ts[0] < s < ts[-1] for s in stops):  # from breakpoint to breakpoint (each piece's budget: what is left)
+        stats, budget = stats if stats is not None else SolveStats(), max_steps if method in ("dopri5", "auto") else _one_budget(max_steps)
+        solves = stats.solves
+        def one(g, y, piece, budget, first):
+            return integrate(g, y, piece, method, step_size, rtol, atol, groups, stats, bound, budget, own_steps,
+                             first_step if first else None, deadline, drop_slow, max_memory, defer, tstops=())
+        ys = piecewise(one, f, y0, ts, stops, stats, budget)
+        stats.solves = solves + 1
+        return ys
     if method not in ("dopri5", "auto"): max_steps = _one_budget(max_steps)  # only dopri5's groups with own steps keep a budget each
     if method == "auto":
         stats = stats if stats is not None else SolveStats()

@@ -208,6 +208,7 @@ def rosenbrock(f, # right-hand side f(t, y) -> dy/dt; a model's own `jacobian(t,
                first_step: float | None = None, # the first trial step; None: Hairer's starting-step estimate
                deadline: float | None = None, # time.perf_counter() value after which the solve stops with a SolverError
                max_memory: float | None = None, # bytes autograd may keep for the gradient (a SolverError beyond it); None: no limit
+               care: list | None = None, # with `groups`: the groups whose error controls the steps (others ride along, unchecked)
               ) -> torch.Tensor: # states at `ts`, (..., time, state)
     "A linearly implicit (Rosenbrock) method with error control and dense output: for stiff problems, one LU factorization per step."
     tab = TABLEAUS[method]
@@ -236,6 +237,8 @@ def rosenbrock(f, # right-hand side f(t, y) -> dy/dt; a model's own `jacobian(t,
         norms = _rms_groups(err.real/torch.maximum(ya, y1a), G)
         if singular.any(): norms = torch.where(singular.reshape(G, -1).any(1) if G > 1 else singular.any(), torch.inf, norms)
         norms, out = _norms_on_host(norms, y1a, G, bound, rtol, atol)
+        if care is not None:  # groups solved only because f ties the batch together: their results are not wanted
+            norms, out = [n if c else 0.0 for n, c in zip(norms, care)], out and [o and c for o, c in zip(out, care)]
         worst = live.judge(norms, out, t, hh < 10*eps*max(abs(t), 1e-290))
         h = hh*_ros_factor(worst, tab.err_order)
         if worst > 1.0:

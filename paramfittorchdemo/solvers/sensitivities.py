@@ -183,7 +183,7 @@ def _central_differences(solve, theta: torch.Tensor, y0k: torch.Tensor) -> tuple
     return ys[:, 0], (ys[:, 1:P + 1] - ys[:, P + 1:])/(2*steps.reshape(K, P, *([1]*(ys.ndim - 2))))
 
 def _implicit_rest(run, th, y, ys, ts, rtol: float, atol: float, stats: SolveStats, bound, budget, deadline, groups: int | None,
-                   own_steps: bool):
+                   own_steps: bool, tstops=()):
     """method='auto': solve the groups (copies) that dopri5 handed over with the implicit method, each with its own parameters (a subset
     of th), and put them into the solution ys (copies, batch, time, state). Copies that share their steps (central differences: no
     `own_steps`) all go: a difference of two discretisations would be no derivative."""
@@ -191,7 +191,7 @@ def _implicit_rest(run, th, y, ys, ts, rtol: float, atol: float, stats: SolveSta
     method, sub, index = implicit_method(rtol), SolveStats(), torch.tensor(idx, device=ys.device)
     budget = _one_budget(budget[index] if isinstance(budget, torch.Tensor) else budget)
     part = run(th.index_select(0, index), lambda f: integrate(f, y.index_select(0, index), ts, method, None, rtol, atol, stats=sub,
-                                                              bound=bound, max_steps=budget, deadline=deadline,
+                                                              bound=bound, max_steps=budget, deadline=deadline, tstops=tstops,
                                                               groups=len(idx) if len(idx) > 1 else None))
     sub.alive = torch.isfinite(part).reshape(len(idx), -1).all(1).tolist()
     _merge(stats, sub, idx if groups and own_steps else list(range(len(stats.switched))))
@@ -223,6 +223,7 @@ def solve_with_jacobian(model: nn.Module, # the model (its parameters are not ch
                         first_step: float | None = None, # dopri5's first trial step for a single parameter vector (None: estimated)
                         deadline: float | None = None, # time.perf_counter() value after which the solve stops (and fails)
                         independent: bool = False, # the K vectors belong to separate problems: none is dropped for being slower
+                        tstops=None, # times of known discontinuities (see `piecewise`); None: none
                        ) -> tuple: # predictions (K, batch, time, state), Jacobians (K, P, batch, time, state) or None, alive (K,) bool
     "Predictions of K parameter vectors, and their Jacobians, in one batched solve."
     K, P = theta.shape
@@ -234,10 +235,10 @@ def solve_with_jacobian(model: nn.Module, # the model (its parameters are not ch
         with torch.inference_mode():
             budget = _group_budget(max_steps, kw)
             ys = run(th, lambda f: integrate(f, y, ts, method, step_size, rtol, atol, stats=st, bound=bound, max_steps=budget,
-                                             deadline=deadline, drop_slow=not independent, defer=True, **kw))
+                                             deadline=deadline, drop_slow=not independent, defer=True, tstops=tstops or (), **kw))
             if method == "auto" and st.switched and any(st.switched):
                 ys = _implicit_rest(run, th, y, ys, ts, rtol, atol, st, bound, budget, deadline, kw.get("groups"),
-                                    kw.get("own_steps", True))
+                                    kw.get("own_steps", True), tstops or ())
         return ys.clone()  # an ordinary tensor again, outside inference mode
     if not need_jac:
         ys = solve(theta, y0k, groups=K if K > 1 else None, own_steps=K > 1, first_step=first_step)
