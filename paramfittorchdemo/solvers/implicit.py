@@ -221,6 +221,7 @@ def rosenbrock(f, # right-hand side f(t, y) -> dy/dt; a model's own `jacobian(t,
     eps = torch.finfo(y0.real.dtype).eps  # a step below 10 eps |t| has underflowed (stiff spans reach 1e10 from steps of 1e-6)
     covering, owner, j, steps, rejected, factorizations, jacobians = [], [], 1, 0, 0, 0, 0
     mem, J, ft = _GraphMemory(max_memory), None, None
+    acc, after_reject = None, False  # the last accepted step and its error norm; whether the last step tried was rejected
     while j < len(tl):
         if stop := _out_of_budget(steps + rejected, max_steps, deadline):
             live.stop(t, f"{stop[1]} before t={tl[j]:.6g}", stop[0])
@@ -242,8 +243,13 @@ def rosenbrock(f, # right-hand side f(t, y) -> dy/dt; a model's own `jacobian(t,
         worst = live.judge(norms, out, t, hh < 10*eps*max(abs(t), 1e-290))
         h = hh*_ros_factor(worst, tab.err_order)
         if worst > 1.0:
-            rejected += 1
+            rejected += 1; after_reject = True
             continue
+        if acc is not None and worst > 0.0:  # Gustafsson's predictive control: shorter where the error grows from step to step
+            q = 1.0/(tab.err_order + 1)
+            h = min(h, max(hh*_MIN_FACTOR, _SAFETY*hh*(hh/acc[0])*(acc[1]/worst**2)**q))
+        if after_reject: h = min(h, hh)  # no longer step right after a rejected one
+        acc, after_reject = (hh, max(worst, 1e-2)), False
         t_new = t_end if hit else t + hh
         f1 = rhs(T(t_new), y1); nfe += 1  # the next step's f(t, y)
         j1 = bisect_right(tl, t_new, j)
