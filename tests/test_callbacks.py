@@ -440,7 +440,7 @@ def test_mlflow_logs_params_metrics_and_artifacts(vdp_data, mlflow_uri, tmp_path
     assert run.info.run_name == "five-epochs" and run.info.status == "FINISHED"
     assert client.get_experiment(run.info.experiment_id).name == "vdp-tests"
     p = run.data.params
-    assert (p["lr"], p["epochs"], p["batch_size"], p["method"], p["seed"]) == ("0.01", "5", "5", "rk4", "3")
+    assert (p["lr"], p["epochs"], p["batch_size"], p["method"], p["seed"]) == ("0.01", "5", "5", "auto", "3")
     assert float(p["init/mu"]) == pytest.approx(0.1)
     assert run.data.tags["stop_reason"] == "completed"
     loss = client.get_metric_history(logger.run_id, "loss")
@@ -470,7 +470,7 @@ def test_mlflow_in_fit(lv_data, mlflow_uri):
     r = fit(LotkaVolterra(1.6, 1.1, 2.7, 1.2), lv_data, callbacks=[logger])
     client = MlflowClient(mlflow_uri)
     run = client.get_run(logger.run_id)
-    assert run.data.params["optimizer"] == "lm" and run.data.params["method"] == "dopri5"
+    assert run.data.params["optimizer"] == "lm" and run.data.params["method"] == "auto"
     assert len(client.get_metric_history(logger.run_id, "params/alpha")) == r.iterations
     assert client.get_experiment(run.info.experiment_id).name == "Default"
 

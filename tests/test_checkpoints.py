@@ -140,7 +140,7 @@ def test_train_checkpoint_contents(tmp_path, vdp_data):
     h = train(VDP(0.1), vdp_data, epochs=3, show_every=None, seed=4, checkpoint=ck)
     saved = load_checkpoint(ck)  # weights_only: only tensors and plain values inside
     assert saved["format"] == "paramfittorchdemo.train" and saved["version"] == 1 and saved["epoch"] == 3
-    assert saved["options"] == dict(model="VDP", data=[10, 10, 2], lr=0.01, batch_size=5, method="rk4", step_size=0.1,
+    assert saved["options"] == dict(model="VDP", data=[10, 10, 2], lr=0.01, batch_size=5, method="auto", step_size=0.1,
                                     rtol=None, atol=None, seed=4)
     assert saved["history"]["loss"] == h.loss and saved["history"]["params"] == h.params
     assert isinstance(saved["history"]["seconds"], float)
@@ -328,9 +328,9 @@ def test_the_clock_goes_on_after_resume(tmp_path, vdp_data):
     (dict(batch_size=3), "batch_size=5, but this call has batch_size=3"),
     (dict(seed=8), "seed=7, but this call has seed=8"),
     (dict(seed=None), "seed=7, but this call has seed=None"),
-    (dict(method="euler"), "method='rk4', but this call has method='euler'"),
+    (dict(method="euler"), "method='auto', but this call has method='euler'"),
     (dict(step_size=0.05), "step_size=0.1, but this call has step_size=0.05"),
-    (dict(method="dopri5"), "method='rk4', step_size=0.1, rtol=None, atol=None, but this call has method='dopri5'"),
+    (dict(method="dopri5"), "method='auto', step_size=0.1, rtol=None, atol=None, but this call has method='dopri5'"),
 ])
 def test_mismatched_options_on_resume_raise(tmp_path, vdp_data, kw, match):
     ck = tmp_path/"run.pt"

@@ -162,8 +162,9 @@ def test_simulate_under_autograd_has_a_memory_budget():
     y0 = torch.tensor([[1.0, 0.0, 0.0]], **f64)
     ts = torch.tensor([0.0, 40.0], **f64)
     with pytest.raises(SolverError, match="simulate of FunctionODE: dopri5 stopped near t=.*would pass max_memory=20 MB") as e:
-        simulate(m, y0, ts, max_memory=2e7)
+        simulate(m, y0, ts, method="dopri5", max_memory=2e7)
     assert e.value.kind == "memory"
+    assert torch.isfinite(simulate(m, y0, ts, max_memory=2e7)).all()  # the default, 'auto', hands it to an implicit method: few steps
     with pytest.raises(ValueError, match="simulate needs max_memory as a positive finite number of bytes"):
         simulate(m, y0, ts, max_memory=-1)
     assert simulate(VDP(0.3), torch.ones(1, 2), torch.linspace(0, 1, 3)).requires_grad  # the default budget lets short solves through

@@ -35,9 +35,6 @@ class RosenbrockTableau:
     err_order: int # order of the embedded solution: the next step scales with err^(-1/(err_order + 1))
     H: tuple = () # dense output: K_m = sum_j H[m][j] k_j, y(th) = (1-th) y0 + th (y1 + (1-th)(K_1 + th (K_2 + th K_3)))
 
-    @property
-    def stages(self) -> int: return len(self.c)
-
 def _rows(*rows) -> tuple: return tuple(tuple(float(x) for x in r) for r in rows)
 
 _R4A = ((1.544,), (0.9466785280815826, 0.2557011698983284), (3.314825187068521, 2.896124015972201, 0.9986419139977817),
@@ -151,7 +148,7 @@ def _lin(y, ks, w):
 def _ros_stages(rhs, T, tab: RosenbrockTableau, t: float, h: float, y, f0, ft, lu) -> list:
     "The stage vectors k_1..k_s of one Rosenbrock step of size h from (t, y): one linear solve each with the step's LU factors."
     ks = []
-    for i in range(tab.stages):
+    for i in range(len(tab.c)):
         fresh = i > 0 and (tab.c[i] != 0.0 or any(tab.A[i]))
         r = rhs(T(t + tab.c[i]*h), _lin(y, ks, tab.A[i])) if fresh else f0  # a stage at the step's start reuses f(t, y)
         if i: r = r + _lin(None, ks, [cij/h for cij in tab.C[i]])
@@ -231,7 +228,7 @@ def rosenbrock(f, # right-hand side f(t, y) -> dy/dt; a model's own `jacobian(t,
         if J is None: jacobians += 1; nfe += 0 if getattr(f, "autonomous", False) else 1  # a new point: its Jacobian (and df/dt)
         J, ft, singular, ks = mem.first(_ros_attempt, jac, f, rhs, T, tab, t, hh, y, f0, J, ft)
         factorizations += 1
-        nfe += sum(1 for i in range(1, tab.stages) if tab.c[i] != 0.0 or any(tab.A[i]))
+        nfe += sum(1 for i in range(1, len(tab.c)) if tab.c[i] != 0.0 or any(tab.A[i]))
         y1 = _lin(y, ks, tab.b)
         y1a = _error_scale(y1, rtol, atol)
         err = _lin(None, ks, tab.e)
