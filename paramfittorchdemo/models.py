@@ -92,10 +92,11 @@ def simulate(model: nn.Module, # vector field called as model(t, y)
 def _jacobian_matrix(rows: list) -> torch.Tensor:
     """Matrices (..., n, n) from n rows of n entries: tensors that broadcast against each other (a batch of states, a population of
     parameters) or numbers, in the dtype they promote to (complex for complex states)."""
-    tensors = [e for row in rows for e in row if isinstance(e, torch.Tensor)]
-    dtype, device = functools.reduce(torch.promote_types, (e.dtype for e in tensors)), tensors[0].device
-    entries = [e.to(dtype) if isinstance(e, torch.Tensor) else torch.tensor(e, dtype=dtype, device=device) for row in rows for e in row]
-    return torch.stack(torch.broadcast_tensors(*entries), -1).unflatten(-1, (len(rows), len(rows)))
+    flat = [e for row in rows for e in row]
+    tensors = [e for e in flat if isinstance(e, torch.Tensor)]
+    dtype = functools.reduce(torch.promote_types, (e.dtype for e in tensors))
+    entries = [e if isinstance(e, torch.Tensor) else tensors[0].new_full((), e, dtype=dtype) for e in flat]
+    return torch.stack(torch.broadcast_tensors(*entries), -1).unflatten(-1, (len(rows), len(rows)))  # (stack promotes to dtype)
 
 def _own_forward(model: nn.Module, cls: type):
     "Refuse the Jacobian written for `cls` to a subclass with a forward of its own: the implicit solvers then differentiate its forward."
