@@ -155,8 +155,9 @@ _RODAS5P_PHASE = ("rodas5p's global error on VDP(1000) grows at each fast transi
 _FLOAT32_UNDERFLOW = ("float32: rosenbrock reports 'the step size underflowed' at t=450.9, the first fast transition, where it needs steps "
                       "of about 5e-4: its underflow test is h < 10 eps |t| with the states' eps (float32: 5.4e-4 at t=450), while t is "
                       "a Python float; simulate(VDP(1000.0), float32 y0, linspace(0, 3000)) fails the same way")
-VDP_CASES = [pytest.param(*p.values, marks=pytest.mark.xfail(strict=True, reason=_RODAS5P_PHASE)) if p.id == "rodas5p-1e-06-float64"
-             else pytest.param(*p.values, marks=pytest.mark.xfail(strict=True, reason=_FLOAT32_UNDERFLOW, raises=SolverError))
+VDP_CASES = [pytest.param(*p.values, id=p.id, marks=pytest.mark.xfail(strict=True, reason=_RODAS5P_PHASE))
+             if p.id == "rodas5p-1e-06-float64" else
+             pytest.param(*p.values, id=p.id, marks=pytest.mark.xfail(strict=True, reason=_FLOAT32_UNDERFLOW, raises=SolverError))
              if "float32" in p.id else p for p in CASES]
 
 
