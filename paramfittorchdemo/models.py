@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 
 import torch
@@ -93,6 +94,24 @@ def simulate(model: nn.Module, # vector field called as model(t, y)
                   " Raise max_steps or max_time if the solution really needs that many steps." if e.kind in ("steps", "time") else "")
         raise SolverError(f"simulate of {type(model).__name__}: {e}{advice}", e.kind, e.t, e.stiff) from None
 
+# %% ../nbs/03_models.ipynb #4351c2fb
+def _jacobian_matrix(rows: list) -> torch.Tensor:
+    """Matrices (..., n, n) from n rows of n entries: tensors that broadcast against each other (a batch of states, a population of
+    parameters) or numbers, in the dtype they promote to (complex for complex states)."""
+    flat = [e for row in rows for e in row]
+    tensors = [e for e in flat if isinstance(e, torch.Tensor)]
+    dtype = functools.reduce(torch.promote_types, (e.dtype for e in tensors))
+    entries = [e if isinstance(e, torch.Tensor) else tensors[0].new_full((), e, dtype=dtype) for e in flat]
+    return torch.stack(torch.broadcast_tensors(*entries), -1).unflatten(-1, (len(rows), len(rows)))  # (stack promotes to dtype)
+
+def _own_forward(model: nn.Module, cls: type):
+    "Refuse the Jacobian written for `cls` to a subclass with a forward of its own: the implicit solvers then differentiate its forward."
+    if type(model).forward is not cls.forward:
+        name = type(model).__name__
+        raise NotImplementedError(f"{name}.jacobian: {cls.__name__}.jacobian is the Jacobian of {cls.__name__}.forward, but {name} has "
+                                  f"a forward of its own; define {name}.jacobian, or leave it out and the implicit solvers "
+                                  f"differentiate {name}.forward.")
+
 # %% ../nbs/03_models.ipynb #2bae4cc2
 class VDP(nn.Module):
     "Define the Van der Pol oscillator as a PyTorch module."
@@ -114,6 +133,15 @@ class VDP(nn.Module):
         x, y = state.unbind(-1)
         mu = self.mu
         return torch.stack([mu*torch.addcmul(x - y, x*x, x, value=-1/3), x/mu], dim=-1)  # mu*(x - x^3/3 - y), in fewer operations
+
+    def jacobian(self,
+                 t: torch.Tensor, # time, a scalar tensor (unused: the system is autonomous)
+                 state: torch.Tensor, # states, (..., 2), real or complex
+                ) -> torch.Tensor: # df/dy at each state, (..., 2, 2): entry [i, j] is the derivative of dy_i/dt by y_j
+        "The Jacobian of the right-hand side, written out: the implicit solvers use it instead of differentiating `forward`."
+        _own_forward(self, VDP)
+        x, mu = state[..., 0], self.mu
+        return _jacobian_matrix([[mu*(1 - x*x), -mu], [1/mu, 0]])
 
     def extra_repr(self) -> str: return f"mu={self.mu.item():.4g}"
 
@@ -146,6 +174,16 @@ class LotkaVolterra(nn.Module):
         alpha, beta, delta, gamma = self.model_params.unbind(-1)  # works for (..., 4) parameter populations too
         return torch.stack([x*(alpha - beta*y), y*(gamma*x - delta)], dim=-1)  # alpha*x - beta*x*y, -delta*y + gamma*x*y
 
+    def jacobian(self,
+                 t: torch.Tensor, # time, a scalar tensor (unused: the system is autonomous)
+                 state: torch.Tensor, # prey and predator populations, (..., 2), real or complex
+                ) -> torch.Tensor: # df/dy at each state, (..., 2, 2): entry [i, j] is the derivative of dy_i/dt by y_j
+        "The Jacobian of the right-hand side, written out: the implicit solvers use it instead of differentiating `forward`."
+        _own_forward(self, LotkaVolterra)
+        x, y = state.unbind(-1)
+        alpha, beta, delta, gamma = self.model_params.unbind(-1)
+        return _jacobian_matrix([[alpha - beta*y, -beta*x], [gamma*y, gamma*x - delta]])
+
     def extra_repr(self) -> str:
         return ", ".join(f"{n}={v:.4g}" for n, v in zip(self.param_names, self.model_params.tolist()))
 
@@ -173,6 +211,16 @@ class Lorenz(nn.Module):
         x, y, z = state.unbind(-1)
         sigma, rho, beta = self.model_params.unbind(-1)
         return torch.stack([sigma*(y - x), x*(rho - z) - y, x*y - beta*z], dim=-1)
+
+    def jacobian(self,
+                 t: torch.Tensor, # time, a scalar tensor (unused: the system is autonomous)
+                 state: torch.Tensor, # states, (..., 3), real or complex
+                ) -> torch.Tensor: # df/dy at each state, (..., 3, 3): entry [i, j] is the derivative of dy_i/dt by y_j
+        "The Jacobian of the right-hand side, written out: the implicit solvers use it instead of differentiating `forward`."
+        _own_forward(self, Lorenz)
+        x, y, z = state.unbind(-1)
+        sigma, rho, beta = self.model_params.unbind(-1)
+        return _jacobian_matrix([[-sigma, sigma, 0], [rho - z, -1, -x], [y, x, -beta]])
 
     def extra_repr(self) -> str:
         return ", ".join(f"{n}={v:.4g}" for n, v in zip(self.param_names, self.model_params.tolist()))

@@ -186,3 +186,97 @@ def test_models_run_in_float64_and_keep_dtype():
         m = m.double()
         y = torch.ones(2, m.dim, dtype=torch.float64)
         assert m(torch.tensor(0.0, dtype=torch.float64), y).dtype == torch.float64
+
+
+# ---- the written-out Jacobians (the implicit solvers use them): autograd's, for any batch, population, dtype and complex states
+_JACOBIAN_MODELS = {"VDP": lambda: VDP(3.0), "LotkaVolterra": lambda: LotkaVolterra(1.3, 0.9, 2.5, 1.1),
+                    "Lorenz": lambda: Lorenz(9.0, 27.0, 2.5)}
+
+
+def autograd_jacobian(model, y):
+    "df/dy at each state of y (..., n) by autograd: (..., n, n). The states are independent, so the batch's sum has them all."
+    n = y.shape[-1]
+    J = torch.autograd.functional.jacobian(lambda s: model(torch.tensor(0.0), s).reshape(-1, n).sum(0), y)  # (n, ..., n)
+    return J.movedim(0, -2)
+
+
+@pytest.mark.parametrize("name", list(_JACOBIAN_MODELS))
+@pytest.mark.parametrize("batch", [(), (5,), (2, 3)])
+def test_jacobian_matches_autograd(name, batch):
+    m = _JACOBIAN_MODELS[name]().double()
+    y = 3*torch.randn(*batch, m.dim, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    J = m.jacobian(torch.tensor(0.0), y)
+    assert J.shape == (*batch, m.dim, m.dim) and J.dtype == torch.float64
+    torch.testing.assert_close(J, autograd_jacobian(m, y), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", list(_JACOBIAN_MODELS))
+def test_jacobian_of_a_parameter_population_broadcasts_like_forward(name):
+    "fit solves K parameter vectors at once, each parameter of shape (K, 1) against states (K, batch, n): copy k is model k's Jacobian."
+    from paramfittorchdemo.solvers import ParamSpec, with_parameters
+    m = _JACOBIAN_MODELS[name]().double()
+    spec = ParamSpec.of(m)
+    theta = spec.vector(m)
+    thetas = torch.stack([theta, 1.5*theta, 0.5*theta])  # (3, P)
+    y = torch.randn(3, 4, m.dim, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    J = with_parameters(m, spec.population(thetas), lambda model: model.jacobian(torch.tensor(0.0), y))
+    assert J.shape == (3, 4, m.dim, m.dim)
+    for k in range(3):
+        one = _JACOBIAN_MODELS[name]().double()
+        spec.load(one, thetas[k])
+        torch.testing.assert_close(J[k], one.jacobian(torch.tensor(0.0), y[k]), rtol=1e-14, atol=0)
+
+
+@pytest.mark.parametrize("name", list(_JACOBIAN_MODELS))
+def test_jacobian_of_complex_states_is_the_complex_derivative(name):
+    "A complex-step derivative of a whole solve evaluates the Jacobian at complex states: f is analytic, so J is its complex derivative."
+    m = _JACOBIAN_MODELS[name]().double()
+    gen = torch.Generator().manual_seed(3)
+    y = torch.complex(torch.randn(4, m.dim, dtype=torch.float64, generator=gen), torch.randn(4, m.dim, dtype=torch.float64, generator=gen))
+    J = m.jacobian(torch.tensor(0.0), y)
+    assert J.dtype == torch.complex128
+    d, eye = 1e-5, torch.eye(m.dim, dtype=torch.complex128)
+    t = torch.tensor(0.0)
+    cols = [(m(t, y + d*eye[j]) - m(t, y - d*eye[j]))/(2*d) for j in range(m.dim)]  # central differences in complex arithmetic
+    torch.testing.assert_close(J, torch.stack(cols, -1), rtol=1e-8, atol=1e-8)
+    assert not torch.allclose(J.imag, torch.zeros_like(J.imag))  # complex entries where the Jacobian depends on the state
+
+
+@pytest.mark.parametrize("name", list(_JACOBIAN_MODELS))
+def test_jacobian_dtype_follows_forward(name):
+    m = _JACOBIAN_MODELS[name]()  # float32 parameters
+    t = torch.tensor(0.0)
+    for y in (torch.ones(2, m.dim), torch.ones(2, m.dim, dtype=torch.float64), torch.ones(2, m.dim, dtype=torch.complex64)):
+        assert m.jacobian(t, y).dtype == m(t, y).dtype == y.dtype
+
+
+@pytest.mark.parametrize("name", list(_JACOBIAN_MODELS))
+def test_jacobian_is_differentiable_in_the_parameters(name):
+    "Autograd through an implicit solve reaches the parameters through the Jacobian too: its parameter derivatives are forward's."
+    m = _JACOBIAN_MODELS[name]().double()
+    y = torch.randn(3, m.dim, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    w = torch.randn(3, m.dim, m.dim, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    got = torch.autograd.grad((m.jacobian(torch.tensor(0.0), y)*w).sum(), list(m.parameters()))
+    ref = torch.autograd.grad((autograd_jacobian_graph(m, y)*w).sum(), list(m.parameters()))
+    for a, b in zip(got, ref): torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def autograd_jacobian_graph(model, y):
+    "autograd_jacobian with its graph kept (create_graph), so that it can be differentiated in the parameters."
+    n = y.shape[-1]
+    return torch.autograd.functional.jacobian(lambda s: model(torch.tensor(0.0), s).reshape(-1, n).sum(0), y,
+                                              create_graph=True).movedim(0, -2)
+
+
+@pytest.mark.parametrize("name", list(_JACOBIAN_MODELS))
+def test_a_subclass_with_its_own_forward_does_not_inherit_the_jacobian(name):
+    base = type(_JACOBIAN_MODELS[name]())
+    class Scaled(base):
+        def forward(self, t, y): return 2*super().forward(t, y)
+    class Kept(base):  # the same forward: the Jacobian is still right
+        pass
+    make = lambda cls: cls(3.0) if base is VDP else cls()
+    y = torch.ones(2, base.dim)
+    with pytest.raises(NotImplementedError, match="Scaled has a forward of its own; define Scaled.jacobian"):
+        make(Scaled).jacobian(torch.tensor(0.0), y)
+    torch.testing.assert_close(make(Kept).jacobian(torch.tensor(0.0), y), autograd_jacobian(make(Kept), y))

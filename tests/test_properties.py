@@ -256,6 +256,8 @@ EXCEPTION = "an exception or warning class: the library raises it, with its mess
 RECORD = "a result record that the library fills in; users read it (its methods are checked)"
 FORWARD = ("a right-hand side's forward: the solvers call it millions of times; simulate, fit, estimate, train check the model's output "
            "at the boundary")
+JACOBIAN = ("a right-hand side's Jacobian: the implicit solvers call it at every step, on states they made; simulate, fit, estimate, "
+            "train check the model at the boundary")
 HOOK = "a callback hook: train and fit call it with their own TrainState"
 
 REGISTRY: dict[str, Case] = {
@@ -285,6 +287,9 @@ REGISTRY: dict[str, Case] = {
     "Lorenz.forward": Case(None, None, {}, exempt=FORWARD),
     "NeuralDiffEq.forward": Case(None, None, {}, exempt=FORWARD),
     "FunctionODE.forward": Case(None, None, {}, exempt=FORWARD),
+    "VDP.jacobian": Case(None, None, {}, exempt=JACOBIAN),
+    "LotkaVolterra.jacobian": Case(None, None, {}, exempt=JACOBIAN),
+    "Lorenz.jacobian": Case(None, None, {}, exempt=JACOBIAN),
     # ---- hybrid
     "HybridODE": Case(fn(HybridODE, "known", "term"),
                       lambda: dict(known=LotkaVolterra(), term=None, hidden=4, depth=1, n_inputs=0, scale=1.0),
