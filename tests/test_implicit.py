@@ -152,13 +152,9 @@ def test_robertson_agrees_with_radau(robertson_reference, method, rtol, dtype):
 
 _RODAS5P_PHASE = ("rodas5p's global error on VDP(1000) grows at each fast transition: 11, 14 and 16 tolerances at t = 800, 1600 and "
                   "2400 at rtol 1e-6 (rodas4: 1.7 to 2.3, scipy's Radau 0.8); its local order is right (see the order tests)")
-_FLOAT32_UNDERFLOW = ("float32: rosenbrock reports 'the step size underflowed' at t=450.9, the first fast transition, where it needs steps "
-                      "of about 5e-4: its underflow test is h < 10 eps |t| with the states' eps (float32: 5.4e-4 at t=450), while t is "
-                      "a Python float; simulate(VDP(1000.0), float32 y0, linspace(0, 3000)) fails the same way")
 VDP_CASES = [pytest.param(*p.values, id=p.id, marks=pytest.mark.xfail(strict=True, reason=_RODAS5P_PHASE))
              if p.id == "rodas5p-1e-06-float64" else
-             pytest.param(*p.values, id=p.id, marks=pytest.mark.xfail(strict=True, reason=_FLOAT32_UNDERFLOW, raises=SolverError))
-             if "float32" in p.id else p for p in CASES]
+             p for p in CASES]
 
 
 @pytest.mark.parametrize("method,rtol,dtype", VDP_CASES)
@@ -258,11 +254,13 @@ def test_auto_hands_over_only_the_stiff_group(rtol):
     with torch.no_grad():
         ys = solve([1.0, 1000.0], "auto", groups=2, stats=st)
         explicit = solve([1.0, 3.0], "dopri5", groups=2)  # each group has its own steps: group 0 as it is solved beside any other
-        implicit = solve([1.0, 1000.0], implicit_method(rtol), groups=2)
+        implicit = with_parameters(m, {"mu": torch.tensor([[1000.0]], **f64)},  # the stiff group alone: its error alone sets the steps
+                                   lambda f: integrate(f, y0[1:], ts, implicit_method(rtol), rtol=rtol, atol=atol)[0])
     assert st.switched == [False, True] and st.alive == [True, True]
     assert "handed 1 of 2 group(s) to an implicit method" in st.switch and "stiff" in st.switch
     assert f"{implicit_method(rtol)} solved it" in st.switch
-    assert torch.equal(ys[0], explicit[0]) and torch.equal(ys[1], implicit[1])
+    assert torch.equal(ys[0], explicit[0])
+    torch.testing.assert_close(ys[1], implicit, rtol=1e-12, atol=1e-14)
 
 
 def test_auto_on_a_problem_that_is_not_stiff_is_dopri5():
@@ -387,13 +385,12 @@ def test_a_nan_jacobian_or_right_hand_side_is_a_solver_error():
         def forward(self, t, y): return -y
         def jacobian(self, t, y): return torch.full((*y.shape, 1), math.nan, **f64)
     ts = torch.linspace(0, 2, 5, **f64)
-    for f in (NaNJacobian(), lambda t, y: y*math.nan):
-        with pytest.raises(SolverError, match="rodas5p stopped at t=0: the step size underflowed"):
-            rosenbrock(f, torch.ones(1, 1, **f64), ts)
+    ys = rosenbrock(NaNJacobian(), torch.ones(1, 1, **f64), ts)  # a model's own Jacobian that fails: f is differentiated instead
+    torch.testing.assert_close(ys[0, :, 0], torch.exp(-ts), rtol=1e-4, atol=1e-8)
+    with pytest.raises(SolverError, match="rodas5p stopped at t=0: the step size underflowed"):
+        rosenbrock(lambda t, y: y*math.nan, torch.ones(1, 1, **f64), ts)
 
 
-@pytest.mark.xfail(strict=True, reason="an infinite Jacobian makes I/(h gamma) - J = -inf, every stage 0 and the error estimate 0: the "
-                                       "solve 'succeeds' with y(t) = y0 (here 1 for exp(-t)), with no error and no rejected step")
 def test_an_infinite_jacobian_is_no_silent_constant_solution():
     class InfJacobian(torch.nn.Module):
         autonomous = True

@@ -95,6 +95,8 @@ class RHSJacobian:
             mode = self.mode if not (self.mode == "complex" and y.is_complex()) else "central"  # no complex step inside a complex step
             try:
                 J = getattr(self, f"_{mode}")(t, y)
+                if mode == "own" and not bool(torch.isfinite(J).all()):  # a model's Jacobian that fails here: differentiate f instead
+                    raise ValueError("a Jacobian with infinite or NaN entries")
                 if J.shape != (*y.shape, y.shape[-1]) or (y.is_complex() and not J.is_complex()):  # (complex states: the complex step)
                     raise ValueError(f"a Jacobian of shape {tuple(J.shape)} and dtype {J.dtype} for states {tuple(y.shape)} {y.dtype}")
                 return J.to(y.dtype)
@@ -161,7 +163,8 @@ def _ros_matrix(J, h: float, gamma: float) -> tuple:
     M = -J
     M.diagonal(dim1=-2, dim2=-1).add_(1.0/(h*gamma))
     LU, piv, info = torch.linalg.lu_factor_ex(M)
-    return (LU, piv), info != 0
+    bad = ~torch.isfinite(LU.real if LU.is_complex() else LU).all(-1).all(-1)  # an infinite or NaN Jacobian: no usable step
+    return (LU, piv), (info != 0) | bad
 
 def _ros_factor(norm, err_order: int):
     "How much longer the next step is than this one, from an error norm (a float, or a tensor of one per group)."
@@ -215,7 +218,7 @@ def rosenbrock(f, # right-hand side f(t, y) -> dy/dt; a model's own `jacobian(t,
     jac = RHSJacobian(f, rhs)
     f0, ya = rhs(T(t), y), _error_scale(y, rtol, atol)
     h, nfe = (_first_step(rhs, T, t, y, f0, ya, groups, t_end - t), 2) if first_step is None else (min(first_step, t_end - t), 1)
-    eps = torch.finfo(y0.real.dtype).eps  # a step below 10 eps |t| has underflowed (stiff spans reach 1e10 from steps of 1e-6)
+    eps = torch.finfo(torch.float64).eps  # a step below 10 eps |t| has underflowed (t is a Python float, whatever the states' dtype)
     covering, owner, j, steps, rejected, factorizations, jacobians = [], [], 1, 0, 0, 0, 0
     mem, J, ft = _GraphMemory(max_memory), None, None
     acc, after_reject = None, False  # the last accepted step and its error norm; whether the last step tried was rejected
@@ -242,7 +245,7 @@ def rosenbrock(f, # right-hand side f(t, y) -> dy/dt; a model's own `jacobian(t,
         if worst > 1.0:
             rejected += 1; after_reject = True
             continue
-        if acc is not None and worst > 0.0:  # Gustafsson's predictive control: shorter where the error grows from step to step
+        if acc is not None and worst > 1e-10 and acc[0] > 0.0:  # Gustafsson's predictive control: shorter where the error grows
             q = 1.0/(tab.err_order + 1)
             h = min(h, max(hh*_MIN_FACTOR, _SAFETY*hh*(hh/acc[0])*(acc[1]/worst**2)**q))
         if after_reject: h = min(h, hh)  # no longer step right after a rejected one
