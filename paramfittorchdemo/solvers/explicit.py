@@ -709,7 +709,7 @@ def _stiff_here(f, t, y, times: list, t_end: float):
     (from the spread of the last stage times) is above 1, (...,) bool, when some element's is above 2.5 with more than a hundred steps
     ahead; else None."""
     h = (max(times) - min(times))/2
-    if not h > 0 or (t_end - float(t))/h <= _SWITCH_AHEAD: return None
+    if not h > 0 or (t_end - float(t.detach() if torch.is_tensor(t) else t))/h <= _SWITCH_AHEAD: return None
     rates = fastest_rates(f, t, y)
     return rates*h > 1.0 if bool((rates*h > 2.5).any()) else None
 
