@@ -476,7 +476,7 @@ def dopri5(f, # right-hand side f(t, y) -> dy/dt
             j = j1
         if first is None: first = hh
         t, y, ya, k1, steps = t_new, y1, y1a, ks[6], steps + 1
-        if watch is not None and steps % _SWITCH_EVERY == 0 and j < len(tl):
+        if watch is not None and steps % _SWITCH_EVERY == 0 and j < len(tl) and (t_end - t)/abs(hh) > _SWITCH_AHEAD:
             alive = torch.tensor(live.alive, device=y0.device)
             if (bad := watch.check(hh, ks, y6, y1, t, t_end, alive, G)).any():
                 live.switch(bad.nonzero().flatten().tolist(), t, watch.words)
@@ -551,6 +551,9 @@ class _StiffWatch:
 
     def check(self, hh, ks, y6, y1, t, t_end: float, active, G: int):
         "Groups to switch, (G,) bool; hh and t are numbers (shared steps) or (G,) tensors (a step per group)."
+        if not isinstance(hh, torch.Tensor) and not isinstance(t, torch.Tensor) and (t_end - t)/abs(hh) <= _SWITCH_AHEAD:
+            self.count.zero_()  # (few steps left: no switch, and no work to find out)
+            return torch.zeros_like(self.count, dtype=torch.bool)
         num = torch.linalg.vector_norm((ks[6] - ks[5]).real.reshape(G, -1), dim=1)
         den = torch.linalg.vector_norm((y1 - y6).real.reshape(G, -1), dim=1)
         hh = hh.abs() if isinstance(hh, torch.Tensor) else abs(hh)
