@@ -383,7 +383,7 @@ class _Groups:
         "Stop the whole solve with a SolverError."
         self.drop(range(len(self.alive)), t, why, kind, stiff)
 
-    def judge(self, norms: list, out: list | None, t: float, underflow: bool) -> float:
+    def judge(self, norms: list, out: list | None, t: float, underflow: bool, why: str = _UNDERFLOW) -> float:
         """Drop the groups whose accurate step left the bound, and the inaccurate ones when the step size underflowed; the largest error
         norm of the groups left (0 when the inaccurate ones were dropped)."""
         alive = self.alive
@@ -392,7 +392,7 @@ class _Groups:
             if left: self.drop(left, t, "the solution left its bound", "bound")
         worst = max((n for g, n in enumerate(norms) if alive[g]), default=0.0)
         if worst > 1.0 and underflow:
-            self.drop([g for g, n in enumerate(norms) if alive[g] and n > 1.0], t, _UNDERFLOW, "underflow")
+            self.drop([g for g, n in enumerate(norms) if alive[g] and n > 1.0], t, why, "underflow")
             return 0.0
         return worst
 

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import torch
 
 from .._checks import ATOL, MAX_STEPS, RTOL
-from .explicit import (_GraphMemory, _Groups, SolveStats, _MAX_FACTOR, _MIN_FACTOR, _SAFETY, _TINY, _error_scale,
-                                                _fast_rhs, _first_step, _nan_where_dropped, _norms_on_host, _out_of_budget, _rms_groups,
-                                                _stage_times)
+from .explicit import (_GraphMemory, _Groups, SolveStats, _MAX_FACTOR, _MIN_FACTOR, _SAFETY, _TINY, _UNDERFLOW,
+                                                _error_scale, _fast_rhs, _first_step, _nan_where_dropped, _norms_on_host, _out_of_budget,
+                                                _rms_groups, _stage_times)
 
 # %% auto #0
 __all__ = ['RODAS4', 'RODAS5P', 'TABLEAUS', 'RosenbrockTableau', 'RHSJacobian', 'rosenbrock']
@@ -166,6 +166,10 @@ def _ros_matrix(J, h: float, gamma: float) -> tuple:
     bad = ~torch.isfinite(LU.real if LU.is_complex() else LU).all(-1).all(-1)  # an infinite or NaN Jacobian: no usable step
     return (LU, piv), (info != 0) | bad
 
+_SINGULAR = ("the step size underflowed: the matrix I/(h gamma) - J stayed singular (or not finite) however short the step: the "
+             "Jacobian df/dy is singular or infinite there (check the model's `jacobian`, a division by a state that reaches 0, or a "
+             "state that leaves the model's domain)")
+
 def _ros_factor(norm, err_order: int):
     "How much longer the next step is than this one, from an error norm (a float, or a tensor of one per group)."
     p = -1.0/(err_order + 1)
@@ -236,11 +240,11 @@ def rosenbrock(f, # right-hand side f(t, y) -> dy/dt; a model's own `jacobian(t,
         y1a = _error_scale(y1, rtol, atol)
         err = _lin(None, ks, tab.e)
         norms = _rms_groups(err.real/torch.maximum(ya, y1a), G)
-        if singular.any(): norms = torch.where(singular.reshape(G, -1).any(1) if G > 1 else singular.any(), torch.inf, norms)
+        if sing := bool(singular.any()): norms = torch.where(singular.reshape(G, -1).any(1) if G > 1 else singular.any(), torch.inf, norms)
         norms, out = _norms_on_host(norms, y1a, G, bound, rtol, atol)
         if care is not None:  # groups solved only because f ties the batch together: their results are not wanted
             norms, out = [n if c else 0.0 for n, c in zip(norms, care)], out and [o and c for o, c in zip(out, care)]
-        worst = live.judge(norms, out, t, hh < 10*eps*max(abs(t), 1e-290))
+        worst = live.judge(norms, out, t, hh < 10*eps*max(abs(t), 1e-290), _SINGULAR if sing else _UNDERFLOW)
         h = hh*_ros_factor(worst, tab.err_order)
         if worst > 1.0:
             rejected += 1; after_reject = True
