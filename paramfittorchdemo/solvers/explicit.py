@@ -291,7 +291,7 @@ def _combo_groups(y, ks, terms, H):
 
 # %% ../../nbs/02a_explicit.ipynb #bc37f3d5
 _MIN_FACTOR, _SAFETY, _MAX_FACTOR = 0.2, 0.9, 10.0  # the next step: 0.9 err^(-1/5) times this one, at least 1/5 and at most 10 times
-_TINY = 1e-12  # relative to the end time: a step this short has underflowed, and a gap this short to the end is no gap
+_TINY = 1e-12  # times max(1, |t|): a step this short has underflowed; times |t_end|: a gap this short is no gap
 
 def _dp_times(T, t: float, h: float) -> tuple:
     "The times of stages 2 to 6 of a step of size h from t, t + _DP_C[i]*h (the 7th stage's is the 6th's, t + h)."
@@ -450,7 +450,7 @@ def dopri5(f, # right-hand side f(t, y) -> dy/dt
     k1, ya = rhs(T(t), y), _error_scale(y, rtol, atol)  # ya: the error scale of the current state
     if first_step is None: h, nfe = _first_step(rhs, T, t, y, k1, ya, groups, t_end - t), 2
     else: h, nfe = min(first_step, t_end - t), 1
-    hmin = _TINY*max(1.0, abs(t_end))
+    hmin = _TINY  # (times max(1, |t|): spans that reach 1e11 start with steps far below 1e-12 of their end)
     covering, owner, j, steps, rejected, first = [], [], 1, 0, 0, None  # steps that pass output times, and which covers which
     hh, ks, y6, y1 = h, None, None, None  # the last step tried (for the stiffness estimate when the budget runs out)
     mem, watch = _GraphMemory(max_memory), _StiffWatch(G, y0.device) if switch else None
@@ -464,7 +464,7 @@ def dopri5(f, # right-hand side f(t, y) -> dy/dt
         ks, y6, y1 = mem.first(_dp_step, rhs, y, k1, hh, _dp_times(T, t, hh))
         y1a, nfe = _error_scale(y1, rtol, atol), nfe + 6
         norms, out = _norms_on_host(_error_norms(ks, hh, torch.maximum(ya, y1a), G), y1a, G, bound, rtol, atol)
-        worst = live.judge(norms, out, t, hh < hmin)
+        worst = live.judge(norms, out, t, hh < hmin*max(1.0, abs(t)))
         h = hh*_step_factor(worst)
         if worst > 1.0:
             rejected += 1
@@ -483,6 +483,9 @@ def dopri5(f, # right-hand side f(t, y) -> dy/dt
                 if not any(live.alive): break
         if steps % 64 == 0 and j < len(tl) and steps + rejected + (t_end - t)/hh > max_steps:
             st = _stiffness(hh, ks, y6, y1)  # held at the stability limit, the steps will not grow: give up now
+            if st > 2.0 and watch is not None:  # method='auto': hand every group left to the implicit method instead
+                live.switch([g for g, a in enumerate(live.alive) if a], t, watch.words)
+                break
             if st > 2.0: live.stop(t, f"it would need about {(t_end - t)/hh:.2g} more steps, beyond its budget of {max_steps}"
                                    + _stiff_words(t_end - tl[0], hh, st), "steps", True)
     stats.solves += 1; stats.nfe += nfe; stats.steps += steps; stats.rejected += rejected
@@ -580,7 +583,7 @@ def _dopri5_grouped(f, y0, ts, rtol: float, atol: float, G: int, max_steps: int,
     rhs, dev, rdt = _fast_rhs(f), y0.device, y0.real.dtype
     T0 = torch.zeros((), dtype=rdt, device=dev)  # the model ignores t
     tl, view, times = ts.tolist(), (G,) + (1,)*(y0.ndim - 1), (T0,)*5
-    t_end, hmin = tl[-1], _TINY*max(1.0, abs(tl[-1]))
+    t_end, hmin = tl[-1], _TINY  # (times max(1, |t|) of each group's time)
     t = torch.full((G,), tl[0], dtype=rdt, device=dev)
     y, k1, ya = y0, rhs(T0, y0), _error_scale(y0, rtol, atol)
     h = _first_steps(rhs, T0, y, k1, ya, view, t_end - tl[0])
@@ -612,7 +615,7 @@ def _dopri5_grouped(f, y0, ts, rtol: float, atol: float, G: int, max_steps: int,
         ks, y6, y1 = mem.first(_dp_step, rhs, y, k1, H, times)
         y1a, nfe, steps = _error_scale(y1, rtol, atol), nfe + 6, steps + 1
         norms = _error_norms(ks, H, torch.maximum(ya, y1a), G).nan_to_num(nan=math.inf)  # a step that blew up is rejected
-        alive = alive & ~_dropped(active, norms, hh < hmin, y1, bound, G)
+        alive = alive & ~_dropped(active, norms, hh < hmin*t.abs().clamp_min(1.0), y1, bound, G)
         active = active & alive
         acc = active & (norms <= 1)
         t_new = torch.where(acc, torch.where(hit, torch.full_like(t, t_end), t + hh), t)
@@ -629,9 +632,14 @@ def _dopri5_grouped(f, y0, ts, rtol: float, atol: float, G: int, max_steps: int,
                             f"{watch.words}")
         if steps % 5 == 0 and drop_slow: alive, active = _drop_slow(alive, active, tried, G)
         if steps % 64 == 0 and (stiff := _give_up_stiff(active, tried, t, hh, ks, y6, y1, t_end, max_steps, G)).any():
-            alive, active = alive & ~stiff, active & ~stiff
-            stopped = (f"dopri5 gave up {int(stiff.sum())} of {G} groups: held at the stability limit (the problem looks stiff), "
-                       f"they would need more steps than their budget of {max_steps}")
+            if watch is not None:  # method='auto': to the implicit method, not dropped
+                switched, alive, active = switched | stiff, alive & ~stiff, active & ~stiff
+                stats.switch = (f"dopri5 handed {int(switched.sum())} of {G} group(s) to an implicit method at "
+                                f"t={float(t[stiff].min()):.4g}: {watch.words}")
+            else:
+                alive, active = alive & ~stiff, active & ~stiff
+                stopped = (f"dopri5 gave up {int(stiff.sum())} of {G} groups: held at the stability limit (the problem looks stiff), "
+                           f"they would need more steps than their budget of {max_steps}")
         if not active.any(): break
     if switched.any():  # (before _survivors: groups handed over are no failure, even when none is left)
         stats.switched = switched.tolist()
