@@ -84,3 +84,95 @@ def test_dev_environment_has_no_jax():
     cfg = configparser.ConfigParser(); cfg.read(Path(__file__).resolve().parents[1] / "settings.ini")
     dev = cfg["DEFAULT"]["dev_requirements"]
     assert "jax" not in dev and "diffrax" not in dev and "jax" in cfg["DEFAULT"]["bench_requirements"]
+
+
+STIFF = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_stiff.py"
+
+
+def load_stiff():
+    "bench_stiff as a module; the thread variables it sets for its own runs are put back, so that they do not leak into other tests."
+    import os
+    saved = {v: os.environ.get(v) for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    spec = importlib.util.spec_from_file_location("bench_stiff", STIFF)
+    mod = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(mod)
+    finally:
+        for v, x in saved.items():
+            if x is None: os.environ.pop(v, None)
+            else: os.environ[v] = x
+    return mod
+
+
+def test_stiff_models_agree_with_numpy_and_autograd():
+    """Each stiff problem: its torch right-hand side (from `terms`) and numpy's (scipy's) equal the published equations written on the
+    components, its analytic Jacobians equal the componentwise one and autograd's, and (B, P) constants make B parameter sets."""
+    bench = load_stiff()
+    gen = torch.Generator().manual_seed(0)
+    for name, P in bench.PROBLEMS.items():
+        y = 0.01 + 0.1*torch.rand(P.dim, generator=gen, dtype=torch.float64)
+        model, k = P(), P.defaults
+        f, jac = model.numpy_fns()
+        dy = model(torch.tensor(0.0), y).detach()
+        eq = torch.tensor([float(v) for v in P.equations(y.tolist(), k)], dtype=torch.float64)
+        scale = float(eq.abs().max())  # terms summed in another order: equal to rounding, relative to the largest component
+        torch.testing.assert_close(dy, eq, rtol=1e-12, atol=1e-14*scale, msg=name)
+        torch.testing.assert_close(torch.from_numpy(f(0.0, y.numpy())), eq, rtol=1e-12, atol=1e-14*scale, msg=name)
+        entries = torch.tensor([[float(v) for v in row] for row in P.jacobian_entries(y.tolist(), k)], dtype=torch.float64)
+        auto = torch.func.jacrev(lambda x: model(torch.tensor(0.0), x))(y).detach()
+        mine = model.jacobian(torch.tensor(0.0), y).detach()
+        for other in (auto, entries, torch.from_numpy(jac(0.0, y.numpy()))):
+            torch.testing.assert_close(mine, other, rtol=1e-12, atol=1e-14*float(entries.abs().max()), msg=name)
+        ks = torch.as_tensor(bench.batch_parameters(name, 3, seed=0))
+        batch = P(ks)
+        ys = y.expand(3, P.dim)
+        assert batch(0.0, ys).shape == (3, P.dim) and batch.jacobian(0.0, ys).shape == (3, P.dim, P.dim), name
+        for i in range(3):  # row i of the batch is the model with the i-th set of constants
+            torch.testing.assert_close(batch(0.0, ys)[i], P(ks[i])(0.0, y), rtol=1e-14, atol=0, msg=name)
+        assert bool(((ks/torch.tensor(P.defaults) - 1).abs() <= 0.25 + 1e-12).all()), name
+    with pytest.raises(ValueError, match=r"Robertson needs constants of shape \(\.\.\., 3\)"):
+        bench.Robertson([1.0, 2.0])
+
+
+def test_stiff_benchmark_quick(tmp_path):
+    """bench_stiff.py --quick: the references agree with the published final values, the scipy rows run and meet their tolerance target,
+    dopri5's failures on stiff problems are rows with a reason (not a crash), the memory columns are filled, the figure is drawn."""
+    import json
+    import subprocess
+    out, fig = tmp_path / "stiff.json", tmp_path / "wp.png"
+    cmd = [sys.executable, str(STIFF), "--quick", "--cache", str(tmp_path / "cache"), "--json", str(out), "--figure", str(fig)]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    res = json.loads(out.read_text())
+    assert set(res["references"]) == {"robertson", "pollution"} and not res["errors"]
+    for name, ref in res["references"].items():
+        assert ref["published_diff"] < 1e-8 and ref["self_error"] < 1e-8, (name, ref)  # Test Set's final values; the reference's own error
+    lines = p.stdout.splitlines()
+    head = lines[lines.index("work-precision:") + 1]
+    assert "err/rtol" in head and "peak MB" in head and "+MB" in head
+    rows = res["rows"]
+    scipy_rows = [r for r in rows if r["method"] in ("radau", "bdf", "lsoda")]
+    assert len(scipy_rows) == 2*2*3  # problems x rtols x methods
+    for r in scipy_rows:
+        assert r["status"] == "ok" and r["err"] <= 10 and r["peak_mb"] > 100 and r["rise_mb"] is not None, r
+        assert f"[ok] accuracy {r['problem']} {r['label']}:" in p.stdout
+    d5 = [r for r in rows if r["method"] == "dopri5"]
+    assert d5 and all(r["status"] in ("ok", "failed") for r in d5)
+    for r in d5:
+        if r["status"] == "failed":
+            assert r["reason"] and f"{r['label']:<17} {r['rtol']:>7.0e} FAILED: {r['reason']}" in p.stdout
+    loops = [r for r in res["batch"] if r["method"] == "radau loop"]
+    assert len(loops) == 2 and all(r["status"] == "ok" and r["sets"] == 4 and r["err"] <= 10 for r in loops)
+    from paramfittorchdemo import solvers
+    implicit = getattr(solvers, "IMPLICIT_METHODS", ())
+    for m in ("rodas5p", "rodas4", "auto"):  # the library's implicit methods, and 'auto', which hands stiff groups to one of them
+        if m in implicit or (m == "auto" and implicit):
+            assert [r["rtol"] for r in rows if r["method"] == m] == [1e-4, 1e-6]*2, m
+            assert len([r for r in res["batch"] if r["method"] == m]) == 2, m
+            for what in (f"speed robertson {m} at rtol 1e-06", f"batch pollution {m}, 4 sets"):  # a target line, [ok] or [MISS]
+                assert any(line.startswith(("[ok] " + what, "[MISS] " + what)) for line in lines), what
+        else: assert m in res["info"]["skipped"] and f"skipped {m}: " in p.stdout
+    for r in rows + res["batch"]:  # every row is a number or a reason ('error': an exception other than a solver's, a bug somewhere)
+        assert r["status"] in ("ok", "failed", "skipped") and (r["status"] == "ok" or r["reason"]), r
+    assert importlib.util.find_spec("jax") is not None or "JAX/diffrax not installed" in p.stdout
+    assert fig.stat().st_size > 10_000
