@@ -180,7 +180,7 @@ def create_sim_dataset(model: nn.Module, # model to simulate from
                        *,
                        seed: int | None = None, # seed for the initial conditions and noise; None uses torch's global generator
                        generator: torch.Generator | None = None, # a CPU generator to draw from (overrides seed)
-                       method: str = "auto", # solver used to simulate (see `simulate`)
+                       method: str = "auto", # solver used to simulate (see simulate)
                        max_steps: int = SIM_MAX_STEPS, # step budget of the simulation (see simulate)
                        max_time: float | None = None, # wall-clock budget of the simulation in seconds (None: none)
                       ) -> SimODEData: # num_samples noisy trajectories on the grid ts

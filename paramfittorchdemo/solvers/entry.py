@@ -180,7 +180,7 @@ def integrate(f, # right-hand side f(t, y)
               drop_slow: bool = True, # dopri5 with own steps per group: drop groups far slower than the rest (see dopri5)
               max_memory: float | None = MAX_MEMORY, # bytes autograd may keep for the gradient (a SolverError beyond it); None: no limit
               defer: bool = False, # 'auto': leave the groups handed to an implicit method as NaN (stats.switched), for the caller to solve
-              tstops=None, # times of known discontinuities of f (see `piecewise`); None: f's own `tstops` attribute, if any
+              tstops=None, # times of known discontinuities of f (see piecewise); None: f's own `tstops` attribute, if any
              ) -> torch.Tensor: # states at `ts`, (..., time, state)
     "Integrate with the lean native solvers where available, torchdiffeq otherwise; every solve has a step and a memory budget."
     if len(ts) == 1:  # nothing to integrate: the output is the initial state

@@ -223,7 +223,7 @@ def solve_with_jacobian(model: nn.Module, # the model (its parameters are not ch
                         first_step: float | None = None, # dopri5's first trial step for a single parameter vector (None: estimated)
                         deadline: float | None = None, # time.perf_counter() value after which the solve stops (and fails)
                         independent: bool = False, # the K vectors belong to separate problems: none is dropped for being slower
-                        tstops=None, # times of known discontinuities (see `piecewise`); None: none
+                        tstops=None, # times of known discontinuities (see piecewise); None: none
                        ) -> tuple: # predictions (K, batch, time, state), Jacobians (K, P, batch, time, state) or None, alive (K,) bool
     "Predictions of K parameter vectors, and their Jacobians, in one batched solve."
     K, P = theta.shape
