@@ -40,15 +40,8 @@ def _auto(f, y0, ts, rtol, atol, groups, max_steps, stats: SolveStats, bound, ow
     any function of the whole batch, which may tie a group to its place (parameters of shape (groups, 1)), so the implicit method solves
     every group and only the results of those handed over are taken."""
     stats.switched = None
-    try:
-        ys = dopri5(f, y0, ts, rtol=rtol, atol=atol, groups=groups, max_steps=max_steps, stats=stats, bound=bound, own_steps=own_steps,
-                    first_step=first_step, deadline=deadline, drop_slow=drop_slow, max_memory=max_memory, switch=True)
-    except SolverError as e:  # so stiff that dopri5's steps underflow before it can tell: every group to the implicit method
-        if e.kind != "underflow": raise
-        G = groups or 1
-        stats.switched, stats.alive, stats.failure = [True]*G, [True]*G, ""
-        stats.switch = f"dopri5's step size underflowed at t={e.t:.4g} (a mode too fast for any explicit step), so every group went"
-        ys = torch.full((*y0.shape[:-1], len(ts), y0.shape[-1]), float("nan"), dtype=y0.dtype, device=y0.device)
+    ys = dopri5(f, y0, ts, rtol=rtol, atol=atol, groups=groups, max_steps=max_steps, stats=stats, bound=bound, own_steps=own_steps,
+                first_step=first_step, deadline=deadline, drop_slow=drop_slow, max_memory=max_memory, switch=True)
     if not (stats.switched and any(stats.switched)) or defer: return ys
     idx, method, sub = [g for g, s in enumerate(stats.switched) if s], implicit_method(rtol), SolveStats()
     budget = _one_budget(max_steps[idx] if isinstance(max_steps, torch.Tensor) else max_steps)
@@ -71,8 +64,7 @@ def torchdiffeq_auto(f, y0, ts, rtol, atol, max_steps: int, deadline, max_memory
         return torchdiffeq_solve(f, y0, ts, "dopri5", None, rtol, atol, max_steps, deadline, stats=stats, max_memory=max_memory,
                                  switch=True)
     except SolverError as e:
-        if (e.kind == "steps" and e.stiff) or e.kind == "underflow":  # stiff before the first look, or too stiff for any step
-            e.mask = torch.ones((), dtype=torch.bool, device=y0.device)
+        if e.kind == "steps" and e.stiff: e.mask = torch.ones((), dtype=torch.bool, device=y0.device)  # stiff before the first look
         elif e.kind != "stiff": raise
         mask = e.mask.expand(y0.shape[:-1]).reshape(-1)
     flat, method = y0.reshape(-1, y0.shape[-1]), implicit_method(rtol)
