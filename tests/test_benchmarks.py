@@ -157,7 +157,8 @@ def test_stiff_benchmark_quick(tmp_path):
         assert r["status"] == "ok" and r["err"] <= 10 and r["peak_mb"] > 100 and r["rise_mb"] is not None, r
         assert f"[ok] accuracy {r['problem']} {r['label']}:" in p.stdout
     d5 = [r for r in rows if r["method"] == "dopri5"]
-    assert d5 and all(r["status"] in ("ok", "failed") for r in d5)
+    assert d5 and all(r["status"] in ("ok", "failed", "skipped") for r in d5)  # (skipped: out of steps at a looser rtol)
+    assert all(r["reason"] for r in d5 if r["status"] != "ok")
     for r in d5:
         if r["status"] == "failed":
             assert r["reason"] and f"{r['label']:<17} {r['rtol']:>7.0e} FAILED: {r['reason']}" in p.stdout
