@@ -1,7 +1,9 @@
 """Robustness of `fit` and `estimate` over families of random problems, side by side with scipy.
 
-    python benchmarks/bench_robust.py                       # every family (15-20 minutes on 2 CPU cores)
+    python benchmarks/bench_robust.py                       # every family but the stiff ones (15-20 minutes on 2 CPU cores)
     python benchmarks/bench_robust.py --quick               # a smoke run (under a minute)
+    python benchmarks/bench_robust.py --families stiff      # the four stiff families (about 20 minutes)
+    python benchmarks/bench_robust.py --families robertson,vdp-stiff --method rodas5p   # the library with a named solver
     python benchmarks/bench_robust.py --families lv-post    # the post's Lotka-Volterra problem on 256 random datasets
     python benchmarks/bench_robust.py --families vdp,sir --n 4 --by start --json out.json
 
@@ -11,6 +13,21 @@ alternate between them). Every dataset is fitted from two kinds of start: "30%" 
 sign) and "2x" (each parameter times 2 or 0.5, random). The family `lv-post` is the blog post's problem instead: data
 from `create_sim_dataset` exactly as in the post, one fixed start.
 
+The stiff families (the group `stiff`, left out of `all` for their time):
+  robertson   Robertson's reactions with his rate constants (0.04, 3e7, 1e4), the intermediate counted in units of 1e-4,
+              on a log-spaced grid from 1e-5 to 1e5; the rate constants are fitted on a log scale (`fit` gets a model of
+              their logarithms, `estimate` `Param(positive=True)`, scipy their logarithms);
+  vdp-stiff   Van der Pol (the library's VDP) with mu drawn log-uniformly in [100, 1000], one trajectory over 1.5 mu (about
+              one period: two relaxation jumps); `estimate` observes x;
+  enzyme      E + S <-> C -> E + P by mass action, binding (kf = 1000) and unbinding (kr = 100) fast against kcat = 1, on a
+              log-spaced grid from 1e-4 to 30;
+  oregonator  Field and Noyes' Oregonator in Hairer and Wanner's scaling, one trajectory over its first burst and decay
+              (t in [0, 30]; the burst comes within t < 1 from the initial states drawn, x reaches about 1e5).
+Their datasets are smaller (fewer datasets or trajectories) to keep each family's run to minutes; --n gives more. The
+library runs with the solver method of `--method`, by default that of `fit` and `estimate` ('auto': dopri5, which hands
+stiff batch elements to an implicit Rosenbrock method); scipy runs twice on them, with Radau and with LSODA, each given the
+family's analytic Jacobian (rows "scipy Radau" and "scipy LSODA").
+
 Each problem is solved in two variants, each by the library and by scipy from the same start:
   fit       `fit(model, data)` with default options: every state observed, initial states known (the data's first row,
             which holds the noise-free initial state, as `create_sim_dataset` makes it);
@@ -19,13 +36,13 @@ Each problem is solved in two variants, each by the library and by scipy from th
             truth off by 20% (random sign per state), observed or not (a noisy first observation can be unphysical, such
             as a negative number of infected);
   scipy     `least_squares(method="lm", x_scale="jac")` over one `solve_ivp(method="LSODA", rtol=1e-6, atol=1e-8)` of all
-            trajectories, with the unknowns of the variant it stands beside. It is given at most 100 Jacobians' worth of
-            residual evaluations (the library's max_iter=100); a solve that blows up or takes more than 50,000 right-hand-side
-            evaluations returns a large residual.
+            trajectories (stiff families: Radau or LSODA with the analytic Jacobian), with the unknowns of the variant it
+            stands beside. It is given at most 100 Jacobians' worth of residual evaluations (the library's max_iter=100); a
+            solve that blows up or takes more than 50,000 right-hand-side evaluations returns a large residual.
 
 Every method's final loss is recomputed by one evaluator (LSODA, rtol=1e-10, atol=1e-12, from the method's parameters and
-initial states): the mean squared residual over the observed values, so that differences between solvers cannot bias the
-comparison. A run succeeds
+initial states; with the analytic Jacobian on the stiff families): the mean squared residual over the observed values, so
+that differences between solvers cannot bias the comparison. A run succeeds
   (10%)      when every parameter is within 10% of the truth,
   (lowest)   when its loss is within a relative 1e-3 of the lowest loss any method found on that problem and variant.
 A run that misses the 10% criterion is counted under one failure kind: "exception: <type>"; the method's own verdict when
@@ -39,6 +56,7 @@ and its rise over the run's start; the table shows the worst of each over a grou
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
 import os
@@ -58,7 +76,7 @@ from torch import nn
 
 from paramfittorchdemo import LotkaVolterra, Lorenz, VDP, create_sim_dataset
 from paramfittorchdemo.data import SimODEData
-from paramfittorchdemo.estimation import estimate
+from paramfittorchdemo.estimation import Param, estimate
 from paramfittorchdemo.observations import Observations
 from paramfittorchdemo.fitting import fit
 
@@ -71,20 +89,25 @@ SCIPY_RTOL, SCIPY_ATOL = 1e-6, 1e-8  # scipy's solver tolerances: the library's 
 EVAL_RTOL, EVAL_ATOL = 1e-10, 1e-12  # the common evaluator's (and the data generator's) tolerances
 MAX_RHS_EVALS = 50_000  # a scipy solve that needs more right-hand-side evaluations than this counts as failed
 START_KINDS = ("30%", "2x")
+LIBRARY_METHOD = inspect.signature(fit).parameters["method"].default  # the solver of fit and estimate unless --method says otherwise
+STIFF_SCIPY = ("Radau", "LSODA")  # scipy's solvers on the stiff families
 
 
 class ODESystem(nn.Module):
     "A right-hand side rhs(states, params) -> derivatives (tuples of tensors) with one parameter vector, for parameter populations."
     autonomous = True
 
-    def __init__(self, rhs: Callable, dim: int, param_names: tuple, values):
+    def __init__(self, rhs: Callable, dim: int, param_names: tuple, values, log: bool = False):
         super().__init__()
-        self.rhs, self.dim, self.param_names = rhs, dim, tuple(param_names)
-        self.model_params = nn.Parameter(torch.tensor([float(v) for v in values], dtype=torch.float64))
+        self.rhs, self.dim, self.log = rhs, dim, log
+        self.param_names = tuple(f"log_{n}" for n in param_names) if log else tuple(param_names)  # log: the fit sees log(value)
+        values = [math.log(float(v)) if log else float(v) for v in values]
+        self.model_params = nn.Parameter(torch.tensor(values, dtype=torch.float64))
 
     def forward(self, t, y):
         "Derivatives (..., dim) of states (..., dim); parameters (..., P) broadcast against the states' leading axes."
-        return torch.stack(torch.broadcast_tensors(*self.rhs(y.unbind(-1), self.model_params.unbind(-1))), dim=-1)
+        params = self.model_params.exp() if self.log else self.model_params
+        return torch.stack(torch.broadcast_tensors(*self.rhs(y.unbind(-1), params.unbind(-1))), dim=-1)
 
 
 @dataclass
@@ -104,17 +127,33 @@ class Family:
     library_model: Optional[Callable] = None  # params -> the library's own model class (built-in systems); None: ODESystem
     post_start: Optional[tuple] = None  # the post's problem: data from create_sim_dataset, fitted from this start only
     variants: tuple = ("fit", "estimate")
+    truth_range: Optional[tuple] = None  # (low, high) per parameter: truths drawn log-uniformly between them instead (stiff VDP)
+    ts_unit: Optional[int] = None  # the time grid is `ts` times this parameter's true value (stiff VDP: time in units of mu)
+    log: bool = False  # fit the parameters on a log scale: fit a model of log(value), estimate Param(positive=True), scipy log(value)
+    jac: Optional[Callable] = None  # jac(states, params) -> rows of d rhs_i/d state_j: scipy's implicit solvers and the evaluator use it
+    scipy_methods: tuple = ("LSODA",)  # solve_ivp methods under scipy's least_squares: one scipy row each
 
     @property
     def dim(self) -> int: return len(self.y0)
 
     @property
+    def stiff(self) -> bool: return self.jac is not None
+
+    @property
     def start_kinds(self) -> tuple: return ("post",) if self.post_start is not None else START_KINDS
 
-    def model(self, params) -> nn.Module:
-        "The torch model with parameters `params`."
-        if self.library_model is not None: return self.library_model(*[float(p) for p in params])
-        return ODESystem(self.rhs, self.dim, self.names, params)
+    def model(self, params, log: bool = False) -> nn.Module:
+        "The torch model with parameters `params` (with `log`: an ODESystem whose parameters are their logarithms)."
+        if self.library_model is not None and not log: return self.library_model(*[float(p) for p in params])
+        return ODESystem(self.rhs, self.dim, self.names, params, log=log)
+
+    def grid(self, truth) -> np.ndarray:
+        "The time grid of a dataset with true parameters `truth`."
+        return self.ts if self.ts_unit is None else self.ts*float(truth[self.ts_unit])
+
+    def scipy_label(self, method: str) -> str:
+        "The name of scipy's row with solve_ivp `method`: 'scipy' when the family has one, else 'scipy <method>'."
+        return "scipy" if len(self.scipy_methods) == 1 else f"scipy {method}"
 
 
 def _vdp(s, p):
@@ -173,6 +212,57 @@ def _robertson(s, p):
     return -k1*a + k3*b*c, k1*a - k3*b*c - k2*b*b, k2*b*b
 
 
+def _vdp_jac(s, p):
+    "The Jacobian of `_vdp`."
+    x, y = s
+    mu, = p
+    return (mu*(1 - x*x), -mu), (1/mu, 0.0)
+
+
+def _robertson_stiff(s, p):
+    """Robertson's reactions A -> B, 2B -> B + C, B + C -> A + C with his rates (0.04, 3e7, 1e4); B is counted in units of 1e-4 so
+    that every state is of order one (its largest value is about 0.37)."""
+    a, b, c = s
+    k1, k2, k3 = p
+    return -k1*a + 1e-4*k3*b*c, 1e4*k1*a - k3*b*c - 1e-4*k2*b*b, 1e-8*k2*b*b
+
+
+def _robertson_stiff_jac(s, p):
+    "The Jacobian of `_robertson_stiff`."
+    a, b, c = s
+    k1, k2, k3 = p
+    return (-k1, 1e-4*k3*c, 1e-4*k3*b), (1e4*k1, -k3*c - 2e-4*k2*b, -k3*b), (0.0, 2e-8*k2*b, 0.0)
+
+
+def _enzyme(s, p):
+    "Mass action of E + S <-> C -> E + P: substrate, free enzyme, complex, product; binding (kf) and unbinding (kr) are fast."
+    S, E, C, P = s
+    kf, kr, kcat = p
+    bind = kf*E*S
+    return -bind + kr*C, -bind + (kr + kcat)*C, bind - (kr + kcat)*C, kcat*C
+
+
+def _enzyme_jac(s, p):
+    "The Jacobian of `_enzyme`."
+    S, E, C, P = s
+    kf, kr, kcat = p
+    return ((-kf*E, -kf*S, kr, 0.0), (-kf*E, -kf*S, kr + kcat, 0.0), (kf*E, kf*S, -(kr + kcat), 0.0), (0.0, 0.0, kcat, 0.0))
+
+
+def _oregonator(s, p):
+    "Field and Noyes' Oregonator in Hairer and Wanner's scaling: the Belousov-Zhabotinsky reaction's HBrO2, Br- and Ce(IV)."
+    x, y, z = s
+    s_, w, q = p
+    return s_*(y - x*y + x - q*x*x), (-y - x*y + z)/s_, w*(x - z)
+
+
+def _oregonator_jac(s, p):
+    "The Jacobian of `_oregonator`."
+    x, y, z = s
+    s_, w, q = p
+    return (s_*(1 - y - 2*q*x), s_*(1 - x), 0.0), (-y/s_, -(1 + x)/s_, 1/s_), (w, 0.0, -w)
+
+
 def make_families() -> dict:
     "Every family of the suite, by name."
     lv_ts = torch.arange(0, 10, 0.1)  # the post's grid, in float32 as the post builds it
@@ -193,6 +283,17 @@ def make_families() -> dict:
         Family("michaelis-menten", _michaelis_menten, ("vmax", "km"), (1.0, 0.5), (2.25,), (1.75,), np.arange(0, 8, 0.1), 6),
         Family("robertson-mild", _robertson, ("k1", "k2", "k3"), (1.0, 1000.0, 100.0), (1.0, 0.01, 0.2), (0.2, 0.01, 0.2),
                np.arange(0, 10, 0.1), 4),
+        # stiff (group 'stiff', not in 'all'): scipy integrates them with Radau and with LSODA, each given the analytic Jacobian
+        Family("robertson", _robertson_stiff, ("k1", "k2", "k3"), (0.04, 3e7, 1e4), (1.0, 0.0, 0.1), (0.2, 0.0, 0.1),
+               np.concatenate([[0.0], np.logspace(-5, 5, 41)]), 3, log=True, jac=_robertson_stiff_jac, scipy_methods=STIFF_SCIPY),
+        Family("vdp-stiff", _vdp, VDP.param_names, (math.sqrt(1e5),), (1.0, 0.0), (1.0, 1.0), np.linspace(0, 1.5, 76), 1, n=2,
+               observe=[0], library_model=VDP, truth_range=((100.0, 1000.0),), ts_unit=0, jac=_vdp_jac,
+               scipy_methods=STIFF_SCIPY),  # about one period (1.61 mu): two relaxation jumps
+        Family("enzyme", _enzyme, ("kf", "kr", "kcat"), (1000.0, 100.0, 1.0), (1.0, 0.1, 0.0, 0.0), (0.5, 0.05, 0.0, 0.0),
+               np.concatenate([[0.0], np.logspace(-4, np.log10(30), 41)]), 3, jac=_enzyme_jac, scipy_methods=STIFF_SCIPY),
+        Family("oregonator", _oregonator, ("s", "w", "q"), (77.27, 0.161, 8.375e-6), (1.0, 1.0, 2.0), (0.5, 0.5, 1.0),
+               np.linspace(0, 30, 121), 1, n=2, jac=_oregonator_jac,
+               scipy_methods=STIFF_SCIPY),  # a burst within t < 1 (x up to about 1e5) and its decay; the period is about 280
     ]
     return {f.name: f for f in fams}
 
@@ -201,8 +302,22 @@ class _SolveFailed(Exception):
     "A scipy solve that failed, blew up or needed more than MAX_RHS_EVALS right-hand-side evaluations."
 
 
-def solve(fam: Family, params, y0s: np.ndarray, ts: np.ndarray, rtol: float, atol: float, bound: float = math.inf) -> np.ndarray:
-    "States (B, time, state) of `fam` from initial states y0s (B, state): one LSODA solve of all trajectories; raises _SolveFailed."
+def _block_jacobian(fam: Family, u: np.ndarray, params: list, B: int) -> np.ndarray:
+    "The Jacobian (n*B, n*B) of all trajectories' right-hand sides at the stacked states u (state-major, as `solve` stacks them)."
+    n = fam.dim
+    blocks = np.empty((n, n, B))
+    for i, row in enumerate(fam.jac(tuple(u.reshape(n, B)), params)):
+        for j, v in enumerate(row): blocks[i, j] = v
+    J = np.zeros((n, B, n, B))
+    idx = np.arange(B)
+    J[:, idx, :, idx] = blocks.transpose(2, 0, 1)  # trajectory b's block: rows i*B + b, columns j*B + b
+    return J.reshape(n*B, n*B)
+
+
+def solve(fam: Family, params, y0s: np.ndarray, ts: np.ndarray, rtol: float, atol: float, bound: float = math.inf,
+          method: str = "LSODA") -> np.ndarray:
+    """States (B, time, state) of `fam` from initial states y0s (B, state): one solve_ivp (LSODA unless `method` says otherwise) of all
+    trajectories, with the family's analytic Jacobian where it has one; raises _SolveFailed."""
     B, n = y0s.shape
     params, evals = [float(p) for p in params], [0]
 
@@ -211,9 +326,10 @@ def solve(fam: Family, params, y0s: np.ndarray, ts: np.ndarray, rtol: float, ato
         if evals[0] > MAX_RHS_EVALS or not np.all(np.abs(u) < bound): raise _SolveFailed("blew up or too many evaluations")
         return np.concatenate(np.broadcast_arrays(*fam.rhs(tuple(u.reshape(n, B)), params)))
 
+    jac = {} if fam.jac is None else dict(jac=lambda t, u: _block_jacobian(fam, u, params, B))
     try:
         with np.errstate(all="ignore"):
-            sol = solve_ivp(f, (ts[0], ts[-1]), y0s.T.reshape(-1), method="LSODA", t_eval=ts, rtol=rtol, atol=atol)
+            sol = solve_ivp(f, (ts[0], ts[-1]), y0s.T.reshape(-1), method=method, t_eval=ts, rtol=rtol, atol=atol, **jac)
     except (_SolveFailed, ValueError, ArithmeticError) as e: raise _SolveFailed(str(e)) from e
     if sol.status != 0 or sol.y.shape[1] != len(ts) or not np.all(np.isfinite(sol.y)): raise _SolveFailed(sol.message)
     return sol.y.reshape(n, B, len(ts)).transpose(1, 2, 0)
@@ -233,7 +349,7 @@ class Problem:
     seed: int  # the run's seed, for the starts
 
     @property
-    def ts(self) -> np.ndarray: return self.family.ts
+    def ts(self) -> np.ndarray: return self.family.grid(self.truth)
 
     def target(self, variant: str) -> tuple:
         "The values a variant fits, (B, time, observed), and the states they observe."
@@ -264,15 +380,17 @@ def make_problem(fam: Family, index: int, seed: int = 0) -> Problem:
     noise = fam.noise[index % len(fam.noise)]
     if fam.post_start is not None: return _post_problem(fam, index, seed, noise)
     rng = _rng(seed, fam, index)
-    truth = np.asarray(fam.nominal)*rng.uniform(0.8, 1.2, len(fam.nominal))
+    if fam.truth_range is None: truth = np.asarray(fam.nominal)*rng.uniform(0.8, 1.2, len(fam.nominal))
+    else: truth = np.exp(rng.uniform(*np.log(np.asarray(fam.truth_range, dtype=float)).T))
     y0 = np.asarray(fam.y0) + np.asarray(fam.y0_spread)*rng.uniform(-1, 1, (fam.trajectories, fam.dim))
-    clean = solve(fam, truth, y0, fam.ts, EVAL_RTOL, EVAL_ATOL)
+    ts = fam.grid(truth)
+    clean = solve(fam, truth, y0, ts, EVAL_RTOL, EVAL_ATOL)
     noisy = clean + noise*clean.std(axis=(0, 1))*rng.standard_normal(clean.shape)
     fit_values = noisy.copy()
     fit_values[:, 0] = y0
     observed = fam.observe or list(range(fam.dim))
     guess = y0*(1 + 0.2*rng.choice([-1.0, 1.0], y0.shape))
-    data = SimODEData(torch.from_numpy(fam.ts), list(torch.from_numpy(fit_values)))
+    data = SimODEData(torch.from_numpy(ts), list(torch.from_numpy(fit_values)))
     return Problem(fam, index, truth, noise, y0, data, noisy[..., observed], guess, seed)
 
 
@@ -302,41 +420,51 @@ def _library_verdict(result) -> tuple:
     return bool(success), status
 
 
-def run_library(problem: Problem, variant: str, start: np.ndarray) -> dict:
-    "`fit` (known initial states, every state observed) or `estimate` (initial states fitted, the family's observed states) from `start`."
+def run_library(problem: Problem, variant: str, start: np.ndarray, method: Optional[str] = None) -> dict:
+    """`fit` (known initial states, every state observed) or `estimate` (initial states fitted, the family's observed states) from
+    `start`, with their default options except the solver `method` (None: their default)."""
     fam = problem.family
-    model = fam.model(start)
+    options = {} if method is None else dict(method=method)
     if variant == "fit":
-        result = fit(model, problem.fit_data)
+        model = fam.model(start, log=fam.log)
+        result = fit(model, problem.fit_data, **options)
         y0s, loss = problem.y0, result.loss
+        params = [result.params[k] for k in model.param_names]
+        if fam.log: params = [math.exp(p) for p in params]
     else:
-        obs = Observations.from_arrays(torch.from_numpy(fam.ts), torch.from_numpy(problem.est_values))
-        result = estimate(model, obs, y0=torch.from_numpy(problem.y0_guess), observe=fam.observe)
+        obs = Observations.from_arrays(torch.from_numpy(problem.ts), torch.from_numpy(problem.est_values))
+        if fam.log: options["params"] = {k: Param(positive=True) for k in fam.names}
+        result = estimate(fam.model(start), obs, y0=torch.from_numpy(problem.y0_guess), observe=fam.observe, **options)
         y0s, loss = result.initial_conditions.double().numpy(), result.ssr/result.n_data
+        params = [result.params[k] for k in fam.names]
     success, status = _library_verdict(result)
-    return dict(params=[result.params[k] for k in fam.names], y0=y0s, reported_loss=loss, success=success, status=status)
+    return dict(params=params, y0=y0s, reported_loss=loss, success=success, status=status, message=result.message)
 
 
 _SCIPY_STATUS = {-1: "scipy: improper input", 0: "scipy: max_nfev", 1: "gtol", 2: "ftol", 3: "xtol", 4: "ftol and xtol"}
 
 
-def run_scipy(problem: Problem, variant: str, start: np.ndarray) -> dict:
-    "least_squares over solve_ivp with the unknowns of `variant`: the parameters, and for 'estimate' every initial state too."
+def run_scipy(problem: Problem, variant: str, start: np.ndarray, solver: Optional[str] = None) -> dict:
+    """least_squares over solve_ivp (method `solver`, default the family's first) with the unknowns of `variant`: the parameters (their
+    logarithms for a family fitted on a log scale), and for 'estimate' every initial state too."""
     fam = problem.family
+    solver = solver or fam.scipy_methods[0]
     Y, observed = problem.target(variant)
     B, P, n = Y.shape[0], len(start), fam.dim
     bound = 1e6*(1 + np.abs(Y).max())  # as in the library: states beyond this are a hopeless trial point
     penalty = np.full(Y.size, 1e3*(1 + np.abs(Y).max()))
     fit_ic = variant == "estimate"
+    scale = np.log if fam.log else np.asarray
 
-    def unpack(x): return x[:P], (x[P:].reshape(B, n) if fit_ic else problem.y0)
+    def unpack(x): return (np.exp(x[:P]) if fam.log else x[:P]), (x[P:].reshape(B, n) if fit_ic else problem.y0)
 
     def residuals(x):
-        try: pred = solve(fam, *unpack(x), problem.ts, SCIPY_RTOL, SCIPY_ATOL, bound)
+        try: pred = solve(fam, *unpack(x), problem.ts, SCIPY_RTOL, SCIPY_ATOL, bound, method=solver)
         except _SolveFailed: return penalty
         return (pred[..., observed] - Y).reshape(-1)
 
-    x0 = np.concatenate([start, problem.y0_guess.reshape(-1)]) if fit_ic else np.asarray(start, dtype=float)
+    start = scale(np.asarray(start, dtype=float))
+    x0 = np.concatenate([start, problem.y0_guess.reshape(-1)]) if fit_ic else start
     method = "lm" if Y.size >= len(x0) else "trf"
     r = least_squares(residuals, x0, method=method, x_scale="jac", max_nfev=100*(len(x0) + 1))
     params, y0s = unpack(r.x)
@@ -346,7 +474,10 @@ def run_scipy(problem: Problem, variant: str, start: np.ndarray) -> dict:
     return dict(params=list(params), y0=y0s, reported_loss=float(np.mean(r.fun**2)), success=success, status=status)
 
 
-METHODS = {"fit": (("fit", run_library), ("scipy", run_scipy)), "estimate": (("estimate", run_library), ("scipy", run_scipy))}
+def methods(fam: Family, variant: str, method: Optional[str] = None) -> list:
+    "(name, runner) of every method compared on a variant: the library's (named after the variant, with solver `method`), then scipy's."
+    return [(variant, lambda p, v, s: run_library(p, v, s, method)),
+            *((fam.scipy_label(m), lambda p, v, s, m=m: run_scipy(p, v, s, m)) for m in fam.scipy_methods)]
 
 
 def _failure_kind(rec: dict, best: float) -> str:
@@ -356,29 +487,29 @@ def _failure_kind(rec: dict, best: float) -> str:
     return "best fit >10% off" if rec["loss"] <= best*(1 + TOL_LOWEST) else "wrong optimum"
 
 
-def run_problem(problem: Problem, kind: str, variants=None) -> list:
-    "Every method of every variant on one problem from one start kind: one record per run."
+def run_problem(problem: Problem, kind: str, variants=None, method: Optional[str] = None) -> list:
+    "Every method of every variant on one problem from one start kind (the library with solver `method`): one record per run."
     fam, start = problem.family, start_point(problem, kind)
     records = []
     for variant in variants or fam.variants:
         runs = []
-        for method, runner in METHODS[variant]:
+        for name, runner in methods(fam, variant, method):
             with peak_memory() as mem:
                 t0 = time.perf_counter()
                 try: out = runner(problem, variant, start)
                 except Exception as e:  # a failure to record, not to stop the suite for
                     out = dict(params=[math.nan]*len(start), y0=None, reported_loss=math.nan, success=False,
-                               status=f"exception: {type(e).__name__}")
+                               status=f"exception: {type(e).__name__}", message=str(e))
                 seconds = time.perf_counter() - t0
             loss = common_loss(problem, variant, out["params"], out["y0"]) if out["y0"] is not None else math.inf
             rel = np.abs(np.asarray(out["params"], dtype=float)/problem.truth - 1)
-            runs.append(dict(family=fam.name, variant=variant, method=method, dataset=problem.index, start=kind,
+            runs.append(dict(family=fam.name, variant=variant, method=name, dataset=problem.index, start=kind,
                              noise=problem.noise, truth=problem.truth.tolist(), start_params=start.tolist(),
                              params=[float(p) for p in out["params"]],
                              y0=None if out["y0"] is None else np.asarray(out["y0"]).tolist(),
                              max_rel_err=float(np.nan_to_num(rel.max(), nan=math.inf)), ok_10=bool(np.all(rel <= TOL_10)),
                              loss=loss, reported_loss=float(out["reported_loss"]), success=out["success"], status=out["status"],
-                             seconds=seconds, **mem.as_dict()))
+                             message=out.get("message", ""), seconds=seconds, **mem.as_dict()))
         lowest = min(r["loss"] for r in runs)
         truth_loss = common_loss(problem, variant, problem.truth, problem.y0)
         for r in runs:
@@ -389,13 +520,15 @@ def run_problem(problem: Problem, kind: str, variants=None) -> list:
     return records
 
 
-def run_family(fam: Family, n: Optional[int] = None, seed: int = 0, variants=None, starts=None, log=None) -> list:
-    "Records of every method on `n` datasets of `fam` (default: the family's own n), each from every start kind (or those in `starts`)."
+def run_family(fam: Family, n: Optional[int] = None, seed: int = 0, variants=None, starts=None, log=None,
+               method: Optional[str] = None) -> list:
+    """Records of every method on `n` datasets of `fam` (default: the family's own n), each from every start kind (or those in
+    `starts`), the library with solver `method` (None: the default of fit and estimate)."""
     records = []
     for i in range(fam.n if n is None else n):
         problem = make_problem(fam, i, seed)
         for kind in fam.start_kinds:
-            if starts is None or kind in starts: records += run_problem(problem, kind, variants)
+            if starts is None or kind in starts: records += run_problem(problem, kind, variants, method)
         if log is not None: print(f"{fam.name}: dataset {i + 1} done, {sum(r['ok_10'] for r in records)}/{len(records)} runs within 10%",
                                   file=log, flush=True)
     return records
@@ -441,8 +574,9 @@ def main(argv=None) -> int:
     "Run the families named on the command line, print the table, and save the records if asked."
     families = make_families()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog="families: " + ", ".join(families))
-    ap.add_argument("--families", default="all", help="comma-separated family names, or 'all' (default)")
+                                 epilog="families: " + ", ".join(families) + "; groups: all, stiff")
+    ap.add_argument("--families", default="all",
+                    help="comma-separated family names or groups: 'all' (default; every family but the stiff ones), 'stiff'")
     ap.add_argument("--n", type=int, default=None,
                     help="datasets per family (each fitted from every start kind); default: the family's own")
     ap.add_argument("--quick", action="store_true", help="a smoke run: one dataset per family from the 30%% start, 4 of lv-post")
@@ -450,21 +584,25 @@ def main(argv=None) -> int:
     ap.add_argument("--by", default="", help="also group by these record fields, comma-separated: start, noise, dataset")
     ap.add_argument("--json", default=None, help="write every run's record to this file")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    ap.add_argument("--method", default=LIBRARY_METHOD,
+                    help=f"the solver method of the library's fit and estimate (default: theirs, {LIBRARY_METHOD!r})")
     a = ap.parse_args(argv)
-    names = list(families) if a.families == "all" else a.families.split(",")
+    groups = {"all": [k for k, f in families.items() if not f.stiff], "stiff": [k for k, f in families.items() if f.stiff]}
+    names = [k for x in a.families.split(",") for k in groups.get(x, [x])]
     unknown = [f for f in names if f not in families]
-    if unknown: ap.error(f"unknown families {unknown}; choose from {', '.join(families)}")
+    if unknown: ap.error(f"unknown families {unknown}; choose from {', '.join(families)}, or the groups all, stiff")
     extra = [k for k in a.by.split(",") if k]
     if not set(extra) <= {"start", "noise", "dataset"}: ap.error(f"--by takes start, noise or dataset, got {a.by!r}")
     torch.set_num_threads(a.threads)
     by = ("family", "variant", "method", *extra)
-    t0, records = time.perf_counter(), []
+    t0, records, seconds = time.perf_counter(), [], {}
     for name in names:
-        fam = families[name]
+        fam, t1 = families[name], time.perf_counter()
         n = a.n if a.n is not None else (4 if fam.post_start else 1) if a.quick else None
-        records += run_family(fam, n, a.seed, starts=("30%", "post") if a.quick else None, log=sys.stderr)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); seed {a.seed}; "
-          f"{len(records)} runs in {time.perf_counter() - t0:.0f} s")
+        records += run_family(fam, n, a.seed, starts=("30%", "post") if a.quick else None, log=sys.stderr, method=a.method)
+        seconds[name] = time.perf_counter() - t1
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); seed {a.seed}; library method {a.method!r}; "
+          f"{len(records)} runs in {time.perf_counter() - t0:.0f} s ({', '.join(f'{k} {v:.0f} s' for k, v in seconds.items())})")
     print(f"success(10%): every parameter within {TOL_10:.0%} of the truth; success(lowest): loss within a relative {TOL_LOWEST:g} "
           f"of the lowest loss any method found (losses recomputed by LSODA, rtol={EVAL_RTOL:g})")
     print(f"{NOTE} (per run; the worst of the group's runs)")

@@ -1,6 +1,8 @@
 """The robustness suite at reduced size: its models agree with its scipy right-hand sides, it runs without exceptions, and on
-the same problems the library succeeds (every parameter within 10% of the truth) at least as often as scipy."""
+the same problems the library succeeds (every parameter within 10% of the truth) at least as often as scipy. The stiff
+families are checked for their Jacobians and that every method's run is recorded, not (yet) for the library's success."""
 import importlib.util
+import inspect
 import json
 import sys
 from collections import Counter
@@ -11,6 +13,7 @@ import pytest
 import torch
 
 pytest.importorskip("scipy")
+from paramfittorchdemo.fitting import fit  # noqa: E402
 from paramfittorchdemo.solvers import ParamSpec, rhs_traits  # noqa: E402
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_robust.py"
@@ -43,6 +46,40 @@ def test_models_match_the_scipy_right_hand_sides(bench):
         with torch.no_grad(): got = fam.model(p).double()(torch.zeros(()), torch.from_numpy(y)).numpy()
         want = np.stack(np.broadcast_arrays(*fam.rhs(tuple(y.T), list(p))), axis=-1)
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9, err_msg=fam.name)
+
+
+def test_stiff_families_have_their_exact_jacobians_and_log_models(bench):
+    "The analytic Jacobians scipy's implicit solvers get are autograd's of the torch models; log models are the same equations."
+    gen = np.random.default_rng(1)
+    stiff = [f for f in bench.make_families().values() if f.stiff]
+    assert {f.name for f in stiff} == {"robertson", "vdp-stiff", "enzyme", "oregonator"}
+    for fam in stiff:
+        p = (np.asarray(fam.nominal)*gen.uniform(0.8, 1.2, len(fam.nominal))).astype(np.float32).astype(float)  # as VDP holds them
+        model = fam.model(p).double()
+        for _ in range(3):
+            y = np.asarray(fam.y0) + np.asarray(fam.y0_spread)*gen.uniform(-1, 1, fam.dim) + gen.uniform(0.1, 1, fam.dim)
+            want = torch.autograd.functional.jacobian(lambda u: model(torch.zeros(()), u), torch.from_numpy(y)).numpy()
+            got = np.array([[float(v) for v in row] for row in fam.jac(tuple(y), list(p))])
+            np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12, err_msg=fam.name)
+        if fam.log:
+            log_model = fam.model(p, log=True)
+            assert log_model.param_names == tuple(f"log_{k}" for k in fam.names)
+            u = torch.from_numpy(np.asarray(fam.y0) + 0.1)
+            with torch.no_grad(): torch.testing.assert_close(log_model(torch.zeros(()), u), model(torch.zeros(()), u))
+
+
+def test_stiff_van_der_pol_spans_mu_100_to_1000_on_a_grid_in_units_of_mu(bench):
+    fam = bench.make_families()["vdp-stiff"]
+    mus = []
+    for i in range(4):
+        problem = bench.make_problem(fam, i)
+        mu = problem.truth[0]
+        assert 100 <= mu <= 1000
+        np.testing.assert_allclose(problem.ts, fam.ts*mu)
+        assert problem.est_values.shape == (fam.trajectories, len(fam.ts), 1)  # estimate observes x only
+        np.testing.assert_allclose(problem.fit_data.ts[0].numpy(), problem.ts)  # the data fit sees share that grid
+        mus.append(mu)
+    assert max(mus)/min(mus) > 1.5  # log-uniform draws, not one value
 
 
 def test_new_systems_get_population_solves_and_complex_step_jacobians(bench):
@@ -100,3 +137,55 @@ def test_command_line_prints_the_table_and_saves_records(bench, tmp_path, capsys
     records = json.loads(out.read_text())
     assert len(records) == 8 and {r["method"] for r in records} == {"fit", "estimate", "scipy"}
     assert all(r["peak_mb"] > 100 for r in records)  # this process's resident peak while the run ran: torch alone keeps >100 MB
+
+
+def test_method_option_reaches_the_library_and_its_failures_are_recorded(bench, monkeypatch, capsys, tmp_path):
+    "--method goes to fit and estimate (default: fit's own default); a library that raises is a recorded failure, not a crash."
+    seen = []
+
+    def refuse(model, data, **options):
+        seen.append(options.get("method"))
+        raise RuntimeError(f"no solver {options.get('method')}")
+
+    def stay(problem, variant, start, solver):  # scipy's rows, kept out of the way: they stay at the start
+        return dict(params=list(start), y0=problem.y0, reported_loss=0.0, success=True, status=f"stayed ({solver})")
+
+    monkeypatch.setattr(bench, "fit", refuse)
+    monkeypatch.setattr(bench, "estimate", refuse)
+    monkeypatch.setattr(bench, "run_scipy", stay)
+    out = tmp_path/"runs.json"
+    default = inspect.signature(fit).parameters["method"].default
+    for argv, method in [(["--method", "rodas4"], "rodas4"), ([], default)]:
+        seen.clear()
+        assert bench.main(["--families", "robertson", "--quick", "--json", str(out), *argv]) == 0
+        assert seen == [method, method]
+        assert f"library method {method!r}" in capsys.readouterr().out
+        records = json.loads(out.read_text())
+        library = [r for r in records if r["method"] in ("fit", "estimate")]
+        assert [(r["status"], r["message"], r["ok_10"], r["kind"]) for r in library] == \
+            [("exception: RuntimeError", f"no solver {method}", False, "exception: RuntimeError")]*2
+        scipy = {(r["method"], r["status"]) for r in records if r["method"] not in ("fit", "estimate")}
+        assert scipy == {("scipy Radau", "stayed (Radau)"), ("scipy LSODA", "stayed (LSODA)")}  # one row per solve_ivp method
+
+
+def test_stiff_group_runs_every_method_and_records_the_library_verdict(bench, tmp_path, capsys):
+    """The --quick path over the stiff families (one dataset, the 30% start): scipy's rows finish with a working solver, the
+    library's rows are recorded with its status and message whatever they are, and the table shows every row."""
+    out = tmp_path/"stiff.json"
+    assert bench.main(["--families", "stiff", "--quick", "--json", str(out)]) == 0
+    lines = [line.split() for line in capsys.readouterr().out.splitlines()]
+    records = json.loads(out.read_text())
+    stiff = [f for f in bench.make_families().values() if f.stiff]
+    assert len(records) == len(stiff)*2*3
+    for fam in stiff:
+        for variant in fam.variants:
+            rows = {r["method"]: r for r in records if r["family"] == fam.name and r["variant"] == variant}
+            assert set(rows) == {variant, "scipy Radau", "scipy LSODA"}, (fam.name, variant)
+            for name in ("scipy Radau", "scipy LSODA"):
+                assert rows[name]["status"] in ("gtol", "ftol", "xtol", "ftol and xtol", "scipy: max_nfev"), (fam.name, rows[name])
+                assert np.isfinite(rows[name]["loss"]), (fam.name, variant, name)
+                assert [fam.name, variant, *name.split()] in [line[:4] for line in lines]
+            library = rows[variant]
+            assert library["status"] and library["message"], (fam.name, library)  # the library's own verdict, success or not
+            assert np.isfinite(library["truth_loss"])
+            assert [fam.name, variant, variant] in [line[:3] for line in lines]
