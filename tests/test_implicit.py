@@ -295,6 +295,52 @@ def test_simulate_hands_over_only_the_stiff_trajectory():
     assert ys[1, 1:, 0].abs().max() < 1e-8  # exp(-1e4 t): gone after the first output time
 
 
+
+class FastVDP(torch.nn.Module):
+    "Van der Pol in the Test Set's scaling, y2' = mu^2 ((1 - y1^2) y2 - y1); at mu = 1e6 its first transient lasts about 3e-13."
+    autonomous = True
+    def __init__(self, mu): super().__init__(); self.mu = mu
+    def forward(self, t, y):
+        y1, y2 = y[..., 0], y[..., 1]
+        return torch.stack([y2, self.mu**2*((1 - y1*y1)*y2 - y1)], -1)
+
+
+@pytest.mark.parametrize("groups", [None, 2])
+def test_auto_hands_over_a_problem_too_stiff_for_any_explicit_step(groups):
+    "At mu = 1e6 dopri5's step underflows at t = 0, before any stiffness check: auto hands it to the implicit method, which solves it."
+    m, ts = FastVDP(1e6), torch.linspace(0, 2, 5, **f64)
+    y0 = torch.tensor([[2.0, 0.0]]*(groups or 1), **f64)
+    with pytest.raises(SolverError, match="dopri5 stopped.*the step size underflowed"):
+        integrate(m, y0, ts, "dopri5", rtol=1e-6, atol=1e-6, groups=groups)
+    st = SolveStats()
+    ys = integrate(m, y0, ts, "auto", rtol=1e-6, atol=1e-6, groups=groups, stats=st)
+    implicit = rosenbrock(m, y0, ts, 1e-6, 1e-6, method=implicit_method(1e-6), groups=groups)
+    assert st.switched == [True]*(groups or 1) and "step size underflowed at a decaying mode" in st.switch, st.switch
+    torch.testing.assert_close(ys, implicit, rtol=1e-12, atol=1e-14)
+    ref = solve_ivp(lambda t, y: [y[1], 1e12*((1 - y[0]**2)*y[1] - y[0])], (0, 2), [2.0, 0.0], "Radau", t_eval=ts.numpy(),
+                    rtol=1e-10, atol=1e-10, jac=lambda t, y: [[0, 1], [1e12*(-2*y[0]*y[1] - 1), 1e12*(1 - y[0]**2)]])
+    np.testing.assert_allclose(ys[0].numpy(), ref.y.T, rtol=1e-4, atol=1e-4)
+
+
+def test_simulate_hands_over_a_problem_too_stiff_for_any_explicit_step():
+    "The same through simulate (torchdiffeq's dopri5 first): the underflow at a fast decaying mode goes to the implicit method."
+    m, ts, y0 = FastVDP(1e6), torch.linspace(0, 2, 5, **f64), torch.tensor([[2.0, 0.0]], **f64)
+    st = SolveStats()
+    ys = torchdiffeq_auto(m, y0, ts, 1e-6, 1e-6, 100_000, None, None, st)
+    assert st.switched == [True]
+    torch.testing.assert_close(ys, rosenbrock(m, y0, ts, 1e-6, 1e-6, method=implicit_method(1e-6)), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("groups", [None, 2])
+def test_a_blow_up_under_auto_stays_dopri5s_error(groups):
+    "dy/dt = y^2 from 1 underflows near t = 1 with a growing mode: no stiffness, so auto reports dopri5's blow-up, not a hand-over."
+    y0 = torch.ones(groups or 1, 1, **f64)
+    st = SolveStats()
+    with pytest.raises(SolverError, match="dopri5 stopped") as e:
+        integrate(FunctionODE(lambda t, y: y**2, 1), y0, torch.linspace(0, 2, 5, **f64), "auto", groups=groups, stats=st)
+    assert e.value.kind == "underflow" and not (st.switched and any(st.switched))
+
+
 # ---------------------------------------------------------------- the model's own Jacobian
 class CountingVDP(VDP):
     "VDP whose written-out Jacobian counts its calls."

@@ -10,7 +10,7 @@ import math
 import torch
 
 from .._checks import ATOL, MAX_MEMORY, MAX_STEPS, RTOL
-from .explicit import (IMPLICIT_METHODS, SolveStats, SolverError, _one_budget, _rk4_budget, _fast_rhs, dopri5, rk4,
+from .explicit import (IMPLICIT_METHODS, SolveStats, SolverError, _one_budget, _rk4_budget, _fast_rhs, _LU_DTYPE, dopri5, rk4,
                                                 torchdiffeq_solve)
 from .implicit import rosenbrock
 
@@ -64,7 +64,8 @@ def torchdiffeq_auto(f, y0, ts, rtol, atol, max_steps: int, deadline, max_memory
         return torchdiffeq_solve(f, y0, ts, "dopri5", None, rtol, atol, max_steps, deadline, stats=stats, max_memory=max_memory,
                                  switch=True)
     except SolverError as e:
-        if e.kind == "steps" and e.stiff: e.mask = torch.ones((), dtype=torch.bool, device=y0.device)  # stiff before the first look
+        if e.kind in ("steps", "underflow") and e.stiff and _LU_DTYPE(y0):  # stiff before the first look, or too stiff for any step
+            e.mask = torch.ones((), dtype=torch.bool, device=y0.device)
         elif e.kind != "stiff": raise
         mask = e.mask.expand(y0.shape[:-1]).reshape(-1)
     flat, method = y0.reshape(-1, y0.shape[-1]), implicit_method(rtol)

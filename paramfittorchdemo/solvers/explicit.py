@@ -464,7 +464,13 @@ def dopri5(f, # right-hand side f(t, y) -> dy/dt
         ks, y6, y1 = mem.first(_dp_step, rhs, y, k1, hh, _dp_times(T, t, hh))
         y1a, nfe = _error_scale(y1, rtol, atol), nfe + 6
         norms, out = _norms_on_host(_error_norms(ks, hh, torch.maximum(ya, y1a), G), y1a, G, bound, rtol, atol)
-        worst = live.judge(norms, out, t, hh < hmin*max(1.0, abs(t)))
+        under = hh < hmin*max(1.0, abs(t))
+        if under and watch is not None and _LU_DTYPE(y0) and any(a and n > 1.0 for a, n in zip(live.alive, norms)):
+            fast = _too_stiff(rhs, T(t), y, hh, G).tolist()  # method='auto': too stiff for any explicit step, not a blow-up
+            if bad := [g for g, n in enumerate(norms) if live.alive[g] and n > 1.0 and fast[g]]:
+                live.switch(bad, t, _UNDERFLOW_STIFF)
+                if not any(live.alive): break
+        worst = live.judge(norms, out, t, under)
         h = hh*_step_factor(worst)
         if worst > 1.0:
             rejected += 1
@@ -567,6 +573,21 @@ class _StiffWatch:
 
     words = "held at its stability limit by a fast decaying mode (Hairer's estimate of |lambda| h above 2.5), the problem is stiff there"
 
+_UNDERFLOW_STIFF = ("its step size underflowed at a decaying mode faster than the shortest step (|lambda| h above 0.5): the problem is "
+                    "too stiff for any explicit step there")
+
+def _LU_DTYPE(y0) -> bool:
+    "Whether an implicit method can take over states of y0's dtype (its LU needs float32 or float64; float16 has none on the CPU)."
+    return y0.real.dtype in (torch.float32, torch.float64)
+
+def _too_stiff(rhs, t, y, hh, G: int) -> torch.Tensor:
+    """(G,) bool: the groups whose fastest decaying mode at (t, y), times the step hh (a number or (G,)), is above 0.5: a mode faster than
+    the shortest step an explicit method may take; a solution that blows up (a growing mode) is not stiff. Used only once the step size
+    has underflowed."""
+    rates = fastest_rates(rhs, t, y).reshape(G, -1).amax(1)
+    hh = hh.abs() if isinstance(hh, torch.Tensor) else abs(hh)
+    return rates*hh > 0.5
+
 def _give_up_stiff(active, tried, t, hh, ks, y6, y1, t_end: float, max_steps: int, G: int):
     "Groups held at the stability limit (Hairer's estimate above 2) whose remaining span needs more steps than their budget, (G,) bool."
     over = active & (tried + (t_end - t)/hh.abs().clamp_min(_TINY) > max_steps)
@@ -615,7 +636,13 @@ def _dopri5_grouped(f, y0, ts, rtol: float, atol: float, G: int, max_steps: int,
         ks, y6, y1 = mem.first(_dp_step, rhs, y, k1, H, times)
         y1a, nfe, steps = _error_scale(y1, rtol, atol), nfe + 6, steps + 1
         norms = _error_norms(ks, H, torch.maximum(ya, y1a), G).nan_to_num(nan=math.inf)  # a step that blew up is rejected
-        alive = alive & ~_dropped(active, norms, hh < hmin*t.abs().clamp_min(1.0), y1, bound, G)
+        under = hh < hmin*t.abs().clamp_min(1.0)
+        if watch is not None and _LU_DTYPE(y0) and (uf := active & (norms > 1) & under).any() and \
+                (sw := uf & _too_stiff(rhs, T0, y, hh, G)).any():  # method='auto': too stiff for any explicit step
+            switched, alive, active = switched | sw, alive & ~sw, active & ~sw
+            stats.switch = (f"dopri5 handed {int(switched.sum())} of {G} group(s) to an implicit method at t={float(t[sw].min()):.4g}: "
+                            f"{_UNDERFLOW_STIFF}")
+        alive = alive & ~_dropped(active, norms, under, y1, bound, G)
         active = active & alive
         acc = active & (norms <= 1)
         t_new = torch.where(acc, torch.where(hit, torch.full_like(t, t_end), t + hh), t)
