@@ -5,6 +5,7 @@
 # %% ../nbs/12_estimation.ipynb #53445886
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from numbers import Real
 
 import torch
+import torch.autograd.forward_ad as fwAD
 from torch import nn
 
 from ._checks import (ATOL, MAX_STEPS, REAL_METHODS, RTOL, check_flag, check_module, check_number, check_progress, check_real,
@@ -30,6 +32,7 @@ from .observations import Observations
 from .plotting import plot_fit, plot_profile, plot_residuals, plot_traces
 from .solvers import (FIXED_STEP_METHODS, ParamSpec, SolveStats, SolverError, check_tstops, complex_eps, integrate,
                       population_rhs, rhs_traits, rhs_work, small_work_threads, solver_options)
+from .solvers.sensitivities import EXACT_MODES, JACOBIAN_WORDS, solver_jacobian_mode
 
 # %% auto #0
 __all__ = ['Param', 'Profile', 'Estimate', 'estimate']
@@ -214,7 +217,7 @@ class _Residuals:
     hi: torch.Tensor # their upper bounds, (Pf,)
     method: str # solver
     step_size: float | None # grid step of a fixed-step solver
-    mode: str # derivatives: 'complex' (complex step) or 'central' (central differences)
+    mode: str # derivatives: 'complex' (complex step), 'forward' (forward mode) or 'central' (central differences)
     bc: bool # whether the model evaluates a population of parameter vectors in one call (see `population_rhs`)
     stats: SolveStats # the solves add their work and failures to these
     fit_ic: bool = True # the pieces' initial states are fitted (the tail of u)
@@ -254,7 +257,7 @@ class _Residuals:
                                     max_steps=max_steps, own_steps=own_steps and groups is not None and groups > 1, deadline=self.deadline,
                                     tstops=self.tstops)
         try:
-            with torch.inference_mode(): ys = self.run(theta, go)
+            with torch.no_grad() if _is_dual(theta) else torch.inference_mode(): ys = self.run(theta, go)  # (inference mode drops duals)
         except SolverError as e:
             self.stats.failure = str(e).rstrip(".")
             ys = torch.full((theta.shape[0], *y0.shape[1:-1], len(ts), y0.shape[-1]), float("nan"), dtype=y0.dtype, device=y0.device)
@@ -277,9 +280,9 @@ class _Residuals:
 
     def perturbed(self, theta, y0):
         """Copies of parameter vectors theta (K, P_all) and initial states y0 (K, B, n) for derivatives along each free parameter and
-        each state dimension of the initial states (C per start): moved by i*eps (complex step), or a base copy and +-h steps
-        (central differences). Returns the copies (K*C', P_all), (K*C', B, n) and
-        derivs(R (K*C', ...)) -> values (K, ...), D (K, C, ...)."""
+        each state dimension of the initial states (C per start): moved by i*eps (complex step), dual numbers with that direction as
+        their tangent (forward mode; call inside a forward_ad.dual_level), or a base copy and +-h steps (central differences). Returns the
+        copies (K*C', P_all), (K*C', B, n) and derivs(R (K*C', ...)) -> values (K, ...), D (K, C, ...)."""
         K, C = theta.shape[0], self.Pf + (self.n if self.fit_ic else 0)
         eye_p = torch.zeros(self.Pf, theta.shape[1], dtype=theta.dtype, device=theta.device)
         eye_p[torch.arange(self.Pf), self.free] = 1.0
@@ -295,6 +298,19 @@ class _Residuals:
                 R = R.reshape(K, C, *R.shape[1:])
                 return R[:, 0].real, R.imag/eps
             return th.reshape(K*C, -1), yc.reshape(K*C, *y0.shape[1:]), derivs
+        if self.mode == "forward":
+            dth = torch.zeros(K, C, theta.shape[1], dtype=theta.dtype, device=theta.device)
+            dth[:, :self.Pf] = eye_p
+            dy = torch.zeros(K, C, *y0.shape[1:], dtype=theta.dtype, device=theta.device)
+            if self.fit_ic: dy[:, self.Pf:] = E[:, None, :]
+            th = fwAD.make_dual(theta[:, None, :].expand(K, C, -1).reshape(K*C, -1).contiguous(), dth.reshape(K*C, -1))
+            yc = fwAD.make_dual(y0[:, None].expand(K, C, *y0.shape[1:]).reshape(K*C, *y0.shape[1:]).contiguous(),
+                                dy.reshape(K*C, *y0.shape[1:]))
+            def derivs(R):
+                value, tangent = fwAD.unpack_dual(R)
+                value = value.reshape(K, C, *value.shape[1:])
+                return value[:, 0], torch.zeros_like(value) if tangent is None else tangent.reshape(value.shape)
+            return th, yc, derivs
         sp = _FD_STEP*theta[:, self.free].abs().clamp_min(1.0)  # (K, Pf)
         th, yk = theta[:, None, :].repeat(1, 2*C + 1, 1), y0[:, None].repeat(1, 2*C + 1, 1, 1)
         th[:, 1:self.Pf + 1] += sp[:, :, None]*eye_p; th[:, C + 1:C + 1 + self.Pf] -= sp[:, :, None]*eye_p
@@ -318,11 +334,13 @@ class _Residuals:
             ys = self.solve(theta, y0, grid, rtol, atol, bound, max_steps, groups=K if K > 1 else None)
             r = self.raw(ys, y0).real
             return r, None, torch.isfinite(r).all(1)
-        th, yc, derivs = self.perturbed(theta, y0)
-        # several starts: each copy is a group that can be dropped on its own; complex copies (whose real parts agree within
-        # a start) take their own step sizes, central-difference copies share one step sequence, so their differences stay smooth
-        ys = self.solve(th, yc, grid, rtol, atol, bound, max_steps, groups=th.shape[0] if K > 1 else None, own_steps=self.mode == "complex")
-        r, D = derivs(self.raw(ys, yc))  # (K, m), (K, C, m)
+        with fwAD.dual_level() if self.mode == "forward" else contextlib.nullcontext():
+            th, yc, derivs = self.perturbed(theta, y0)
+            # several starts: each copy is a group that can be dropped on its own; exact copies (whose values agree within a start)
+            # take their own step sizes, central-difference copies share one step sequence, so their differences stay smooth
+            ys = self.solve(th, yc, grid, rtol, atol, bound, max_steps, groups=th.shape[0] if K > 1 else None,
+                            own_steps=self.mode in EXACT_MODES)
+            r, D = derivs(self.raw(ys, yc))  # (K, m), (K, C, m)
         m = r.shape[1]
         J = torch.zeros(K, m, self.Pu, dtype=r.dtype, device=r.device)
         J[:, :, :self.Pf] = D[:, :self.Pf].transpose(1, 2)*dth[:, None, :]
@@ -424,6 +442,7 @@ class Estimate:
     identifiability: list = field(default_factory=list) # what the data do not determine, in words
     at_bound: list = field(default_factory=list) # fitted quantities held at a bound (no error bar; the others' are conditional on them)
     ic_names: list = field(default_factory=list) # the initial states' names 'y0[trajectory, state]', as initial_conditions.flatten()
+    jacobian: str = "" # how derivatives were computed: 'complex' (complex step), 'forward' (forward mode) or 'central' (differences)
 
     # What predict, residuals and profile work from: not constructor fields; `estimate` attaches them (`_attach`).
     _res = None # the residuals of the final problem (_Residuals): the data, the model and its solver
@@ -708,7 +727,7 @@ class _Settings:
     auto: bool # horizons='auto': growing horizons only when a plain fit misses the data's shape
     method: str # solver
     step_size: float | None # grid step of a fixed-step solver
-    mode: str # derivatives: 'complex' or 'central'
+    mode: str # derivatives: 'complex', 'forward' or 'central'
     bc: bool # the model evaluates a population of parameter vectors in one call
     rtol: float
     atol: float
@@ -1109,10 +1128,13 @@ def _held_at_bound(res: _Residuals, d: torch.Tensor, nat: torch.Tensor) -> torch
 def _inverse(res: _Residuals, J: torch.Tensor, d: torch.Tensor, nat: torch.Tensor, inside: torch.Tensor, solved: bool) -> tuple:
     """The inverse of the Gauss-Newton matrix J'J in u over the quantities `inside` (NaN elsewhere), on the directions the data determine,
     and the directions they do not."""
-    scale = torch.where(nat != 0, nat.abs(), 1.0)/d.abs().clamp_min(_TINY)  # u-coordinates in units of each value's size
+    size = nat.abs()
+    if res.fit_ic:  # an initial state at (or fitted near) zero is measured in units of the initial states' size, not of its own value
+        size = torch.cat([size[:res.Pf], size[res.Pf:].clamp_min(1e-3*float(size[res.Pf:].max()))])
+    scale = torch.where(size != 0, size, 1.0)/d.abs().clamp_min(_TINY)  # u-coordinates in units of each value's size
     inv = torch.full((len(nat), len(nat)), math.nan, dtype=J.dtype, device=J.device)
     if solved:
-        inv_in, null = gauss_newton_covariance(J[:, inside], scale[inside], rtol=1e-9 if res.mode == "complex" else 1e-7)
+        inv_in, null = gauss_newton_covariance(J[:, inside], scale[inside], rtol=1e-9 if res.mode in EXACT_MODES else 1e-7)
     else:  # the fit never reached a point it could solve (a budget ran out first): no uncertainty to speak of
         inv_in, null = torch.full((len(inside), len(inside)), math.nan, dtype=J.dtype, device=J.device), J.new_zeros(len(inside), 0)
     inv[inside[:, None], inside[None, :]] = inv_in
@@ -1173,6 +1195,7 @@ def _result(done: _Outcome, s: _Settings, log: _Log, model: nn.Module) -> Estima
     unc = _uncertainty(res, fit, fnames, ic_names)
     status, message = _stop(done, s)
     if log.stats.switch: message += f"; {log.stats.switch}"  # method='auto' handed work to an implicit one
+    if s.mode not in EXACT_MODES: message += f"; derivatives by {JACOBIAN_WORDS[s.mode]}"
     if done.steps[0] == 0 and status != "converged":
         warnings.warn(f"estimate of {type(s.model).__name__} ended where it started: {message}", FitWarning, stacklevel=3)
     if unc.identifiability:
@@ -1187,7 +1210,7 @@ def _result(done: _Outcome, s: _Settings, log: _Log, model: nn.Module) -> Estima
                    n_varys=res.Pu, converged=status == "converged", message=message, iterations=done.iterations,
                    seconds=time.perf_counter() - s.t_start, stats=log.stats, history=log.losses, trace=log.trace, starts=fit.starts,
                    covariance=unc.cov.cpu(), status=status, not_identifiable=unc.not_identifiable, identifiability=unc.identifiability,
-                   at_bound=unc.at_bound, ic_names=ic_names)
+                   at_bound=unc.at_bound, ic_names=ic_names, jacobian=s.mode)
     return est._attach(res, fit.u[0], unc.cov_u, s)
 
 # %% ../nbs/12_estimation.ipynb #c16d00e8
@@ -1227,6 +1250,23 @@ def _working_copy(model: nn.Module) -> nn.Module:
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     for n, p in work.named_parameters(): p.requires_grad_(n in trainable)
     return work
+
+def _is_dual(x: torch.Tensor) -> bool:
+    "Whether x is a forward-mode dual number (Jacobians in forward mode)."
+    return fwAD.unpack_dual(x).tangent is not None
+
+def _probe_states(obs: Observations, n: int, initial_conditions, y0) -> torch.Tensor | None:
+    """States at which to check how the model can be differentiated (see jacobian_mode), (rows, n): the given initial states, else the
+    first observations when they hold every state; None (random states) when neither does."""
+    if isinstance(initial_conditions, torch.Tensor): return initial_conditions.reshape(-1, n)
+    if y0 is not None: return torch.as_tensor(y0).reshape(-1, n)
+    if obs.n_obs != n: return None
+    return torch.stack([v[0] for _, v in obs])
+
+def _mid_time(obs: Observations) -> float:
+    "A time inside the data's span, where a non-autonomous model is checked (the middle of the first trajectory's times)."
+    t = obs.times[0]
+    return float(t[0] + t[-1])/2
 
 def _schedule_fractions(initial_conditions, shooting: int, horizons) -> tuple:
     """The growing horizons (fractions of each trajectory's duration), or () with multiple shooting, which cuts the trajectories instead;
@@ -1299,8 +1339,9 @@ def estimate(model: nn.Module, # the ODE model; its fitted parameters are writte
         n = model_dim(work) or obs.n_obs
         check_rhs(work, torch.zeros((), dtype=torch.float64, device=dev), torch.ones(1, n, dtype=torch.float64, device=dev), "estimate",
                   layout="(trajectory, state)")
-        bc, mode = rhs_traits(work, spec, theta0, n)
-    if method in REAL_METHODS and mode == "complex": mode = "central"  # the solver integrates real states only
+        bc, mode = rhs_traits(work, spec, theta0, n, _probe_states(obs, n, initial_conditions, y0), _mid_time(obs))
+    if method in REAL_METHODS and mode in EXACT_MODES: mode = "central"  # the solver integrates real states only
+    mode = solver_jacobian_mode(method, mode)  # (torchdiffeq's methods take no dual numbers)
     s = _Settings(model=work, names=names, spec=spec, theta0=theta0, free=free, lo=lo.to(dev), hi=hi.to(dev),
                   initial_conditions=initial_conditions, ic_positive=ic_positive, observe=observe, loss=loss, weights=wts,
                   learn=isinstance(weights, str) and weights == "learn", shooting=shooting, continuity=continuity, fractions=fractions,

@@ -29,6 +29,7 @@ from .lm import (CONVERGED, FAILED, MAX_TIME, STRUCTURED, FitWarning, LMResult, 
 from .models import blame_model, param_dict
 from .solvers import (FIXED_STEP_METHODS, ParamSpec, SolveStats, SolverError, broadcasts, check_tstops, integrate, rhs_traits,
                       rhs_work, small_work_threads, solve_with_jacobian, solver_options, with_parameters)
+from .solvers.sensitivities import EXACT_MODES, JACOBIAN_WORDS, solver_jacobian_mode
 
 # %% auto #0
 __all__ = ['FitResult', 'fit']
@@ -46,7 +47,7 @@ class FitResult:
     stats: SolveStats # ODE solves and right-hand-side evaluations
     history: list = field(default_factory=list) # loss after each iteration (best start)
     optimizer: str = "" # the optimiser used
-    jacobian: str = "" # how derivatives were computed: 'complex', 'central' or 'autograd'
+    jacobian: str = "" # how derivatives were computed: 'complex', 'forward', 'central' or 'autograd'
     starts: dict | None = None # with several starts: 'theta' (K, P), 'loss' (K,), 'converged' (K,), 'status' (K,)
     compile_seconds: float | None = None # time spent compiling, when compile=True
     status: str = "" # 'converged', 'stalled', 'max_iter', 'max_time', 'stopped' (a callback) or 'abandoned'
@@ -254,9 +255,11 @@ class _FitRun:
         self.stats, self.history, self.t_start = SolveStats(), [], time.perf_counter()
         self.deadline = None if max_time is None else self.t_start + max_time
         with blame_model(self.work, "fit"):
-            self.bc, self.mode = (rhs_traits(self.work, spec, theta0, data.dim) if spec.size <= _LM_MAX_PARAMS
+            mid = float(ts[0] + ts[-1])/2  # a time inside the span (a non-autonomous model is checked there), at the data's first states
+            self.bc, self.mode = (rhs_traits(self.work, spec, theta0, data.dim, Y[:, 0], mid) if spec.size <= _LM_MAX_PARAMS
                                   else (broadcasts(self.work, spec, theta0, data.dim), "autograd"))
-        if method in REAL_METHODS and self.mode == "complex": self.mode = "central"  # the solver integrates real states only
+        if method in REAL_METHODS and self.mode in EXACT_MODES: self.mode = "central"  # the solver integrates real states only
+        if self.mode != "autograd": self.mode = solver_jacobian_mode(method, self.mode)  # (torchdiffeq's methods take no dual numbers)
         self.bound = state_bound(Y)
         self.first = {}  # rtol -> the first accepted step of the last single-start solve: the next solve starts with it
         self.best_loss, self.best_theta = math.inf, theta0.clone()  # the lowest loss Adam and L-BFGS have seen, and where
@@ -284,7 +287,7 @@ class _FitRun:
         return small_work_threads(rhs_work(self.work, len(self.data)*self.data.dim*copies, self.data.dim), self.Y.device)
 
     def jacobian(self, optimizer: str) -> str:
-        "How derivatives are computed: by the solver ('complex' or 'central') for LM and the complex step, else 'autograd'."
+        "How derivatives are computed: by the solver ('complex', 'forward' or 'central') for LM and the complex step, else 'autograd'."
         return self.mode if optimizer == "lm" or self.mode == "complex" else "autograd"
 
     def restore(self, optimizer: str):
@@ -309,6 +312,7 @@ class _FitRun:
     def result(self, optimizer: str, out: _Outcome) -> FitResult:
         "The FitResult, with the model's (fitted) parameters."
         message = out.message + (f"; {self.stats.switch}" if self.stats.switch else "")  # method='auto' handed work to an implicit one
+        if out.jacobian == "central": message += f"; derivatives by {JACOBIAN_WORDS['central']}"  # a fallback is said, never silent
         return FitResult(params=param_dict(self.model), loss=out.loss, converged=out.status == "converged", message=message,
                          iterations=out.iterations, seconds=time.perf_counter() - self.t_start, stats=self.stats, history=self.history,
                          optimizer=optimizer, jacobian=out.jacobian, starts=out.starts, compile_seconds=out.compile_seconds,
@@ -503,7 +507,7 @@ def fit(model: nn.Module, # model whose trainable parameters are fitted (updated
         atol: float = ATOL, # absolute tolerance of an adaptive solver
         step_size: float | None = None, # grid step of a fixed-step solver
         dtype: torch.dtype | None = torch.float64, # arithmetic of the fit (None: the model's own dtype)
-        max_iter: int = 100, # iterations of LM (at the requested tolerance, after at most 20 loose ones) or of L-BFGS
+        max_iter: int = 100, # accepted steps of LM (at the requested tolerance, after at most 20 loose ones; trial solves stop at 3x) or L-BFGS iterations
         xtol: float = 1e-6, # converged when the next Gauss-Newton step changes no parameter by more than this, relatively
         ftol: float = 1e-10, # ... or promises a relative loss drop below this (L-BFGS: the loss changes by less than this)
         starts: torch.Tensor | None = None, # (K, P) starting parameter vectors fitted together (LM); None: the model's values

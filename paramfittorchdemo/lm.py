@@ -16,10 +16,10 @@ import torch
 
 # %% auto #0
 __all__ = ['STATUSES', 'RUNNING', 'CONVERGED', 'STALLED', 'MAX_ITER', 'MAX_TIME', 'FAILED', 'ABANDONED', 'STOPPED', 'TESTS',
-           'LAM_START', 'LAM_MIN', 'LAM_MAX', 'NOISE_FACTOR', 'LOOSE_MAX_ITER', 'LOOSE_FTOL', 'LOOSE_RTOL',
-           'LOOSE_FACTOR', 'AUTO_HORIZONS', 'STAGE_XTOL', 'STRUCTURED', 'FitWarning', 'lm_step', 'LMResult',
-           'status_line', 'lm', 'distinct_starts', 'lm_phases', 'failure_advice', 'state_bound', 'fit_phases',
-           'horizon_fractions', 'horizon_lengths', 'residual_autocorrelation', 'gauss_newton_covariance',
+           'LAM_START', 'LAM_MIN', 'LAM_MAX', 'NOISE_FACTOR', 'SOLVES_PER_ITER', 'RECENT', 'LOOSE_MAX_ITER',
+           'LOOSE_FTOL', 'LOOSE_RTOL', 'LOOSE_FACTOR', 'AUTO_HORIZONS', 'STAGE_XTOL', 'STRUCTURED', 'FitWarning',
+           'lm_step', 'LMResult', 'status_line', 'lm', 'distinct_starts', 'lm_phases', 'failure_advice', 'state_bound',
+           'fit_phases', 'horizon_fractions', 'horizon_lengths', 'residual_autocorrelation', 'gauss_newton_covariance',
            'describe_null', 'standard_errors', 't_quantile', 'StudentIntervals', 'to_free', 'from_free']
 
 # %% ../nbs/10_lm.ipynb #d771d81a
@@ -28,6 +28,8 @@ RUNNING, CONVERGED, STALLED, MAX_ITER, MAX_TIME, FAILED, ABANDONED, STOPPED = ra
 TESTS = ("", "xtol", "ftol", "noise")  # the convergence test that fired
 LAM_START, LAM_MIN, LAM_MAX = 1e-3, 1e-12, 1e16  # damping: first value, floor, and the ceiling at which a start has stalled
 NOISE_FACTOR = 100  # the noise test: a promised relative drop below NOISE_FACTOR*ftol that the last trial did not deliver
+SOLVES_PER_ITER = 3  # max_iter counts accepted steps; trial solves (accepted and rejected) stop at this many times max_iter
+RECENT = 10  # accepted steps over which a start that ran out of budget is judged still improving
 _TINY = 1e-300  # the floor of a loss or a scale that divides: never a division by zero
 
 class FitWarning(UserWarning):
@@ -75,6 +77,8 @@ class LMResult:
     gain: torch.Tensor # relative loss drop the Gauss-Newton step still promises at the end points, (K,)
     last_failed: torch.Tensor # whether each start's last trial solve failed, (K,)
     failure: str = "" # the last solver failure, in words
+    recent_drop: torch.Tensor | None = None # the loss's relative drop over each start's last RECENT accepted steps, (K,), in [0, 1]
+    solves_spent: bool = False # whether the trial-solve limit (SOLVES_PER_ITER * max_iter), not max_iter, ended the running starts
 
     @property
     def success(self) -> list:
@@ -108,7 +112,15 @@ class LMResult:
             head = (f"stalled: no step lowered the loss; the damping rose to {float(self.lam[k]):.1e} while the Gauss-Newton step "
                     f"still promised a {float(self.gain[k]):.2g} relative drop (a kink, a discontinuity, or solver noise above ftol: "
                     f"try a tighter rtol)")
-        elif s == MAX_ITER: head = f"budget exhausted: reached max_iter={max_iter} before converging"
+        elif s == MAX_ITER and self.solves_spent:
+            head = (f"budget exhausted: {self.iterations} trial solves ({SOLVES_PER_ITER}x max_iter={max_iter}) before converging, "
+                    f"most of them rejected steps")
+        elif s == MAX_ITER:
+            drop = float(self.recent_drop[k]) if self.recent_drop is not None else 0.0
+            head = f"budget exhausted: reached max_iter={max_iter} accepted steps"
+            n = min(RECENT, int(self.accepted[k]))
+            head += (f" while the loss was still falling (by {drop:.3g} of itself over the last {n} accepted steps): raise max_iter"
+                     if drop > max(ftol, 1e-6) else " before converging; the loss had stopped falling")
         elif s == MAX_TIME: head = f"budget exhausted: reached max_time={max_time:g} s before converging"
         elif s == FAILED: head = f"solver failed at the starting point: {self.failure or 'the solution is not finite'}"
         elif s == ABANDONED: head = "abandoned: another start reached a much lower loss while this one progressed slowly"
@@ -143,6 +155,7 @@ class _Starts:
         self.adapting = torch.zeros(K, dtype=torch.bool, device=dev)  # the last trial was rejected: the damping is still growing
         self.last_failed = torch.zeros(K, dtype=torch.bool, device=dev)
         self.gain, self.start_cost = torch.zeros(K, dtype=dt, device=dev), self.cost.clone()
+        self.costs = [self.cost.clone()]  # the loss after every accepted step, per start: (K,) each, RECENT + 1 kept
 
     def running(self) -> torch.Tensor: return (self.status == RUNNING).nonzero().flatten() # indices of the running starts
 
@@ -170,6 +183,7 @@ class _Starts:
         # closer to Gauss-Newton after a success, shorter after a failure
         self.lam[a] = torch.where(better, (lam/3).clamp_min(LAM_MIN), lam*4)
         self.accepted[a] += better; self.rejected[a] += ~better; self.failed[a] += ~ok_t
+        if bool(better.any()): self.costs = (self.costs + [self.cost.clone()])[-(RECENT + 1):]  # (a rough window: any start's success)
         self.adapting[a], self.last_failed[a] = ~better, ~ok_t
         self.check(a, ~better | (drop < ftol), xtol, ftol)
         self.status[a] = torch.where((self.status[a] == RUNNING) & (self.lam[a] > LAM_MAX), STALLED, self.status[a])
@@ -185,15 +199,16 @@ class _Starts:
         if (status != RUNNING).sum() >= 0.75*len(status): slow |= run & (cost > 2*best) & (progress < 1.0)
         status[slow] = ABANDONED
 
-    def result(self, iterations: int, failure: str) -> LMResult:
+    def result(self, iterations: int, failure: str, solves_spent: bool = False) -> LMResult:
         "The starts as they are now, as an LMResult."
+        drop = ((self.costs[0] - self.cost)/self.costs[0].clamp_min(_TINY)).nan_to_num(0.0).clamp_min(0.0)
         return LMResult(self.theta, self.cost, self.status.tolist(), self.test.tolist(), iterations, self.accepted, self.rejected,
-                        self.failed, self.lam, self.start_cost, self.r, self.J, self.gain, self.last_failed, failure)
+                        self.failed, self.lam, self.start_cost, self.r, self.J, self.gain, self.last_failed, failure, drop, solves_spent)
 
 # %% ../nbs/10_lm.ipynb #87886bc8
 def lm(residuals, # residuals(theta (k, P)) -> r (k, m), J (k, m, P), ok (k,) bool: False where the solve failed
        theta: torch.Tensor, # starts, (K, P)
-       max_iter: int, # iterations, each one batched trial solve
+       max_iter: int, # accepted steps per start (trial solves, accepted or rejected, stop at SOLVES_PER_ITER times this)
        xtol: float, # converged when the Gauss-Newton step changes no parameter by more than this, relatively
        ftol: float, # ... or when it promises a relative loss drop below this
        history: list | None = None, # the best start's loss after every iteration is appended here
@@ -207,11 +222,14 @@ def lm(residuals, # residuals(theta (k, P)) -> r (k, m), J (k, m, P), ok (k,) bo
     history.append(float(s.cost.min()))
     a = s.running()
     if len(a): s.check(a, torch.zeros(len(a), dtype=torch.bool, device=a.device), xtol, ftol)
-    ref_cost, it = s.cost.clone(), 0  # the losses 3 iterations ago, against which crawling starts are judged
+    ref_cost, it, spent = s.cost.clone(), 0, False  # the losses 3 iterations ago, against which crawling starts are judged
     while True:
         a = s.running()
         if len(a) == 0: break
-        if it == max_iter: s.status[a] = MAX_ITER; break
+        if (done := s.accepted[a] >= max_iter).any():  # a start that took max_iter accepted steps has used its budget
+            s.status[a[done]] = MAX_ITER
+            continue
+        if it >= SOLVES_PER_ITER*max_iter: s.status[a], spent = MAX_ITER, True; break
         if deadline is not None and time.perf_counter() > deadline: s.status[a] = MAX_TIME; break
         it += 1
         s.step(residuals, a, xtol, ftol)
@@ -222,7 +240,7 @@ def lm(residuals, # residuals(theta (k, P)) -> r (k, m), J (k, m, P), ok (k,) bo
         if on_iter is not None and on_iter(it, s.theta, s.cost):
             s.status[s.status == RUNNING] = STOPPED
             break
-    return s.result(it, failure() if failure is not None else "")
+    return s.result(it, failure() if failure is not None else "", spent)
 
 # %% ../nbs/10_lm.ipynb #27a6b03f
 def distinct_starts(theta: torch.Tensor, # end points, (K, P)
@@ -277,7 +295,7 @@ def lm_phases(residuals, # residuals at the requested accuracy, as for lm
         again = lm(partial(_subset, residuals, keep[lost]) if independent else residuals, first.theta[keep[lost]], max_iter, xtol, ftol,
                    history, on_iter, deadline, failure, independent)
         for j, i in enumerate(lost):
-            for f in ("theta", "cost", "r", "J", "lam", "gain", "last_failed", "accepted", "rejected", "failed", "start_cost"):
+            for f in ("theta", "cost", "r", "J", "lam", "gain", "last_failed", "accepted", "rejected", "failed", "start_cost", "recent_drop"):
                 getattr(second, f)[i] = getattr(again, f)[j]
             second.status[i], second.test[i] = again.status[j], again.test[j]
         second.iterations = max(second.iterations, again.iterations)
@@ -287,10 +305,10 @@ def lm_phases(residuals, # residuals at the requested accuracy, as for lm
         for j in ((same == k) | (torch.arange(K, device=same.device) == k)).nonzero().flatten().tolist():
             out.theta[j], out.cost[j], out.r[j], out.J[j] = second.theta[i], second.cost[i], second.r[i], second.J[i]
             out.status[j], out.test[j], out.lam[j], out.gain[j] = second.status[i], second.test[i], second.lam[i], second.gain[i]
-            out.last_failed[j] = second.last_failed[i]
+            out.last_failed[j], out.recent_drop[j] = second.last_failed[i], second.recent_drop[i]
             out.accepted[j] += second.accepted[i]; out.rejected[j] += second.rejected[i]; out.failed[j] += second.failed[i]
     out.iterations += second.iterations
-    out.failure = second.failure or first.failure
+    out.failure, out.solves_spent = second.failure or first.failure, second.solves_spent
     return out
 
 # %% ../nbs/10_lm.ipynb #3057dda9
@@ -468,11 +486,11 @@ def standard_errors(J: torch.Tensor, # Jacobian of the residuals at the optimum,
                     dof: int, # residual degrees of freedom
                     theta: torch.Tensor, # the optimum, (P,)
                     names: list, # parameter names, (P,)
-                    mode: str = "complex", # how J was computed: 'complex' step (exact), else finite differences (a looser rank cut)
+                    mode: str = "complex", # how J was computed: 'complex' step or 'forward' mode (exact), else finite differences (a looser rank cut)
                    ) -> tuple: # standard errors (P,), inf where not determined; the parameters involved; what is not determined, in words
     "Gauss-Newton standard errors at an optimum: the residual variance times (J'J)^+, infinite for what the data do not determine."
     scale = torch.where(theta != 0, theta.abs(), torch.ones_like(theta))
-    inv, null = gauss_newton_covariance(J, scale, rtol=1e-9 if mode == "complex" else 1e-7)
+    inv, null = gauss_newton_covariance(J, scale, rtol=1e-9 if mode in ("complex", "forward") else 1e-7)
     involved, why = describe_null(null, names)
     se = (ssr/dof*inv).diagonal().clamp_min(0).sqrt()
     se[[names.index(n) for n in involved]] = math.inf

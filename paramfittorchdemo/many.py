@@ -260,7 +260,10 @@ def _fit_chunk(model: nn.Module, # the model (not changed): its structure, and i
     names = list(param_dict(work))
     spec, theta0, free, lo, hi = param_setup(work, names, opt.params, "fit_many")
     for q in work.parameters(): q.requires_grad_(False)
-    with blame_model(work, "fit_many"): bc, mode = rhs_traits(work, spec, theta0, datasets[0].dim)
+    with blame_model(work, "fit_many"):
+        first = datasets[0]
+        bc, mode = rhs_traits(work, spec, theta0, first.dim, torch.stack([v[0] for v in first.values]).to(theta0.dtype),
+                              float(first.ts[0][0] + first.ts[0][-1])/2)
     s = _Setup(spec, names, theta0, free, lo, hi, bc, solver_jacobian_mode(opt.method, mode)).to(dev)
     K, P = starts.shape[1], spec.size
     out, stats = _empty(starts[:, 0], dtype), SolveStats()

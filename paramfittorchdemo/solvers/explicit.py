@@ -321,7 +321,9 @@ def _error_scale(y, rtol: float, atol: float):
     return y.real.abs().mul_(rtol).add_(atol)
 
 def _rms_groups(x, G: int):
-    "RMS over everything but the first (group) axis, (G,); with G = 1 over everything, a 0-d tensor."
+    """RMS over everything but the first (group) axis, (G,); with G = 1 over everything, a 0-d tensor. Detached: step sizes follow the
+    values, never a gradient's or a dual number's tangent, so that every derivative is that of the steps taken."""
+    x = x.detach()
     if G == 1: return torch.linalg.vector_norm(x).div_(math.sqrt(x.numel()))
     x = x.reshape(G, -1)
     return torch.linalg.vector_norm(x, dim=1).div_(math.sqrt(x.shape[1]))

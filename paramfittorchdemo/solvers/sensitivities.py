@@ -9,17 +9,18 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.autograd.forward_ad as fwAD
 from torch import nn
 from torch.func import functional_call, vmap
 
 from .._checks import ATOL, MAX_STEPS, RTOL
-from .explicit import SolveStats, SolverError
+from .explicit import NATIVE_METHODS, SolveStats, SolverError
 from .entry import _merge, implicit_method, integrate
 from .explicit import _one_budget
 
 # %% auto #0
-__all__ = ['ParamSpec', 'with_parameters', 'population_rhs', 'broadcasts', 'complex_eps', 'jacobian_mode', 'rhs_traits',
-           'solver_jacobian_mode', 'solve_with_jacobian']
+__all__ = ['JACOBIAN_WORDS', 'EXACT_MODES', 'ParamSpec', 'with_parameters', 'population_rhs', 'broadcasts', 'complex_eps',
+           'jacobian_mode', 'rhs_traits', 'solver_jacobian_mode', 'solve_with_jacobian']
 
 # %% ../../nbs/02d_sensitivities.ipynb #b591d625
 @dataclass
@@ -102,49 +103,82 @@ def broadcasts(model: nn.Module, spec: ParamSpec, theta: torch.Tensor, dim: int)
 # %% ../../nbs/02d_sensitivities.ipynb #fc13ca28
 def complex_eps(dtype) -> float: return 1e-20 if dtype == torch.float64 else 1e-15
 
+def _probe_points(theta: torch.Tensor, dim: int, states, t) -> tuple:
+    """Where `jacobian_mode` compares derivatives: the given states (rows of (..., dim), at most 3, their non-finite values replaced) at
+    time t, or three random states of both signs at t = 0 (abs, relu, ... show up)."""
+    gen = torch.Generator().manual_seed(0)
+    y = torch.randn(3, dim, generator=gen, dtype=theta.dtype)
+    if states is not None:
+        s = torch.as_tensor(states).detach().to(theta.dtype).reshape(-1, dim)[:3].cpu()
+        y = torch.where(torch.isfinite(s), s, y[:len(s)]) if len(s) else y
+    t = torch.as_tensor(0.0 if t is None else float(t), dtype=theta.dtype)
+    return y.to(theta.device), t.to(theta.device), gen
+
+def _matches(jv, w, ref) -> bool:
+    "Whether a directional derivative jv (from the complex step or forward mode) agrees with autograd's w . J v."
+    return bool(jv is not None and torch.isfinite(jv).all() and torch.allclose((w*jv).sum(), ref, rtol=1e-4, atol=1e-8))
+
 def jacobian_mode(model: nn.Module, # the model
                   spec: ParamSpec, # its trainable parameters
                   theta: torch.Tensor, # a parameter vector to check at, (P,)
                   dim: int, # state dimension
                   broadcasts: bool, # from broadcasts
-                 ) -> str: # 'complex' or 'central'
-    "'complex' when complex-step derivatives of the right-hand side match autograd, else 'central'."
-    gen = torch.Generator().manual_seed(0)
-    y = torch.randn(3, dim, generator=gen, dtype=theta.dtype).to(theta.device)  # both signs: abs, relu, ... show up
+                  states = None, # states to check at, (..., dim), such as the data's first rows; None: random states of both signs
+                  t = None, # the time to check at (a time inside the data's span); None: 0
+                 ) -> str: # 'complex', 'forward' or 'central'
+    """How the solvers differentiate this model exactly: 'complex' when complex-step derivatives of the right-hand side match autograd,
+    else 'forward' when forward-mode derivatives (dual numbers) do, else 'central' (central differences, not exact)."""
+    y, t, gen = _probe_points(theta, dim, states, t)
     u = torch.randn(y.shape, generator=gen, dtype=theta.dtype).to(theta.device)
     v = torch.randn(theta.shape, generator=gen, dtype=theta.dtype).to(theta.device)
-    t = torch.zeros((), dtype=theta.dtype, device=theta.device)
     run = population_rhs(model, spec, broadcasts)
-    eps = complex_eps(theta.dtype)
-    try:  # directional derivative along (u, v) in state and parameters, by the complex step ...
-        with torch.no_grad(): fc = run((theta + 1j*eps*v)[None], lambda f: f(t, (y + 1j*eps*u)[None]))
-        jv_c = fc.imag[0]/eps
+    try:  # w . J (u, v) by autograd: the reference
+        th, yy = theta.clone().requires_grad_(True), y.clone().requires_grad_(True)
+        fr = run(th[None], lambda f: f(t, yy[None]))[0]
+        w = torch.randn(fr.shape, generator=gen, dtype=theta.dtype).to(theta.device)
+        gt, gy = torch.autograd.grad(fr, (th, yy), w, allow_unused=True)
+        ref = torch.as_tensor(sum((g*d).sum() for g, d in ((gt, v), (gy, u)) if g is not None), dtype=theta.dtype)
     except Exception: return "central"
-    th, yy = theta.clone().requires_grad_(True), y.clone().requires_grad_(True)
-    fr = run(th[None], lambda f: f(t, yy[None]))[0]  # ... and by autograd
-    w = torch.randn(fr.shape, generator=gen, dtype=theta.dtype).to(theta.device)
-    gt, gy = torch.autograd.grad(fr, (th, yy), w, allow_unused=True)
-    ref = sum((g*d).sum() for g, d in ((gt, v), (gy, u)) if g is not None)
-    ok = torch.isfinite(jv_c).all() and torch.allclose((w*jv_c).sum(), torch.as_tensor(ref, dtype=theta.dtype), rtol=1e-4, atol=1e-8)
-    return "complex" if bool(ok) else "central"
+    eps = complex_eps(theta.dtype)
+    try:  # the directional derivative along (u, v) by the complex step ...
+        with torch.no_grad(): jv = run((theta + 1j*eps*v)[None], lambda f: f(t, (y + 1j*eps*u)[None])).imag[0]/eps
+        if _matches(jv, w, ref): return "complex"
+    except Exception: pass
+    try:  # ... else by forward mode
+        with torch.no_grad(), fwAD.dual_level():
+            out = run(fwAD.make_dual(theta, v)[None], lambda f: f(t, fwAD.make_dual(y, u)[None]))
+            jv = fwAD.unpack_dual(out).tangent
+        if _matches(None if jv is None else jv[0], w, ref): return "forward"
+    except Exception: pass
+    return "central"
 
-def rhs_traits(model: nn.Module, spec: ParamSpec, theta: torch.Tensor, dim: int) -> tuple:
+def rhs_traits(model: nn.Module, spec: ParamSpec, theta: torch.Tensor, dim: int,
+               states = None, # states to check the derivatives at, (..., dim) (see jacobian_mode); None: random ones
+               t = None, # the time to check at; None: 0
+              ) -> tuple:
     """(broadcasts, jacobian mode) of a model: as the class that defines its forward declares (`population_traits`), else checked
     numerically."""
     owner = next(c for c in type(model).__mro__ if "forward" in vars(c))
     declared = vars(owner).get("population_traits")  # a subclass with its own forward declares nothing until it says so
     if declared is not None: return tuple(declared)
     bc = broadcasts(model, spec, theta, dim)
-    return bc, jacobian_mode(model, spec, theta, dim, bc)
+    return bc, jacobian_mode(model, spec, theta, dim, bc, states, t)
+
+JACOBIAN_WORDS = dict(complex="the complex step (exact)", forward="forward-mode differentiation (exact)",
+                      central="central differences (approximate: the complex step and forward mode do not apply to this model)")
 
 # %% ../../nbs/02d_sensitivities.ipynb #2d8520f3
 _REAL_ONLY = ("scipy_solver",)  # methods that integrate real states only: scipy's solvers refuse complex ones
 
 def solver_jacobian_mode(method: str, # the solver method
-                     mode: str, # the Jacobian mode the model allows: 'complex' or 'central' (see rhs_traits)
+                     mode: str, # the Jacobian mode the model allows: 'complex', 'forward' or 'central' (see rhs_traits)
                     ) -> str:
-    "The Jacobian mode as the method allows it too: central differences through a solver that cannot integrate complex states."
-    return "central" if mode == "complex" and method in _REAL_ONLY else mode
+    """The Jacobian mode as the method allows it too: central differences through a solver that cannot integrate complex states (scipy's),
+    or dual numbers (torchdiffeq's methods: their steps have no forward-mode formula; the library's own methods do)."""
+    if mode in EXACT_MODES and method in _REAL_ONLY: return "central"
+    return "central" if mode == "forward" and method not in NATIVE_METHODS else mode
+
+EXACT_MODES = ("complex", "forward")  # Jacobian modes that differentiate the solver's own steps exactly
 
 def _failure_as_nan(run, stats: SolveStats | None, shape: tuple):
     """A population runner (see `population_rhs`) for which a population whose every member blew up comes back as NaN, (copies, *shape),
@@ -168,6 +202,19 @@ def _complex_step(solve, theta: torch.Tensor, y0k: torch.Tensor, first_step: flo
     ys = solve(th, yc, groups=K*P if K > 1 else None, own_steps=K > 1, first_step=first_step)
     ys = ys.reshape(K, P, *ys.shape[1:])
     return ys[:, 0].real, ys.imag/eps
+
+def _forward_mode(solve, theta: torch.Tensor, y0k: torch.Tensor, first_step: float | None) -> tuple:
+    """Predictions (K, batch, time, state) and Jacobians (K, P, batch, time, state) by forward-mode differentiation: one solve of K*P
+    copies, copy (k, p) a dual number with tangent e_p. The step sizes follow the values alone, as with the complex step."""
+    K, P = theta.shape
+    eye = torch.eye(P, dtype=theta.dtype, device=theta.device)
+    yc = y0k[:, None].expand(K, P, *y0k.shape[1:]).reshape(K*P, *y0k.shape[1:])
+    with fwAD.dual_level():
+        th = fwAD.make_dual(theta[:, None, :].expand(K, P, P).reshape(K*P, P).contiguous(), eye.repeat(K, 1))
+        ys = solve(th, yc, groups=K*P if K > 1 else None, own_steps=K > 1, first_step=first_step)
+        value, tangent = fwAD.unpack_dual(ys)
+    value = value.reshape(K, P, *value.shape[1:])
+    return value[:, 0], (torch.zeros_like(value) if tangent is None else tangent.reshape(value.shape))
 
 def _central_differences(solve, theta: torch.Tensor, y0k: torch.Tensor) -> tuple:
     "Predictions (K, batch, time, state) and Jacobians (K, P, batch, time, state) by central differences, one solve with shared steps."
@@ -214,7 +261,7 @@ def solve_with_jacobian(model: nn.Module, # the model (its parameters are not ch
                         step_size: float | None = None, # grid step for rk4
                         rtol: float = RTOL, # tolerances for dopri5
                         atol: float = ATOL,
-                        mode: str = "complex", # 'complex' or 'central'
+                        mode: str = "complex", # 'complex', 'forward' or 'central'
                         broadcasts: bool = True, # whether the model broadcasts population parameters
                         need_jac: bool = True, # False: predictions only
                         stats: SolveStats | None = None, # counters to add to
@@ -232,7 +279,7 @@ def solve_with_jacobian(model: nn.Module, # the model (its parameters are not ch
     y0k = y0.expand(K, *y0.shape) if y0.ndim == 2 else y0  # (K, batch, state)
     st = stats if stats is not None else SolveStats()  # method='auto' reads which groups it handed over
     def solve(th, y, **kw):  # the copies th from their states y, in one batched solve: (copies, batch, time, state)
-        with torch.inference_mode():
+        with torch.no_grad() if mode == "forward" and need_jac else torch.inference_mode():  # (inference mode drops dual numbers)
             budget = _group_budget(max_steps, kw)
             ys = run(th, lambda f: integrate(f, y, ts, method, step_size, rtol, atol, stats=st, bound=bound, max_steps=budget,
                                              deadline=deadline, drop_slow=not independent, defer=True, tstops=tstops or (), **kw))
@@ -244,6 +291,7 @@ def solve_with_jacobian(model: nn.Module, # the model (its parameters are not ch
         ys = solve(theta, y0k, groups=K if K > 1 else None, own_steps=K > 1, first_step=first_step)
         return ys, None, torch.isfinite(ys).reshape(K, -1).all(1)
     if mode == "complex": pred, jac = _complex_step(solve, theta, y0k, first_step)
+    elif mode == "forward": pred, jac = _forward_mode(solve, theta, y0k, first_step)
     else: pred, jac = _central_differences(solve, theta, y0k)
     alive = torch.isfinite(pred).reshape(K, -1).all(1) & torch.isfinite(jac).reshape(K, -1).all(1)
     return pred, jac, alive
