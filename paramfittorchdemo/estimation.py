@@ -28,7 +28,7 @@ from .lm import (CONVERGED, FAILED, MAX_TIME, STRUCTURED, FitWarning, LMResult, 
                  fit_phases, from_free, gauss_newton_covariance, horizon_fractions, residual_autocorrelation, state_bound, status_line,
                  t_quantile, to_free)
 from .models import blame_model, param_dict
-from .observations import Observations
+from .observations import Observations, _check_t0
 from .plotting import plot_fit, plot_profile, plot_residuals, plot_traces
 from .solvers import (FIXED_STEP_METHODS, ParamSpec, SolveStats, SolverError, check_tstops, complex_eps, integrate,
                       population_rhs, rhs_traits, rhs_work, small_work_threads, solver_options)
@@ -102,14 +102,15 @@ def _observer(observe, dim: int | None, n_obs: int):
 class _Piece:
     "A stretch of one trajectory that is solved from its own initial state: the whole trajectory, or one multiple-shooting segment."
     traj: int # the trajectory it belongs to (its index in the observations)
-    t0: float # its start time
+    t0: float # its start time: the trajectory's t0 for its first piece, its first observation time for a later segment
     times: torch.Tensor # its times, (time,); a segment runs on to the next segment's first time
     values: torch.Tensor # the observations at those times, (time, n_obs); NaN where missing, and at that borrowed last time
     next_piece: int = -1 # index of the trajectory's next piece; -1 for its last
 
 def _cut(obs: Observations, segments: int) -> list:
-    "The pieces of every trajectory, in order: `segments` stretches of about equally many observations each (fewer for a short trajectory)."
-    pieces = []
+    """The pieces of every trajectory, in order: `segments` stretches of about equally many observations each (fewer for a short
+    trajectory); the first starts at the trajectory's t0 (`obs.t0()`), which may come before its first observation."""
+    pieces, starts = [], obs.t0().tolist()
     for b, (t, y) in enumerate(zip(obs.times, obs.values)):
         n = len(t)
         cuts = sorted({round(i*n/segments) for i in range(segments)} | {n})
@@ -118,7 +119,7 @@ def _cut(obs: Observations, segments: int) -> list:
             last = s == len(cuts) - 2
             times = t[a:e] if last else t[a:e + 1]  # a segment runs on to the next one's first time, for the continuity residual
             values = y[a:e] if last else torch.cat([y[a:e], torch.full((1, y.shape[1]), float("nan"), dtype=y.dtype)])
-            pieces.append(_Piece(b, float(t[a]), times, values, -1 if last else len(pieces) + 1))
+            pieces.append(_Piece(b, starts[b] if s == 0 else float(t[a]), times, values, -1 if last else len(pieces) + 1))
     return pieces
 
 # %% ../nbs/12_estimation.ipynb #d8009293
@@ -139,7 +140,7 @@ class _Problem:
         self.autonomous = bool(getattr(model, "autonomous", False))
         self._check_start_times(segments)
         self.pieces = _cut(obs, segments)
-        self.t_start = 0.0 if self.autonomous else float(obs.times[0][0])
+        self.t_start = 0.0 if self.autonomous else float(obs.t0()[0])  # where every solve starts (t0 of a model that reads t)
         rel = [(pc.times - pc.t0 if self.autonomous else pc.times) for pc in self.pieces]  # the times each piece is solved at
         self.grid, self.gidx, self.Y = self._lay_out(rel, dtype, device)
         self.mask = torch.isfinite(self.Y)
@@ -154,11 +155,11 @@ class _Problem:
 
     def _check_start_times(self, segments: int):
         "A model that may depend on absolute time is solved from one start time, uncut."
-        t0s = [float(t[0]) for t in self.obs.times]
+        t0s = self.obs.t0().tolist()
         if not self.autonomous and (segments > 1 or max(t0s) != min(t0s)):
             raise ValueError("estimate: a model that does not declare `autonomous = True` needs every trajectory to start at the same time "
-                             "and no shooting segments (its right-hand side may depend on absolute time); set `autonomous = True` on the "
-                             "model class if it ignores t.")
+                             f"(the same t0; these start at {sorted(set(t0s))[:4]}) and no shooting segments (its right-hand side may "
+                             "depend on absolute time); set `autonomous = True` on the model class if it ignores t.")
 
     def _lay_out(self, rel: list, dtype, device) -> tuple:
         """The union grid of the pieces' times rel (from the start time on), each piece's positions in it (Bs, T) and its observations (Bs,
@@ -422,7 +423,7 @@ class Estimate:
     free: list # names of the fitted parameters
     fixed: list # names of the parameters held fixed
     bounds: dict # fitted parameter -> (lower, upper)
-    initial_conditions: torch.Tensor # per trajectory, (batch, state): fitted, or as given
+    initial_conditions: torch.Tensor # per trajectory, (batch, state), at its t0: fitted, or as given
     ic_stderr: torch.Tensor | None # their standard errors, (batch, state); None when they were not fitted
     sigma: dict # observed column -> noise scale (learned, or the residuals' RMS)
     ssr: float # weighted residual sum of squares
@@ -443,6 +444,7 @@ class Estimate:
     at_bound: list = field(default_factory=list) # fitted quantities held at a bound (no error bar; the others' are conditional on them)
     ic_names: list = field(default_factory=list) # the initial states' names 'y0[trajectory, state]', as initial_conditions.flatten()
     jacobian: str = "" # how derivatives were computed: 'complex' (complex step), 'forward' (forward mode) or 'central' (differences)
+    t0: torch.Tensor | None = None # when each trajectory's initial state applies, (batch,): its t0, or its first observation time
 
     # What predict, residuals and profile work from: not constructor fields; `estimate` attaches them (`_attach`).
     _res = None # the residuals of the final problem (_Residuals): the data, the model and its solver
@@ -575,10 +577,17 @@ class Estimate:
             out += [f"    {line}" for line in self.identifiability]
         return out
 
+    def _report_t0(self) -> str:
+        "Where the initial states apply, when some trajectory starts before its first observation: ' (at t0 = ...)'; else ''."
+        if self.t0 is None or self._res is None: return ""
+        firsts = torch.stack([t[0] for t in self._res.prob.obs.times])
+        if not bool((self.t0 < firsts).any()): return ""
+        return f" (at t0 = {self.t0[0].item():g})" if bool((self.t0 == self.t0[0]).all()) else f" (at t0 = {self.t0.tolist()})"
+
     def _report_states(self) -> list:
         out = []
         if self.ic_stderr is not None:
-            out.append("[[Initial states]]")
+            out.append("[[Initial states]]" + self._report_t0())
             w = max(len(n) for n in self.ic_names)
             for n, v, s in zip(self.ic_names, self.initial_conditions.flatten().tolist(), self.ic_stderr.flatten().tolist()):
                 if n in self.at_bound: out.append(f"    {n:<{w}}: {v:.6g} (held at its bound: no error bar)")
@@ -613,19 +622,19 @@ class Estimate:
         return traj % len(ids)
 
     def predict(self, traj=0, ts=None, level: float = 0.95, n: int = 200) -> tuple:
-        """The fitted trajectory `traj` (index or id) at times ts (default: n points over its observations), with a pointwise confidence
-        band from the parameters' covariance (delta method): (ts, mean, lower, upper), each (time, n_obs)."""
+        """The fitted trajectory `traj` (index or id) at times ts (default: n points from its t0 to its last observation), with a pointwise
+        confidence band from the parameters' covariance (delta method): (ts, mean, lower, upper), each (time, n_obs)."""
         res, u, b = self._res, self._u, self._traj(traj, "predict")
         level = check_number(level, "level", "predict", positive=True)
         if not level < 1: raise ValueError(f"predict needs level in (0, 1), e.g. 0.95 for a 95% band, got {level!r}.")
         n = check_number(n, "n", "predict", integer=True, positive=True)
         p = res.prob
-        t_obs = p.obs.times[b]
-        t0 = float(t_obs[0]) if p.autonomous else p.t_start
-        ts = (torch.linspace(float(t_obs[0]), float(t_obs[-1]), n, dtype=torch.float64) if ts is None else _prediction_times(ts, t0))
+        t_obs, start = p.obs.times[b], float(p.obs.t0()[b])  # the trajectory's t0: its solve starts there
+        ts = (torch.linspace(start, float(t_obs[-1]), n, dtype=torch.float64) if ts is None else _prediction_times(ts, start))
         dev = u.device
-        rel = (ts - t0).to(dev)
-        grid = rel if float(rel[0]) == 0.0 else torch.cat([torch.zeros(1, dtype=rel.dtype, device=dev), rel])
+        origin = start if p.autonomous else 0.0  # an autonomous model is solved from its start shifted to 0, another on the data's axis
+        rel, s0 = (ts - origin).to(dev), start - origin
+        grid = rel if float(rel[0]) == s0 else torch.cat([torch.full((1,), s0, dtype=rel.dtype, device=dev), rel])
         theta, dth, y0, dy0 = res.unpack(u[None])
         th, yc, derivs = res.perturbed(theta, y0[:, b:b + 1])  # copies for the derivatives, this trajectory only
         ys = res.solve(th, yc, grid, self._settings.rtol, self._settings.atol)[:, 0, -len(rel):]  # (copies, T, n)
@@ -830,8 +839,8 @@ def _probe(res: _Residuals, y0: torch.Tensor):
                          f"shape {tuple(y0.shape)}, got {got}.")
 
 def _ic_guess(res: _Residuals, prob: _Problem, theta, y0, rtol, atol):
-    """Starting initial states of every piece (Bs, n): given or observed for each trajectory's first piece, simulated and observed for
-    later segments."""
+    """Starting initial states of every piece (Bs, n): given or observed for each trajectory's first piece (its first observation, a rough
+    start where t0 comes before it), simulated and observed for later segments."""
     B, n = len(prob.obs), res.n
     first = torch.full((B, n), float("nan"), dtype=theta.dtype, device=theta.device)
     if y0 is not None:
@@ -897,13 +906,13 @@ def _fixed_ic(initial_conditions, prob: _Problem, obs) -> torch.Tensor:
     return y0
 
 def _until_fraction(obs, frac: float):
-    "Each trajectory's first `frac` of its duration (at least two points)."
+    "Each trajectory's first `frac` of its duration, from its t0 to its last observation (at least two points)."
     times, values = [], []
-    for t, y in zip(obs.times, obs.values):
-        keep = t <= t[0] + frac*(t[-1] - t[0])
+    for t, y, s in zip(obs.times, obs.values, obs.t0().tolist()):
+        keep = t <= s + frac*(t[-1] - s)
         keep[:2] = True
         times.append(t[keep]); values.append(y[keep])
-    return Observations(times, values, ids=obs.ids, columns=obs.columns, source=obs.source)
+    return Observations(times, values, ids=obs.ids, columns=obs.columns, source=obs.source, t0=obs.t0())
 
 def _start_points(starts, u0, res: _Residuals, lo, hi, seed: int) -> torch.Tensor:
     "Starting points (K, Pu): the given start and random ones around it (factors 0.5 to 2, or uniform within two-sided bounds)."
@@ -1210,21 +1219,23 @@ def _result(done: _Outcome, s: _Settings, log: _Log, model: nn.Module) -> Estima
                    n_varys=res.Pu, converged=status == "converged", message=message, iterations=done.iterations,
                    seconds=time.perf_counter() - s.t_start, stats=log.stats, history=log.losses, trace=log.trace, starts=fit.starts,
                    covariance=unc.cov.cpu(), status=status, not_identifiable=unc.not_identifiable, identifiability=unc.identifiability,
-                   at_bound=unc.at_bound, ic_names=ic_names, jacobian=s.mode)
+                   at_bound=unc.at_bound, ic_names=ic_names, jacobian=s.mode, t0=p.obs.t0())
     return est._attach(res, fit.u[0], unc.cov_u, s)
 
 # %% ../nbs/12_estimation.ipynb #c16d00e8
-def _check_arguments(model, obs, *, loss, shooting, continuity, method, step_size, rtol, atol, max_iter, xtol, ftol, max_steps,
+def _check_arguments(model, obs, *, t0, loss, shooting, continuity, method, step_size, rtol, atol, max_iter, xtol, ftol, max_steps,
                      max_time, ic_positive, verbose, seed) -> Observations:
-    "Refuse what `estimate` cannot use, each with its own message; the measurements as `Observations`."
+    "Refuse what `estimate` cannot use, each with its own message; the measurements as `Observations`, starting at t0 where it is given."
     check_module(model, "model", "estimate")
     if not isinstance(obs, Observations):
         if isinstance(obs, SimODEData): obs = Observations.from_sim(obs)
         else: raise TypeError(f"estimate needs obs as an Observations (see Observations.from_csv) or a SimODEData, "
                               f"got {type(obs).__name__}.")
-    if all(len(t) < 2 for t in obs.times):
-        raise ValueError(f"estimate needs at least one trajectory observed at two or more times; the {len(obs)} trajectories have one "
-                         f"time point each, which says nothing about the dynamics.")
+    obs = _starting_at(obs, t0)
+    starts = obs.t0().tolist()
+    if all(len(t) < 2 and float(t[0]) == s for t, s in zip(obs.times, starts)):
+        raise ValueError(f"estimate needs at least one trajectory observed at two or more times, or once after its t0; the {len(obs)} "
+                         f"trajectories have one time point each, at their start, which says nothing about the dynamics.")
     if not isinstance(loss, str) or loss not in _LOSSES: raise ValueError(f"estimate: unknown loss {loss!r}; expected one of {_LOSSES}.")
     if not isinstance(shooting, int) or isinstance(shooting, bool) or shooting < 1:
         raise ValueError(f"estimate needs shooting as a positive integer, got {shooting!r}.")
@@ -1236,12 +1247,30 @@ def _check_arguments(model, obs, *, loss, shooting, continuity, method, step_siz
     check_number(ftol, "ftol", "estimate", positive=True); check_number(max_steps, "max_steps", "estimate", integer=True, positive=True)
     check_number(max_time, "max_time", "estimate", positive=True, allow_none=True)
     if method in FIXED_STEP_METHODS:
-        check_step_size(max(float(t[-1] - t[0]) for t in obs.times), step_size, "estimate")
+        check_step_size(max(float(t[-1]) - s for t, s in zip(obs.times, starts)), step_size, "estimate")
     check_flag(ic_positive, "ic_positive", "estimate"); check_flag(verbose, "verbose", "estimate")
     check_number(seed, "seed", "estimate", integer=True, strict=True)
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError(f"estimate got a {type(model).__name__} with no trainable parameters; wrap what should be fitted in nn.Parameter.")
     return obs
+
+def _starting_at(obs: Observations, t0) -> Observations:
+    """The observations with each trajectory's start time set to t0 (a number, or one per trajectory) where it is given; else as they are
+    (their own t0, or their first time points)."""
+    if t0 is None: return obs
+    out = copy.copy(obs)  # the same data, its own start times
+    out._t0 = _check_t0(t0, torch.stack([t[0] for t in obs.times]), obs.ids, "estimate")
+    return out
+
+def _check_first(obs: Observations, initial_conditions):
+    "initial_conditions='first' takes the first observations as the initial states: every trajectory must start there."
+    if not (isinstance(initial_conditions, str) and initial_conditions == "first"): return
+    for i, t, s in zip(obs.ids, obs.times, obs.t0().tolist()):
+        if s < float(t[0]):
+            raise ValueError(f"estimate: initial_conditions='first' takes each trajectory's first observation as its initial state, but "
+                             f"trajectory {i!r} starts at t0={s!r}, before its first observation at t={float(t[0])!r}, which is not "
+                             f"the state at t0; give the known initial states as a tensor (batch, state), or fit them with "
+                             f"initial_conditions='estimate'.")
 
 def _working_copy(model: nn.Module) -> nn.Module:
     """A float64 copy of the model to solve, whose parameters require gradients where the model's do (that marks them as parameters for
@@ -1321,19 +1350,21 @@ def estimate(model: nn.Module, # the ODE model; its fitted parameters are writte
              max_steps: int = MAX_STEPS, # step budget of every ODE solve; a trial solve beyond it fails (and the step is retried shorter)
              max_time: float | None = None, # wall-clock budget in seconds (None: none); the fit stops with status 'max_time'
              tstops=None, # times where the model's inputs switch: every solve restarts there (None: the model's `tstops`, if any)
+             t0=None, # when the initial states apply: a number or one per trajectory (batch,), at most its first time; None: obs.t0()
             ) -> Estimate:
     """Fit a model to measurements: bounded and fixed parameters, unknown initial states, weights, multiple shooting and the estimates'
     uncertainty."""
     t_start = time.perf_counter()
     show = check_progress(progress, "estimate")
-    obs = _check_arguments(model, obs, loss=loss, shooting=shooting, continuity=continuity, method=method, step_size=step_size, rtol=rtol,
-                           atol=atol, max_iter=max_iter, xtol=xtol, ftol=ftol, max_steps=max_steps, max_time=max_time,
+    obs = _check_arguments(model, obs, t0=t0, loss=loss, shooting=shooting, continuity=continuity, method=method, step_size=step_size,
+                           rtol=rtol, atol=atol, max_iter=max_iter, xtol=xtol, ftol=ftol, max_steps=max_steps, max_time=max_time,
                            ic_positive=ic_positive, verbose=verbose, seed=seed)
     dev = next(p for p in model.parameters() if p.requires_grad).device
     work, names = _working_copy(model), list(param_dict(model))
     spec, theta0, free, lo, hi = param_setup(work, names, params)
     for p in work.parameters(): p.requires_grad_(False)  # the fits solve the copy without autograd
     fractions = _schedule_fractions(initial_conditions, shooting, horizons)
+    _check_first(obs, initial_conditions)
     wts = _weights(weights, obs)
     with blame_model(work, "estimate"):  # one call on a state of ones first: a wrong output is refused before the traits are probed
         n = model_dim(work) or obs.n_obs

@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Union
 
+import numpy as np
 import torch
 from torch import nn
 from torch.func import functional_call
 
 from ._checks import (ATOL, FLOAT_DTYPES, MAX_MEMORY, MAX_STEPS, REAL_METHODS, RTOL, check_budget, check_dtype, check_flag,
-                                      check_model_data, check_number, check_progress, check_step_size, check_tensor, check_tolerances,
-                                      need_pandas, to_plain, write_json)
+                                      check_model_data, check_number, check_numbers, check_progress, check_step_size,
+                                      check_tensor, check_tolerances, need_pandas, to_plain, write_json)
 from .callbacks import (MAX_TRACKED, Callback, DivergenceError, History, ProgressBar, TrainState, check_callbacks, end_hooks,
                         run_hooks)
 from .data import SimODEData
@@ -199,6 +200,47 @@ def _check_path(optimizer: str, mode: str, P: int, adam_steps: int, method: str 
         raise ValueError(f"fit: optimizer='lm' needs at most {_LM_MAX_PARAMS} parameters, the model has {P}; use 'adam-lbfgs'.")
     if optimizer == "adam-lbfgs": check_number(adam_steps, "adam_steps", "fit", integer=True, positive=True)
 
+def _numbers(x, name: str, caller: str) -> torch.Tensor: # float64, the shape of x
+    "`check_numbers`, with an integer too large for a float refused by name too."
+    try: return check_numbers(x, name, caller)
+    except OverflowError: raise ValueError(f"{caller} needs {name} as numbers a float can hold, got {repr(x)[:60]}.") from None
+
+def _fit_start(t0, # when the initial states apply: None, a number, or one per trajectory (all the same: one grid)
+               y0, # the known initial states at t0, (state,) or (batch, state), or None: the data's first row
+               ts: torch.Tensor, # the data's time grid, (time,)
+               Y: torch.Tensor, # the data, (batch, time, state)
+               caller: str = "fit",
+              ) -> tuple: # t0 (a float) and y0 (batch, state) in Y's dtype and device; (None, None): from the first row, as the data say
+    """Where the solves start. Without y0, the first row of every trajectory is its initial state, at the grid's first time (t0 may only
+    repeat that time). With y0, the initial states are y0 at t0 (default: the grid's first time), and every row is an observation."""
+    first, B, n = float(ts[0]), Y.shape[0], Y.shape[-1]
+    if t0 is not None:
+        if isinstance(t0, (torch.Tensor, np.ndarray, list, tuple)):  # a number in a tensor, or one per trajectory
+            v = _numbers(t0, "t0", caller)
+            if v.ndim > 1 or (v.ndim == 1 and len(v) != B):
+                raise ValueError(f"{caller} needs t0 as one number, or one per trajectory ({B},), got shape {tuple(v.shape)}.")
+            v = v.reshape(-1)
+            if not torch.isfinite(v).all(): raise ValueError(f"{caller} needs t0 as finite times, got {v.tolist()}.")
+            if not bool((v == v[0]).all()):
+                raise ValueError(f"{caller} solves every trajectory on one time grid from one t0, got a different t0 per trajectory "
+                                 f"{v.tolist()}; for start times of their own use estimate with Observations(..., t0=[...]).")
+            t0 = v[0].item()
+        t0 = check_number(t0, "t0", caller, what=" (when the initial states apply)")
+        if t0 > first:
+            raise ValueError(f"{caller}: t0={t0!r} comes after the data's first time {first!r}; t0 is where the solves start from the "
+                             f"initial states, at or before the first time point: give a t0 <= {first!r}, or None.")
+    if y0 is None:
+        if t0 is not None and t0 < first:
+            raise ValueError(f"{caller}: t0={t0!r} comes before the data's first time {first!r}, so the data's first rows are observations "
+                             f"and not the initial states; give the known initial states at t0 with y0=(state,) or (batch, state).")
+        return None, None
+    y = _numbers(y0, "y0", caller)
+    if tuple(y.shape) not in ((n,), (B, n)):
+        raise ValueError(f"{caller} needs y0 as the known initial states at t0, ({n},) for every trajectory or ({B}, {n}) one per "
+                         f"trajectory, got shape {tuple(y.shape)}.")
+    if not torch.isfinite(y).all(): raise ValueError(f"{caller} needs y0 as finite initial states, got {y.tolist()}.")
+    return (first if t0 is None else t0), y.to(Y.device, Y.dtype).expand(B, n).clone()
+
 # %% ../nbs/11_fitting.ipynb #08db4899
 class _StopFit(Exception):
     "Raised inside fit when a callback asks it to stop."
@@ -250,6 +292,7 @@ class _FitRun:
         self.method, self.step_size, self.rtol, self.atol, self.max_steps = method, step_size, rtol, atol, max_steps
         self.adaptive, self.max_time, self.verbose, self.hooks = method not in FIXED_STEP_METHODS, max_time, verbose, None
         self.max_memory, self.tstops = max_memory, ()  # (fit sets the breakpoints)
+        self.grid, self.skip = ts, 0  # the solves' output times, and how many of them come before the data (see `start_at`)
         self.work = copy.deepcopy(model).to(theta0.dtype)  # the fit runs on a copy in its own dtype, without gradients
         for p in self.work.parameters(): p.requires_grad_(False)
         self.stats, self.history, self.t_start = SolveStats(), [], time.perf_counter()
@@ -264,17 +307,27 @@ class _FitRun:
         self.first = {}  # rtol -> the first accepted step of the last single-start solve: the next solve starts with it
         self.best_loss, self.best_theta = math.inf, theta0.clone()  # the lowest loss Adam and L-BFGS have seen, and where
 
+    def start_at(self, t0: float | None, # when the initial states apply, at or before the grid's first time; None: from the first row
+                 y0: torch.Tensor | None, # the known initial states there, (batch, state); None: the data's first row
+                ):
+        "Start the solves from y0 at t0; a t0 before the data's first time joins the solves' output times, with no residual there."
+        if y0 is None: return
+        self.y0, self.bound = y0, state_bound(torch.cat([self.Y.reshape(-1), y0.reshape(-1)]))
+        if t0 < float(self.ts[0]):
+            self.grid, self.skip = torch.cat([torch.full((1,), t0, dtype=self.ts.dtype, device=self.ts.device), self.ts]), 1
+
     def residuals(self, theta: torch.Tensor, # parameter vectors, (k, P)
                   rtol: float, atol: float, steps: int, # the solver's tolerances and step budget
-                  n: int | None = None, # fit the first n time points (None: all)
+                  n: int | None = None, # solve to the first n output times, `grid` (None: all); the data's first n - `skip` times
                  ) -> tuple: # residuals (k, m), their Jacobians (k, m, P), and whether each solve succeeded (k,)
         "The residuals of every trajectory and their Jacobians, for k parameter vectors at once: one batched solve."
-        pred, J, alive = solve_with_jacobian(self.work, self.spec, theta, self.y0, self.ts[:n], self.method, self.step_size, rtol, atol,
+        pred, J, alive = solve_with_jacobian(self.work, self.spec, theta, self.y0, self.grid[:n], self.method, self.step_size, rtol, atol,
                                              self.mode, self.bc, stats=self.stats, bound=self.bound, max_steps=steps,
                                              first_step=self.first.get(rtol), deadline=self.deadline, tstops=self.tstops)
         if theta.shape[0] == 1 and self.method in ("dopri5", "auto") and self.stats.first_step: self.first[rtol] = self.stats.first_step
-        k = theta.shape[0]
-        return (pred - self.Y[:, :n]).reshape(k, -1), J.reshape(k, self.spec.size, -1).transpose(1, 2), alive
+        k, s = theta.shape[0], self.skip  # the solves' first s times (t0 before the data) have no observation
+        Y = self.Y if n is None else self.Y[:, :n - s]
+        return (pred[..., s:, :] - Y).reshape(k, -1), J[..., s:, :].reshape(k, self.spec.size, -1).transpose(1, 2), alive
 
     def report(self, phase: str, iteration: int, theta: torch.Tensor, cost: torch.Tensor):
         "After a Levenberg-Marquardt iteration of starts theta (K, P) with losses cost (K,): print (verbose), and tell the callbacks."
@@ -324,8 +377,8 @@ def _lm_attempt(run: _FitRun, theta: torch.Tensor, fractions: tuple, max_iter: i
     """Levenberg-Marquardt from starts theta (K, P): over the leading `fractions` of the time span in turn (short, loose stages), then all
     of it."""
     hist = []
-    for n in horizon_lengths(run.ts, fractions):  # the leading part of the data first
-        phase = f"lm, t <= {float(run.ts[n - 1]):.4g}"
+    for n in horizon_lengths(run.grid, fractions):  # the leading part of the data first (of the span from t0)
+        phase = f"lm, t <= {float(run.grid[n - 1]):.4g}"
         stage = fit_phases(partial(run.residuals, n=n), theta, run.adaptive, run.rtol, run.atol, run.stats, run.max_steps, max_iter,
                            xtol, ftol, None, report and partial(report, phase), run.deadline, stage=True)
         keep = torch.tensor([s != FAILED for s in stage.status], device=theta.device)[:, None]
@@ -402,10 +455,11 @@ class _GradientPath:
         r, spec = self.run, self.run.spec
         p = {n: v.reshape(s) for n, v, s in zip(spec.names, self.x.split(spec.sizes), spec.shapes)}
         if self.compiled is not None:
-            return integrate(lambda t, y: self.compiled(p, t, y), r.y0, r.ts, r.method, r.step_size, r.rtol, r.atol, stats=r.stats,
-                             deadline=r.deadline, max_memory=r.max_memory, tstops=r.tstops)
-        return with_parameters(r.work, p, lambda f: integrate(f, r.y0, r.ts, r.method, r.step_size, r.rtol, r.atol, stats=r.stats,
-                                                              deadline=r.deadline, max_memory=r.max_memory, tstops=r.tstops))
+            ys = integrate(lambda t, y: self.compiled(p, t, y), r.y0, r.grid, r.method, r.step_size, r.rtol, r.atol, stats=r.stats,
+                           deadline=r.deadline, max_memory=r.max_memory, tstops=r.tstops)
+        else: ys = with_parameters(r.work, p, lambda f: integrate(f, r.y0, r.grid, r.method, r.step_size, r.rtol, r.atol, stats=r.stats,
+                                                                  deadline=r.deadline, max_memory=r.max_memory, tstops=r.tstops))
+        return ys[..., r.skip:, :]  # from the data's first time on (a t0 before it is no observation)
 
     def loss_and_grad(self) -> torch.Tensor:
         "The mean squared error at x, and its gradient in x.grad: by the complex step, or by backpropagation through the solver."
@@ -522,21 +576,25 @@ def fit(model: nn.Module, # model whose trainable parameters are fitted (updated
         horizons = "auto", # LM: fit the first fractions of the time span in turn, then all of it ('auto': 1/8, 1/4, 1/2; None: no)
         progress: bool | None = None, # a bar over the iterations; None: with several starts, in a notebook or a terminal
         tstops=None, # times where the model's inputs switch: every solve restarts there (None: the model's `tstops`, if any)
+        t0: float | None = None, # when the initial states y0 apply, at or before the data's first time (None: that time)
+        y0: torch.Tensor | None = None, # known initial states at t0, (state,) or (batch, state); then every row is an observation
        ) -> FitResult:
     "Least-squares fit of `model`'s parameters to all of `data` at once."
     cbs = _with_progress(_check_fit_args(optimizer, max_iter, xtol, ftol, max_steps, max_time, horizons, callbacks, max_memory),
                          progress, starts)
     _check_fit_options(dtype, rtol, atol, lr, compile, verbose)
     ts, Y, spec, theta0 = _fit_setup(model, data, method, step_size, rtol, atol, dtype)
-    if method in FIXED_STEP_METHODS: check_step_size(float(ts[-1] - ts[0]), step_size, "fit")
+    t0, y0 = _fit_start(t0, y0, ts, Y)
+    if method in FIXED_STEP_METHODS: check_step_size(float(ts[-1]) - (float(ts[0]) if t0 is None else t0), step_size, "fit")
     optimizer = _choose_optimizer(optimizer, spec.size, starts)
     run = _FitRun(model, data, spec, theta0, ts, Y, method, step_size, rtol, atol, max_steps, max_time, verbose, max_memory)
     run.tstops = tuple(check_tstops(getattr(model, "tstops", None) if tstops is None else tstops, "fit") or ())
+    run.start_at(t0, y0)
     _check_path(optimizer, run.mode, spec.size, adam_steps, method)
     options = dict(optimizer=optimizer, method=method, rtol=rtol, atol=atol, step_size=step_size,
                    dtype=str(theta0.dtype).replace("torch.", ""), max_iter=max_iter, xtol=xtol, ftol=ftol,
                    starts=None if starts is None else len(starts), lr=lr, adam_steps=adam_steps,
-                   max_steps=max_steps, max_time=max_time, horizons=horizons, tstops=list(run.tstops) or None)
+                   max_steps=max_steps, max_time=max_time, horizons=horizons, tstops=list(run.tstops) or None, t0=t0)
     run.hooks = _FitHooks(cbs, model, data, spec, run.history, options) if cbs else None
     if run.hooks: run.hooks.start()
     try:

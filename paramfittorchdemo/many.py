@@ -25,6 +25,7 @@ from ._checks import (ATOL, MAX_STEPS, RTOL, check_dtype, check_file_text, check
 from .callbacks import DivergenceError, History
 from .data import SimODEData
 from .estimation import estimate, param_setup
+from .fitting import _fit_start
 from .observations import Observations
 from .lm import (CONVERGED, FAILED, MAX_TIME, STRUCTURED, STATUSES, fit_phases, from_free, horizon_fractions, horizon_lengths,
                  residual_autocorrelation, standard_errors, state_bound, t_quantile, to_free)
@@ -129,6 +130,8 @@ class _Options:
     level: float = LEVEL
     params: dict | None = None # name -> Param, a number (its start, fitted) or None, as in `estimate`
     weights: torch.Tensor | None = None # per-state multipliers of the squared residuals, (state,)
+    t0: float | None = None # when the known initial states y0 apply (None: each dataset's first time)
+    y0: torch.Tensor | None = None # known initial states, (state,) or (batch, state), the same for every dataset; None: the first rows
 
 @dataclass
 class _Setup:
@@ -161,11 +164,16 @@ class _Batch:
         self.opt, self.stats, self.deadline, self.bound = opt, stats, deadline, state_bound(Y)
         w = torch.ones(Y.shape[-1], dtype=Y.dtype, device=Y.device) if opt.weights is None else opt.weights.to(Y.device, Y.dtype)
         self.sw = w.sqrt()  # residuals are scaled by the square roots of the weights
+        self.grid, self.skip, self.y0 = ts, 0, None  # the solves' output times, how many come before the data, known initial states
+        if opt.y0 is not None:  # as in `fit`: from y0 at t0 (default: the grid's first time), every row an observation
+            t0, self.y0 = _fit_start(opt.t0, opt.y0, ts, Y[0], "fit_many")
+            self.bound = state_bound(torch.cat([Y.reshape(-1), self.y0.reshape(-1)]))
+            if t0 < float(ts[0]): self.grid, self.skip = torch.cat([torch.full((1,), t0, dtype=ts.dtype, device=ts.device), ts]), 1
 
     def residuals(self, u: torch.Tensor, # free parameters of k rows in unconstrained coordinates (see `to_free`), (k, Pf)
                   rtol: float, atol: float, steps: int, # the solver's tolerances and step budget
                   idx: torch.Tensor, # which rows, (k,)
-                  n: int | None = None, # fit the first n time points (None: all)
+                  n: int | None = None, # solve to the first n output times, `grid` (None: all): the data's first n - `skip` times
                   rows: torch.Tensor | None = None, # a subset of the rows being fitted: idx indexes it
                  ) -> tuple: # residuals (k, m), Jacobians (k, m, P), and whether each solve succeeded (k,)
         "The residuals of rows idx, each row against its own dataset: one batched solve."
@@ -173,10 +181,13 @@ class _Batch:
         ds = self.owner[idx if rows is None else rows[idx]]
         self.stats.group_steps, n0 = None, self.stats.steps + self.stats.rejected
         theta, dth = s.full(u)
-        Y = self.Y[ds, :, :n]  # (k, B, T, state)
-        pred, J, alive = solve_with_jacobian(self.work, s.spec, theta, Y[:, :, 0], self.ts[:n], self.opt.method, self.opt.step_size,
+        skip = self.skip  # the solves' first `skip` times (a t0 before the data) have no observation
+        Y = self.Y[ds, :, :None if n is None else n - skip]  # (k, B, T, state)
+        y0 = Y[:, :, 0] if self.y0 is None else self.y0
+        pred, J, alive = solve_with_jacobian(self.work, s.spec, theta, y0, self.grid[:n], self.opt.method, self.opt.step_size,
                                              rtol, atol, s.mode, s.bc, stats=self.stats, bound=self.bound, max_steps=steps,
                                              deadline=self.deadline, independent=True, tstops=getattr(self.work, "tstops", None))
+        pred, J = pred[..., skip:, :], J[..., skip:, :]
         gs = self.stats.group_steps  # steps per group of a solve with a step size per row (and per Jacobian copy): per row
         self.stats.group_steps = (gs.reshape(k, -1).amax(1) if gs is not None and gs.numel() % k == 0
                                   else torch.full((k,), self.stats.steps + self.stats.rejected - n0, dtype=torch.long))
@@ -187,7 +198,7 @@ class _Batch:
         "Levenberg-Marquardt for rows u (R, P): over the leading `fractions` of the time span in turn, then all of it."
         o = self.opt
         adaptive = o.method not in FIXED_STEP_METHODS
-        for n in horizon_lengths(self.ts, fractions):
+        for n in horizon_lengths(self.grid, fractions):
             stage = fit_phases(partial(self.residuals, n=n, rows=rows), u, adaptive, o.rtol, o.atol, self.stats, o.max_steps, o.max_iter,
                                o.xtol, o.ftol, None, on_iter, self.deadline, stage=True, independent=True)
             keep = torch.tensor([s != FAILED for s in stage.status], device=u.device)[:, None]
@@ -491,16 +502,27 @@ def _check_run(chunk_size, backend: str, address, max_retries, ray_options, prog
                         f"got {type(address).__name__} {address!r}.")
     check_mapping(ray_options, "ray_options", caller, "Ray task option -> value, e.g. {'num_gpus': 1}")
 
-def _check_grid(step_size: float, datasets: list, ids: list, max_steps: int, caller: str):
-    "A fixed-step method's step against each dataset's time span: no longer than the span, and no more steps than max_steps."
+def _check_grid(step_size: float, datasets: list, ids: list, max_steps: int, caller: str,
+                t0: float | None = None, # where the solves start (None: each dataset's first time)
+               ):
+    "A fixed-step method's step against each dataset's time span (from t0): no longer than the span, and no more steps than max_steps."
     for i, d in zip(ids, datasets):
-        span = float(d.ts[0][-1] - d.ts[0][0])
+        span = float(d.ts[0][-1]) - (float(d.ts[0][0]) if t0 is None else t0)
         if step_size > span:
             raise ValueError(f"{caller} needs step_size no longer than the time span of each dataset, but step_size={step_size:g} is "
                              f"longer than dataset {i}'s span of {span:g}; use a step below the spacing of its time points.")
         if span/step_size > max_steps:
             raise ValueError(f"{caller}: step_size={step_size:g} takes {span/step_size:.3g} steps over dataset {i}'s time span of "
                              f"{span:g}, more than max_steps={max_steps}; use a larger step_size or raise max_steps.")
+
+def _many_start(t0, y0, datasets: list, ids: list) -> tuple: # t0 (a float or None) and y0 (float64, its shape as given), or (None, None)
+    "fit_many's start, the same for every dataset, checked against each as `fit` checks it."
+    if t0 is None and y0 is None: return None, None
+    for i, d in zip(ids, datasets):
+        ts, Y = d.tensors()
+        start, y = _fit_start(t0, y0, ts, Y, f"fit_many (dataset {i})")
+    if y is None: return None, None  # t0 is every dataset's first time: the first rows are the initial states
+    return (None if t0 is None else start), torch.as_tensor(y0, dtype=torch.float64).detach().cpu()
 
 def _check_model_size(spec: ParamSpec, caller: str):
     "Levenberg-Marquardt, as fit_many runs it, for at most _LM_MAX_PARAMS parameters (fit takes larger models with 'adam-lbfgs')."
@@ -532,9 +554,11 @@ def fit_many(model: nn.Module, # the model: its structure, and its parameter val
              ray_options: dict | None = None, # Ray: options of each task, e.g. {'num_gpus': 1}
              progress: bool | None = None, # a bar over the datasets: True, False, or None (only in a notebook or a terminal)
              dataset_col: str = "dataset", # a long table: the column naming the dataset
+             t0: float | None = None, # when the known initial states y0 apply, at or before each dataset's first time (None: that time)
+             y0: torch.Tensor | None = None, # known initial states at t0, (state,) or (batch, state), the same for every dataset
             ) -> ManyFits:
     "Fit `model` to each of many datasets on its own: one batched solve per iteration over all datasets, each with its own parameters."
-    t0 = time.perf_counter()
+    t_call = time.perf_counter()
     datasets, ids = _as_datasets(datasets, dataset_col, "fit_many")
     with blame_model(model, "fit_many"):  # the model is called once per dataset: a model that raises is named as such
         for d in datasets: check_model_data(model, d, "fit_many", SimODEData)
@@ -549,7 +573,8 @@ def fit_many(model: nn.Module, # the model: its structure, and its parameter val
                          f"torch.float32; pass dtype=torch.float64 (the default).")
     check_number(max_iter, "max_iter", "fit_many", integer=True, positive=True)
     check_number(max_steps, "max_steps", "fit_many", integer=True, positive=True)
-    if method in FIXED_STEP_METHODS and step_size is not None: _check_grid(step_size, datasets, ids, max_steps, "fit_many")
+    t0, y0 = _many_start(t0, y0, datasets, ids)
+    if method in FIXED_STEP_METHODS and step_size is not None: _check_grid(step_size, datasets, ids, max_steps, "fit_many", t0)
     check_number(xtol, "xtol", "fit_many", positive=True); check_number(ftol, "ftol", "fit_many", positive=True)
     check_number(max_time, "max_time", "fit_many", positive=True, allow_none=True)
     check_number(level, "level", "fit_many", positive=True)
@@ -563,8 +588,8 @@ def fit_many(model: nn.Module, # the model: its structure, and its parameter val
     _check_model_size(spec, "fit_many")
     S = _starts(theta0, starts, len(datasets), free, lo, hi, names)
     w = _weights(weights, datasets[0].dim)
-    opt = _Options(method, rtol, atol, step_size, dtype, max_iter, xtol, ftol, max_steps, max_time, horizons, level, params, w)
-    return _run(_fit_chunk, model, datasets, ids, S, opt, names, chunk_size, backend, address, max_retries, ray_options, progress, t0,
+    opt = _Options(method, rtol, atol, step_size, dtype, max_iter, xtol, ftol, max_steps, max_time, horizons, level, params, w, t0, y0)
+    return _run(_fit_chunk, model, datasets, ids, S, opt, names, chunk_size, backend, address, max_retries, ray_options, progress, t_call,
                 "fit_many")
 
 # %% ../nbs/15_many.ipynb #27ffc8f6

@@ -119,6 +119,31 @@ def _check_observations(times, values, ids, columns, source):
     for b, (t, y) in enumerate(zip(ts, ys)): _check_values(y, t, b, ids[b], columns, who)
     return ts, ys, ids, columns
 
+def _check_t0(t0, firsts: torch.Tensor, ids: List[str], who: str) -> torch.Tensor:
+    """Each trajectory's initial time, (B,) float64: None gives its first time point, one number applies to every trajectory, a sequence
+    or 1-d tensor gives one per trajectory; each finite and not after its trajectory's first time point."""
+    B = len(firsts)
+    if t0 is None: return firsts.clone()
+    if isinstance(t0, (bool, np.bool_, str, bytes)) or not isinstance(t0, (Real, torch.Tensor, np.ndarray, np.generic, list, tuple)):
+        raise TypeError(f"{who} needs t0 as a number (every trajectory) or one number per trajectory, ({B},), got "
+                        f"{type(t0).__name__} {t0!r}.")
+    try: s = _as_f64(t0, "t0", who)
+    except OverflowError: raise ValueError(f"{who} needs t0 as times a float can hold, got {repr(t0)[:60]}.") from None
+    if s.ndim == 0: s = s.expand(B).clone()
+    if s.ndim != 1 or len(s) != B:
+        raise ValueError(f"{who} needs t0 as one number (every trajectory) or one per trajectory, ({B},), got shape {tuple(s.shape)}.")
+    bad = (~torch.isfinite(s)).nonzero()
+    if len(bad):
+        b = int(bad[0])
+        raise ValueError(f"{who} needs t0 as finite times, got {s[b].item()} for trajectory {ids[b]!r}.")
+    late = (s > firsts).nonzero()
+    if len(late):
+        b = int(late[0])
+        raise ValueError(f"{who}: t0={s[b].item()!r} comes after the first time point {firsts[b].item()!r} of trajectory {ids[b]!r}; t0 is "
+                         f"where the solve starts from the initial state, at or before the first observation: give a t0 <= "
+                         f"{firsts[b].item()!r}, or None to start at the first observation.")
+    return s
+
 # %% ../nbs/01_observations.ipynb #1e6280fa
 class Observations:
     "Measured trajectories, each on its own time grid; NaN marks a missing value."
@@ -129,9 +154,11 @@ class Observations:
                  ids: Optional[Sequence[str]] = None, # trajectory names, (B,); default "0", "1", ...
                  columns: Optional[Sequence[str]] = None, # names of the observed quantities, (n_obs,); default "y0", "y1", ...
                  source: Optional[str] = None, # where the data came from (a file name), used in error messages and the repr
+                 t0=None, # when each trajectory's initial state applies: a number, or one per trajectory (B,), at or before its first time
                 ) -> None:
         self.source = None if source is None else str(source)
         self.times, self.values, self.ids, self.columns = _check_observations(times, values, ids, columns, self.source)
+        self._t0 = _check_t0(t0, torch.stack([t[0] for t in self.times]), self.ids, _who(self.source))
 
     @property
     def n_obs(self) -> int:
@@ -151,9 +178,9 @@ class Observations:
         "All trajectories padded to the longest, T time points, with masks of what is real and what is observed."
         return _padded(self)
 
-    def t0(self) -> torch.Tensor: # first time of each trajectory, (B,)
-        "The first time point of each trajectory."
-        return torch.stack([t[0] for t in self.times])
+    def t0(self) -> torch.Tensor: # the start time of each trajectory, (B,): its t0, else its first time point
+        "Where each trajectory's solve starts: the time its initial state applies at (the first time point unless t0 was given)."
+        return self._t0.clone()
 
     def subset(self, ids) -> "Observations": # id (str) or position (int) of one trajectory, or a list of them
         "The trajectories named or numbered by `ids`, in that order."
@@ -169,21 +196,23 @@ class Observations:
                     *,
                     ids: Optional[Sequence[str]] = None, # trajectory names, (B,)
                     columns: Optional[Sequence[str]] = None, # observed quantity names, (n_obs,)
+                    t0=None, # when each initial state applies: a number or one per trajectory (B,), as in the constructor
                    ) -> "Observations":
         "Observations from rectangular arrays: every trajectory has the same number of time points."
-        return _from_arrays(cls, ts, ys, ids, columns)
+        return _from_arrays(cls, ts, ys, ids, columns, t0)
 
     @classmethod
     def from_sim(cls, data, # a SimODEData (anything with lists .ts, each (time,), and .values, each (time, state))
                  *,
                  ids: Optional[Sequence[str]] = None, # trajectory names, (B,)
                  columns: Optional[Sequence[str]] = None, # state names, (state,); default "y0", "y1", ...
+                 t0=None, # when each initial state applies: a number or one per trajectory (B,), as in the constructor
                 ) -> "Observations":
         "Observations from simulated data, every state observed."
         if not (hasattr(data, "ts") and hasattr(data, "values")):
             raise TypeError(f"Observations.from_sim needs data as a SimODEData (with .ts and .values), got {type(data).__name__}; "
                             f"for tensors use Observations.from_arrays.")
-        return cls(list(data.ts), list(data.values), ids=ids, columns=columns)
+        return cls(list(data.ts), list(data.values), ids=ids, columns=columns, t0=t0)
 
     @classmethod
     def from_csv(cls, path: Union[str, os.PathLike], # the CSV file
@@ -259,9 +288,12 @@ def _repr(obs: Observations) -> str:
     each = "" if len(obs) == 1 else f" ({lens[0]} each)" if len(lens) == 1 else f" ({lens[0]}-{lens[-1]} each)"
     missing = sum(int(torch.isnan(y).sum()) for y in obs.values)
     src = "" if obs.source is None else f", source={obs.source!r}"
+    s = obs.t0()
+    early = bool((s < torch.stack([t[0] for t in obs.times])).any())  # a t0 before some first observation is shown
+    t0 = "" if not early else f", t0={s[0].item()!r}" if bool((s == s[0]).all()) else f", t0={s.tolist()}"
     return (f"Observations({_plural(len(obs), 'trajectory', 'trajectories')}, "
             f"{_plural(sum(len(t) for t in obs.times), 'time point')}{each}, columns={obs.columns}, "
-            f"{_plural(missing, 'missing value')}{src})")
+            f"{_plural(missing, 'missing value')}{t0}{src})")
 
 # %% ../nbs/01_observations.ipynb #4220d7ee
 def _padded(obs: Observations):
@@ -286,10 +318,10 @@ def _subset(obs: Observations, ids) -> Observations:
     if not keys: raise ValueError("Observations.subset needs ids with at least one id or position, got none.")
     bs = [_index_of(obs, k, "Observations.subset", "ids") for k in keys]
     return type(obs)([obs.times[b] for b in bs], [obs.values[b] for b in bs],
-                     ids=[obs.ids[b] for b in bs], columns=obs.columns, source=obs.source)
+                     ids=[obs.ids[b] for b in bs], columns=obs.columns, source=obs.source, t0=obs.t0()[bs])
 
 def _until(obs: Observations, t_end) -> Observations:
-    "Cut every trajectory after `t_end`, keeping at least its first point."
+    "Cut every trajectory after `t_end`, keeping at least its first point (and its t0)."
     if isinstance(t_end, torch.Tensor) and t_end.numel() == 1: t_end = t_end.item()
     if isinstance(t_end, bool) or not isinstance(t_end, Real):
         raise TypeError(f"Observations.until needs t_end as a number, got {type(t_end).__name__}.")
@@ -302,10 +334,10 @@ def _until(obs: Observations, t_end) -> Observations:
             raise ValueError(f"Observations.until({t_end!r}) leaves trajectory {obs.ids[b]!r} with no observed value: its "
                              f"first observation is at t={first!r}; use a later t_end, or drop it with subset.")
     return type(obs)([t[:k] for t, k in zip(obs.times, keep)], [y[:k] for y, k in zip(obs.values, keep)],
-                     ids=obs.ids, columns=obs.columns, source=obs.source)
+                     ids=obs.ids, columns=obs.columns, source=obs.source, t0=obs.t0())
 
 # %% ../nbs/01_observations.ipynb #62eeddf3
-def _from_arrays(cls, ts, ys, ids, columns) -> Observations:
+def _from_arrays(cls, ts, ys, ids, columns, t0=None) -> Observations:
     who = "Observations.from_arrays"
     ts, ys = _as_f64(ts, "ts", who), _as_f64(ys, "ys", who)
     if ys.ndim != 3:
@@ -316,7 +348,7 @@ def _from_arrays(cls, ts, ys, ids, columns) -> Observations:
     if tuple(ts.shape) != (B, T):
         raise ValueError(f"{who} needs ts of shape (time,) = ({T},) or (B, time) = ({B}, {T}) to match ys of shape "
                          f"{tuple(ys.shape)}, got {tuple(ts.shape)}.")
-    return cls(list(ts), list(ys), ids=ids, columns=columns)
+    return cls(list(ts), list(ys), ids=ids, columns=columns, t0=t0)
 
 # %% ../nbs/01_observations.ipynb #3cea2ca7
 _MISSING = ("", "na", "nan", "null")   # missing-value tokens, compared in lower case

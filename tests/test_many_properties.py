@@ -43,7 +43,8 @@ BAD = st.recursive(st.one_of(SCALARS, TENSORS, st.builds(np.array, st.lists(FLOA
 ARGUMENTS = {"starts": "starts", "params": "param", "weights": "weights", "method": "method", "rtol": "rtol", "atol": "atol",
              "dtype": "dtype", "max_iter": "max_iter", "xtol": "xtol", "ftol": "ftol", "max_steps": "max_steps", "max_time": "max_time",
              "horizons": "horizons", "level": "level", "chunk_size": "chunk_size", "backend": "backend", "address": "address",
-             "max_retries": "max_retries", "ray_options": "ray_options", "progress": "progress", "dataset_col": "dataset_col"}
+             "max_retries": "max_retries", "ray_options": "ray_options", "progress": "progress", "dataset_col": "dataset_col", "t0": "t0",
+             "y0": "y0"}
 
 
 @FAST
