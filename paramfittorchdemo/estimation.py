@@ -205,6 +205,10 @@ class _Problem:
         return [k for k, pc in enumerate(self.pieces) if k == 0 or self.pieces[k - 1].next_piece < 0]
 
 # %% ../nbs/12_estimation.ipynb #a34903fa
+def _is_dual(x: torch.Tensor) -> bool:
+    "Whether x is a forward-mode dual number (Jacobians in forward mode)."
+    return fwAD.unpack_dual(x).tangent is not None
+
 @dataclass(eq=False)
 class _Residuals:
     """Residuals and their Jacobian in unconstrained coordinates u = (free model parameters, initial states), from one batched complex-step
@@ -1279,10 +1283,6 @@ def _working_copy(model: nn.Module) -> nn.Module:
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     for n, p in work.named_parameters(): p.requires_grad_(n in trainable)
     return work
-
-def _is_dual(x: torch.Tensor) -> bool:
-    "Whether x is a forward-mode dual number (Jacobians in forward mode)."
-    return fwAD.unpack_dual(x).tangent is not None
 
 def _probe_states(obs: Observations, n: int, initial_conditions, y0) -> torch.Tensor | None:
     """States at which to check how the model can be differentiated (see jacobian_mode), (rows, n): the given initial states, else the
