@@ -1,8 +1,9 @@
 """Robustness of `fit` and `estimate` over families of random problems, side by side with scipy.
 
-    python benchmarks/bench_robust.py                       # every family but the stiff ones (15-20 minutes on 2 CPU cores)
+    python benchmarks/bench_robust.py                       # every family but the stiff and hard ones (15-20 minutes on 2 CPU cores)
     python benchmarks/bench_robust.py --quick               # a smoke run (under a minute)
     python benchmarks/bench_robust.py --families stiff      # the four stiff families (about 20 minutes)
+    python benchmarks/bench_robust.py --families hard       # the six hard families (10-20 minutes on one core)
     python benchmarks/bench_robust.py --families robertson,vdp-stiff --method rodas5p   # the library with a named solver
     python benchmarks/bench_robust.py --families lv-post    # the post's Lotka-Volterra problem on 256 random datasets
     python benchmarks/bench_robust.py --families vdp,sir --n 4 --by start --json out.json
@@ -27,6 +28,28 @@ Their datasets are smaller (fewer datasets or trajectories) to keep each family'
 library runs with the solver method of `--method`, by default that of `fit` and `estimate` ('auto': dopri5, which hands
 stiff batch elements to an implicit Rosenbrock method); scipy runs twice on them, with Radau and with LSODA, each given the
 family's analytic Jacobian (rows "scipy Radau" and "scipy LSODA").
+
+The hard families (the group `hard`, left out of `all`; not stiff: scipy runs with LSODA as on `all`):
+  exp-sum     two decaying exponentials (rates k1 = 1, k2 = 0.2, unknown amounts) seen only through their sum, on [0, 20]:
+              the states are the sum s = y1 + y2 and y2 (s' = -k1 s + (k1 - k2) y2, y2' = -k2 y2), so that the sum is a state;
+              `fit` sees both states (the usual fit variant, well posed), `estimate` only s, fitting the amounts (the initial
+              states) with the rates: the ill-conditioned problem;
+  exp-sum3    the same with three exponentials (k = 2, 0.5, 0.1; states s, y2, y3) on [0, 30], `estimate` observing s only;
+  pulse       a Gaussian pulse y = y(0) exp((c^2 - (t - c)^2)/(2 w^2)) as the non-autonomous ODE y' = -(t - c)/w^2 y, centre
+              c = 2 and width w = 0.65 on [0, 6], y(0) about exp(-c^2/(2 w^2)) = 9e-3: the state rises about two orders of
+              magnitude to its peak and falls about eight below it by t = 6 (the peak's height and the range vary steeply
+              with the truth drawn: log(peak/y(0)) = c^2/(2 w^2)); c and w are fitted on a log scale (as `log` families);
+  growth      logistic growth y' = r y (1 - y/K) with r = 0.5 and K = 1e4 (five orders apart, fitted on their own scale) from y(0)
+              about 100, on [0, 25]; besides the "30%" and "2x" starts it is fitted from a "100x" start (each parameter times
+              100 or 1/100, random);
+  forced      a damped oscillator driven by a cosine, x' = v, v' = -c v - k x + F cos(omega t) (omega = 1.3 known), with unknown
+              damping c, stiffness k and amplitude F, on [0, 20]; non-autonomous; `estimate` observes x;
+  late-obs    the chain A -> B -> C (rates k1 = 0.6, k2 = 0.2; states A and B) with a known initial state at t0 = 0 and
+              observations only from t = 2 to 20. As `fit` and `estimate` have no initial time before their data's first row,
+              the problem is posed on the grid [0, 2, 2.25, ..., 20]: `fit`'s data hold the known initial state in the first
+              row (at t = 0; its residual is zero for every method), `estimate`'s first row is missing (NaN) and the initial
+              states at t = 0 are fitted from the later rows; scipy fits the same rows, and the evaluator skips the missing ones.
+Each runs fast, so the group has 40 datasets of each (32 of growth and forced): 10-15 minutes on one core.
 
 Each problem is solved in two variants, each by the library and by scipy from the same start:
   fit       `fit(model, data)` with default options: every state observed, initial states known (the data's first row,
@@ -89,17 +112,25 @@ SCIPY_RTOL, SCIPY_ATOL = 1e-6, 1e-8  # scipy's solver tolerances: the library's 
 EVAL_RTOL, EVAL_ATOL = 1e-10, 1e-12  # the common evaluator's (and the data generator's) tolerances
 MAX_RHS_EVALS = 50_000  # a scipy solve that needs more right-hand-side evaluations than this counts as failed
 START_KINDS = ("30%", "2x")
+START_FACTORS = {"30%": None, "2x": 2.0, "100x": 100.0}  # start kinds: 30% off, or each parameter times this factor or its inverse
 LIBRARY_METHOD = inspect.signature(fit).parameters["method"].default  # the solver of fit and estimate unless --method says otherwise
 STIFF_SCIPY = ("Radau", "LSODA")  # scipy's solvers on the stiff families
 
 
+def _cos(x):
+    "The cosine of a tensor (the library's path) or of a number or numpy array (scipy's)."
+    return torch.cos(x) if isinstance(x, torch.Tensor) else np.cos(x)
+
+
 class ODESystem(nn.Module):
-    "A right-hand side rhs(states, params) -> derivatives (tuples of tensors) with one parameter vector, for parameter populations."
+    """A right-hand side rhs(states, params) -> derivatives (tuples of tensors) with one parameter vector, for parameter populations;
+    with `uses_t`, rhs(states, params, t) of a non-autonomous system (the model then declares `autonomous = False`)."""
     autonomous = True
 
-    def __init__(self, rhs: Callable, dim: int, param_names: tuple, values, log: bool = False):
+    def __init__(self, rhs: Callable, dim: int, param_names: tuple, values, log: bool = False, uses_t: bool = False):
         super().__init__()
-        self.rhs, self.dim, self.log = rhs, dim, log
+        self.rhs, self.dim, self.log, self.uses_t = rhs, dim, log, uses_t
+        if uses_t: self.autonomous = False
         self.param_names = tuple(f"log_{n}" for n in param_names) if log else tuple(param_names)  # log: the fit sees log(value)
         values = [math.log(float(v)) if log else float(v) for v in values]
         self.model_params = nn.Parameter(torch.tensor(values, dtype=torch.float64))
@@ -107,14 +138,15 @@ class ODESystem(nn.Module):
     def forward(self, t, y):
         "Derivatives (..., dim) of states (..., dim); parameters (..., P) broadcast against the states' leading axes."
         params = self.model_params.exp() if self.log else self.model_params
-        return torch.stack(torch.broadcast_tensors(*self.rhs(y.unbind(-1), params.unbind(-1))), dim=-1)
+        args = (torch.as_tensor(t, dtype=y.real.dtype, device=y.device),) if self.uses_t else ()
+        return torch.stack(torch.broadcast_tensors(*self.rhs(y.unbind(-1), params.unbind(-1), *args)), dim=-1)
 
 
 @dataclass
 class Family:
     "A family of random problems of one system."
     name: str
-    rhs: Callable  # rhs(states, params) -> derivatives: tuples of numpy arrays (scipy) or tensors (the library); +-*/ and powers only
+    rhs: Callable  # rhs(states, params[, t]) -> derivatives: tuples of numpy arrays (scipy) or tensors (the library); +-*/, powers, _cos
     names: tuple  # parameter names
     nominal: tuple  # nominal parameters; each dataset's truth is drawn uniformly within +-20% of them
     y0: tuple  # nominal initial state
@@ -132,6 +164,10 @@ class Family:
     log: bool = False  # fit the parameters on a log scale: fit a model of log(value), estimate Param(positive=True), scipy log(value)
     jac: Optional[Callable] = None  # jac(states, params) -> rows of d rhs_i/d state_j: scipy's implicit solvers and the evaluator use it
     scipy_methods: tuple = ("LSODA",)  # solve_ivp methods under scipy's least_squares: one scipy row each
+    uses_t: bool = False  # a non-autonomous system: rhs(states, params, t), and the torch model declares autonomous = False
+    group: Optional[str] = None  # a group left out of 'all' and selected by its name ('hard'); the stiff ones: by their `jac`
+    extra_starts: tuple = ()  # start kinds besides "30%" and "2x" (keys of START_FACTORS: "100x")
+    first_unobserved: bool = False  # the first time point holds the known initial state only: estimate's data mark it missing (NaN)
 
     @property
     def dim(self) -> int: return len(self.y0)
@@ -140,12 +176,16 @@ class Family:
     def stiff(self) -> bool: return self.jac is not None
 
     @property
-    def start_kinds(self) -> tuple: return ("post",) if self.post_start is not None else START_KINDS
+    def start_kinds(self) -> tuple: return ("post",) if self.post_start is not None else START_KINDS + tuple(self.extra_starts)
+
+    def derivatives(self, states, params, t):
+        "The right-hand side at time t (passed only to a non-autonomous system's rhs)."
+        return self.rhs(states, params, t) if self.uses_t else self.rhs(states, params)
 
     def model(self, params, log: bool = False) -> nn.Module:
         "The torch model with parameters `params` (with `log`: an ODESystem whose parameters are their logarithms)."
         if self.library_model is not None and not log: return self.library_model(*[float(p) for p in params])
-        return ODESystem(self.rhs, self.dim, self.names, params, log=log)
+        return ODESystem(self.rhs, self.dim, self.names, params, log=log, uses_t=self.uses_t)
 
     def grid(self, truth) -> np.ndarray:
         "The time grid of a dataset with true parameters `truth`."
@@ -263,6 +303,54 @@ def _oregonator_jac(s, p):
     return (s_*(1 - y - 2*q*x), s_*(1 - x), 0.0), (-y/s_, -(1 + x)/s_, 1/s_), (w, 0.0, -w)
 
 
+def _exp_sum(s, p):
+    "Two decaying exponentials y1, y2 through their sum: states s = y1 + y2 and y2."
+    S, y2 = s
+    k1, k2 = p
+    return -k1*S + (k1 - k2)*y2, -k2*y2
+
+
+def _exp_sum3(s, p):
+    "Three decaying exponentials y1, y2, y3 through their sum: states s = y1 + y2 + y3, y2 and y3."
+    S, y2, y3 = s
+    k1, k2, k3 = p
+    return -k1*S + (k1 - k2)*y2 + (k1 - k3)*y3, -k2*y2, -k3*y3
+
+
+def _pulse(s, p, t):
+    "A Gaussian pulse of centre c and width w: y = y(0) exp((c^2 - (t - c)^2)/(2 w^2)); non-autonomous."
+    y, = s
+    c, w = p
+    return -(t - c)/(w*w)*y,
+
+
+PULSE_Y0 = math.exp(-2.0**2/(2*0.65**2))  # the pulse's nominal initial state: exp(-c^2/(2 w^2)) at the nominal c = 2, w = 0.65
+
+
+def _logistic(s, p):
+    "Logistic growth at rate r towards the capacity K."
+    y, = s
+    r, K = p
+    return r*y*(1 - y/K),
+
+
+FORCED_OMEGA = 1.3  # the known angular frequency of the forced oscillator's drive
+
+
+def _forced(s, p, t):
+    "A damped oscillator (damping c, stiffness k) driven by F cos(omega t); non-autonomous."
+    x, v = s
+    c, k, F = p
+    return v, -c*v - k*x + F*_cos(FORCED_OMEGA*t)
+
+
+def _chain(s, p):
+    "The chain A -> B -> C (first order); C = A(0) + B(0) + C(0) - A - B affects neither."
+    A, B = s
+    k1, k2 = p
+    return -k1*A, k1*A - k2*B
+
+
 def make_families() -> dict:
     "Every family of the suite, by name."
     lv_ts = torch.arange(0, 10, 0.1)  # the post's grid, in float32 as the post builds it
@@ -294,6 +382,19 @@ def make_families() -> dict:
         Family("oregonator", _oregonator, ("s", "w", "q"), (77.27, 0.161, 8.375e-6), (1.0, 1.0, 2.0), (0.5, 0.5, 1.0),
                np.linspace(0, 30, 121), 1, n=2, jac=_oregonator_jac,
                scipy_methods=STIFF_SCIPY),  # a burst within t < 1 (x up to about 1e5) and its decay; the period is about 280
+        # hard (group 'hard', not in 'all'): ill-conditioned, wide-ranging, non-autonomous, observed late; see the module's docstring
+        Family("exp-sum", _exp_sum, ("k1", "k2"), (1.0, 0.2), (2.0, 1.0), (0.5, 0.3), np.linspace(0, 20, 81), 2, n=40,
+               observe=[0], group="hard"),  # estimate: the sum only, the amounts (initial states) fitted
+        Family("exp-sum3", _exp_sum3, ("k1", "k2", "k3"), (2.0, 0.5, 0.1), (3.0, 1.0, 1.0), (0.5, 0.3, 0.3),
+               np.linspace(0, 30, 121), 2, n=40, observe=[0], group="hard"),
+        Family("pulse", _pulse, ("c", "w"), (2.0, 0.65), (PULSE_Y0,), (0.5*PULSE_Y0,), np.linspace(0, 6, 121), 2, n=40,
+               log=True, uses_t=True, group="hard"),  # up from about 1e-2 of the peak at t = 0, down to about 1e-8 of it at t = 6
+        Family("growth", _logistic, ("r", "K"), (0.5, 1e4), (100.0,), (50.0,), np.linspace(0, 25, 101), 3, n=32,
+               extra_starts=("100x",), group="hard"),
+        Family("forced", _forced, ("c", "k", "F"), (0.3, 2.0, 1.0), (1.0, 0.0), (1.0, 1.0), np.linspace(0, 20, 101), 3, n=32,
+               observe=[0], uses_t=True, group="hard"),
+        Family("late-obs", _chain, ("k1", "k2"), (0.6, 0.2), (1.0, 0.2), (0.3, 0.2), np.concatenate([[0.0], np.arange(2, 20.01, 0.25)]),
+               3, n=40, first_unobserved=True, group="hard"),  # known state at t0 = 0, data from t = 2 on (see the docstring)
     ]
     return {f.name: f for f in fams}
 
@@ -324,7 +425,7 @@ def solve(fam: Family, params, y0s: np.ndarray, ts: np.ndarray, rtol: float, ato
     def f(t, u):
         evals[0] += 1
         if evals[0] > MAX_RHS_EVALS or not np.all(np.abs(u) < bound): raise _SolveFailed("blew up or too many evaluations")
-        return np.concatenate(np.broadcast_arrays(*fam.rhs(tuple(u.reshape(n, B)), params)))
+        return np.concatenate(np.broadcast_arrays(*fam.derivatives(tuple(u.reshape(n, B)), params, t)))
 
     jac = {} if fam.jac is None else dict(jac=lambda t, u: _block_jacobian(fam, u, params, B))
     try:
@@ -391,16 +492,19 @@ def make_problem(fam: Family, index: int, seed: int = 0) -> Problem:
     observed = fam.observe or list(range(fam.dim))
     guess = y0*(1 + 0.2*rng.choice([-1.0, 1.0], y0.shape))
     data = SimODEData(torch.from_numpy(ts), list(torch.from_numpy(fit_values)))
-    return Problem(fam, index, truth, noise, y0, data, noisy[..., observed], guess, seed)
+    est_values = noisy[..., observed]
+    if fam.first_unobserved: est_values[:, 0] = np.nan  # the known initial state's time: no measurement there
+    return Problem(fam, index, truth, noise, y0, data, est_values, guess, seed)
 
 
 def start_point(problem: Problem, kind: str) -> np.ndarray:
-    "The starting parameters of a start kind: '30%' or '2x' off the truth (random directions, seeded per problem), or 'post'."
+    """The starting parameters of a start kind: '30%', '2x' or '100x' off the truth (random directions, seeded per problem), or
+    'post'."""
     fam, truth = problem.family, problem.truth
     if kind == "post": return np.asarray(fam.post_start, dtype=float)
     rng = _rng(problem.seed, fam, problem.index, zlib.crc32(kind.encode()))
     sign = rng.choice([-1.0, 1.0], len(truth))
-    return truth*(1 + 0.3*sign) if kind == "30%" else truth*2.0**sign
+    return truth*(1 + 0.3*sign) if kind == "30%" else truth*START_FACTORS[kind]**sign
 
 
 def common_loss(problem: Problem, variant: str, params, y0s: np.ndarray) -> float:
@@ -408,7 +512,8 @@ def common_loss(problem: Problem, variant: str, params, y0s: np.ndarray) -> floa
     Y, observed = problem.target(variant)
     try: pred = solve(problem.family, params, y0s, problem.ts, EVAL_RTOL, EVAL_ATOL)
     except _SolveFailed: return math.inf
-    return float(np.mean((pred[..., observed] - Y)**2))
+    r = pred[..., observed] - Y
+    return float(np.mean(r[np.isfinite(Y)]**2 if np.isnan(Y).any() else r**2))  # missing values (NaN) do not count
 
 
 def _library_verdict(result) -> tuple:
@@ -451,8 +556,10 @@ def run_scipy(problem: Problem, variant: str, start: np.ndarray, solver: Optiona
     solver = solver or fam.scipy_methods[0]
     Y, observed = problem.target(variant)
     B, P, n = Y.shape[0], len(start), fam.dim
-    bound = 1e6*(1 + np.abs(Y).max())  # as in the library: states beyond this are a hopeless trial point
-    penalty = np.full(Y.size, 1e3*(1 + np.abs(Y).max()))
+    seen = np.isfinite(Y) if np.isnan(Y).any() else None  # the measured values, where some are missing (NaN)
+    m = Y.size if seen is None else int(seen.sum())
+    bound = 1e6*(1 + np.nanmax(np.abs(Y)))  # as in the library: states beyond this are a hopeless trial point
+    penalty = np.full(m, 1e3*(1 + np.nanmax(np.abs(Y))))
     fit_ic = variant == "estimate"
     scale = np.log if fam.log else np.asarray
 
@@ -461,11 +568,12 @@ def run_scipy(problem: Problem, variant: str, start: np.ndarray, solver: Optiona
     def residuals(x):
         try: pred = solve(fam, *unpack(x), problem.ts, SCIPY_RTOL, SCIPY_ATOL, bound, method=solver)
         except _SolveFailed: return penalty
-        return (pred[..., observed] - Y).reshape(-1)
+        r = pred[..., observed] - Y
+        return r.reshape(-1) if seen is None else r[seen]
 
     start = scale(np.asarray(start, dtype=float))
     x0 = np.concatenate([start, problem.y0_guess.reshape(-1)]) if fit_ic else start
-    method = "lm" if Y.size >= len(x0) else "trf"
+    method = "lm" if m >= len(x0) else "trf"
     r = least_squares(residuals, x0, method=method, x_scale="jac", max_nfev=100*(len(x0) + 1))
     params, y0s = unpack(r.x)
     failed_solve = np.array_equal(r.fun, penalty)
@@ -568,15 +676,20 @@ def format_table(rows: list, by: tuple = ("family", "variant", "method")) -> str
     return "\n".join([line(head), line(["-"*w for w in width]), *map(line, body)])
 
 
+def family_groups(families: dict) -> dict:
+    "The groups of families by name: 'all' (every family but the stiff ones and those of a group), 'stiff' and 'hard'."
+    return {"all": [k for k, f in families.items() if not f.stiff and f.group is None],
+            "stiff": [k for k, f in families.items() if f.stiff], "hard": [k for k, f in families.items() if f.group == "hard"]}
 
 
 def main(argv=None) -> int:
     "Run the families named on the command line, print the table, and save the records if asked."
     families = make_families()
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-                                 epilog="families: " + ", ".join(families) + "; groups: all, stiff")
+                                 epilog="families: " + ", ".join(families) + "; groups: all, stiff, hard")
     ap.add_argument("--families", default="all",
-                    help="comma-separated family names or groups: 'all' (default; every family but the stiff ones), 'stiff'")
+                    help="comma-separated family names or groups: 'all' (default; every family but the stiff and the hard ones), "
+                         "'stiff', 'hard'")
     ap.add_argument("--n", type=int, default=None,
                     help="datasets per family (each fitted from every start kind); default: the family's own")
     ap.add_argument("--quick", action="store_true", help="a smoke run: one dataset per family from the 30%% start, 4 of lv-post")
@@ -587,10 +700,10 @@ def main(argv=None) -> int:
     ap.add_argument("--method", default=LIBRARY_METHOD,
                     help=f"the solver method of the library's fit and estimate (default: theirs, {LIBRARY_METHOD!r})")
     a = ap.parse_args(argv)
-    groups = {"all": [k for k, f in families.items() if not f.stiff], "stiff": [k for k, f in families.items() if f.stiff]}
+    groups = family_groups(families)
     names = [k for x in a.families.split(",") for k in groups.get(x, [x])]
     unknown = [f for f in names if f not in families]
-    if unknown: ap.error(f"unknown families {unknown}; choose from {', '.join(families)}, or the groups all, stiff")
+    if unknown: ap.error(f"unknown families {unknown}; choose from {', '.join(families)}, or the groups all, stiff, hard")
     extra = [k for k in a.by.split(",") if k]
     if not set(extra) <= {"start", "noise", "dataset"}: ap.error(f"--by takes start, noise or dataset, got {a.by!r}")
     torch.set_num_threads(a.threads)
