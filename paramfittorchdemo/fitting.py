@@ -561,7 +561,7 @@ def fit(model: nn.Module, # model whose trainable parameters are fitted (updated
         atol: float = ATOL, # absolute tolerance of an adaptive solver
         step_size: float | None = None, # grid step of a fixed-step solver
         dtype: torch.dtype | None = torch.float64, # arithmetic of the fit (None: the model's own dtype)
-        max_iter: int = 100, # accepted steps of LM (at the requested tolerance, after at most 20 loose ones; trial solves stop at 3x) or L-BFGS iterations
+        max_iter: int = 100, # LM's accepted steps (at the requested tolerance, after at most 20 loose ones) or L-BFGS's iterations
         xtol: float = 1e-6, # converged when the next Gauss-Newton step changes no parameter by more than this, relatively
         ftol: float = 1e-10, # ... or promises a relative loss drop below this (L-BFGS: the loss changes by less than this)
         starts: torch.Tensor | None = None, # (K, P) starting parameter vectors fitted together (LM); None: the model's values

@@ -295,7 +295,8 @@ def lm_phases(residuals, # residuals at the requested accuracy, as for lm
         again = lm(partial(_subset, residuals, keep[lost]) if independent else residuals, first.theta[keep[lost]], max_iter, xtol, ftol,
                    history, on_iter, deadline, failure, independent)
         for j, i in enumerate(lost):
-            for f in ("theta", "cost", "r", "J", "lam", "gain", "last_failed", "accepted", "rejected", "failed", "start_cost", "recent_drop"):
+            for f in ("theta", "cost", "r", "J", "lam", "gain", "last_failed", "accepted", "rejected", "failed", "start_cost",
+                      "recent_drop"):
                 getattr(second, f)[i] = getattr(again, f)[j]
             second.status[i], second.test[i] = again.status[j], again.test[j]
         second.iterations = max(second.iterations, again.iterations)
@@ -486,7 +487,7 @@ def standard_errors(J: torch.Tensor, # Jacobian of the residuals at the optimum,
                     dof: int, # residual degrees of freedom
                     theta: torch.Tensor, # the optimum, (P,)
                     names: list, # parameter names, (P,)
-                    mode: str = "complex", # how J was computed: 'complex' step or 'forward' mode (exact), else finite differences (a looser rank cut)
+                    mode: str = "complex", # how J was computed: 'complex' or 'forward' (exact), else differences (a looser rank cut)
                    ) -> tuple: # standard errors (P,), inf where not determined; the parameters involved; what is not determined, in words
     "Gauss-Newton standard errors at an optimum: the residual variance times (J'J)^+, infinite for what the data do not determine."
     scale = torch.where(theta != 0, theta.abs(), torch.ones_like(theta))
