@@ -1286,9 +1286,11 @@ def _working_copy(model: nn.Module) -> nn.Module:
 
 def _probe_states(obs: Observations, n: int, initial_conditions, y0) -> torch.Tensor | None:
     """States at which to check how the model can be differentiated (see jacobian_mode), (rows, n): the given initial states, else the
-    first observations when they hold every state; None (random states) when neither does."""
-    if isinstance(initial_conditions, torch.Tensor): return initial_conditions.reshape(-1, n)
-    if y0 is not None: return torch.as_tensor(y0).reshape(-1, n)
+    first observations when they hold every state; None (random states) when neither does, or when what was given does not fit (the
+    arguments are checked later, with their own messages)."""
+    for given in (initial_conditions, y0):
+        if isinstance(given, torch.Tensor) and given.numel() and given.numel() % n == 0 and given.is_floating_point():
+            return given.detach().reshape(-1, n)
     if obs.n_obs != n: return None
     return torch.stack([v[0] for _, v in obs])
 

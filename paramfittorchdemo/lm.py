@@ -290,11 +290,15 @@ def lm_phases(residuals, # residuals at the requested accuracy, as for lm
     step = (conv & (drop >= 1e-3))[:, None]
     second = lm(tight, first.theta[keep] + torch.where(step, d, 0.0), max_iter, xtol, ftol, history, on_iter, deadline, failure,
                 independent)
-    lost = [i for i, s in enumerate(second.status) if s == FAILED and bool(step[i])]
-    if lost:  # the handed-over step left the region where the solver succeeds: those starts go on from where the loose phase ended
-        again = lm(partial(_subset, residuals, keep[lost]) if independent else residuals, first.theta[keep[lost]], max_iter, xtol, ftol,
+    # where the tight solves fail, nothing is lost: a start goes on from where the loose phase ended (when it took one more step from
+    # there), else from where it began (the loose phase can end where only loose solves succeed)
+    for points, which in ((first.theta, lambda i, s: s == FAILED and bool(step[i])), (theta, lambda i, s: s == FAILED)):
+        lost = [i for i, s in enumerate(second.status) if which(i, s)]
+        if not lost: continue
+        again = lm(partial(_subset, residuals, keep[lost]) if independent else residuals, points[keep[lost]], max_iter, xtol, ftol,
                    history, on_iter, deadline, failure, independent)
         for j, i in enumerate(lost):
+            if again.status[j] == FAILED: continue
             for f in ("theta", "cost", "r", "J", "lam", "gain", "last_failed", "accepted", "rejected", "failed", "start_cost",
                       "recent_drop"):
                 getattr(second, f)[i] = getattr(again, f)[j]

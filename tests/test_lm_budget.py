@@ -40,3 +40,18 @@ def test_rejected_trials_stop_at_their_own_limit():
     msg = res.message(0, 1e-300, 1e-300, 2)
     assert res.status[0] == MAX_ITER and res.solves_spent and res.iterations == SOLVES_PER_ITER*2, msg
     assert f"{SOLVES_PER_ITER*2} trial solves" in msg
+
+
+def test_a_tight_phase_that_fails_where_the_loose_one_ended_goes_on_from_the_start():
+    "Loose solves succeed everywhere, tight ones only below 2.5: the loose phase ends at the optimum 3, where no tight solve succeeds."
+    from paramfittorchdemo.lm import FAILED, lm_phases
+
+    def residuals(limit):
+        def f(theta):
+            r = torch.cat([theta - 3, 0.1*(theta - 3)], 1)
+            J = torch.tensor([[1.0], [0.1]], **f64).expand(len(theta), 2, 1)
+            return r, J, (theta[:, 0] < limit)
+        return f
+    res = lm_phases(residuals(2.5), residuals(100.0), torch.tensor([[0.0]], **f64), 50, 1e-10, 1e-14)
+    assert res.status[0] != FAILED, res.message(0, 1e-10, 1e-14, 50)  # the start, solvable, is not lost
+    assert 0 < float(res.theta[0, 0]) < 2.5 and float(res.cost[0]) < 9.09  # it went from the start towards the optimum, as far as it could
