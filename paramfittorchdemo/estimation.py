@@ -1320,10 +1320,10 @@ def _first_problem(s: _Settings, log: _Log, obs: Observations, y0, starts, seed:
     theta0, y0s = s.theta0.to(s.device), None
     if s.fit_ic:
         with blame_model(s.model, "estimate"): y0s = _ic_guess(res, res.prob, theta0, y0, s.rtol, s.atol)
-    else:
-        with blame_model(s.model, "estimate"): _probe(res, res.ic_fixed)
         if s.ic_positive and (y0s <= 0).any():
             raise ValueError("estimate: ic_positive=True needs positive starting initial states; give positive ones with y0=.")
+    else:  # known initial states: ic_positive has nothing to act on
+        with blame_model(s.model, "estimate"): _probe(res, res.ic_fixed)
     u = res.pack(theta0[s.free][None], y0s[None] if s.fit_ic else None)
     return res, (u if starts is None else _start_points(starts, u, res, s.lo, s.hi, seed))
 

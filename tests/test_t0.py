@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from paramfittorchdemo import Observations, SimODEData, estimate, fit, fit_many, simulate
+from paramfittorchdemo import FunctionODE, Observations, SimODEData, estimate, fit, fit_many, simulate
 
 scipy = pytest.importorskip("scipy")
 from scipy.integrate import solve_ivp  # noqa: E402
@@ -251,3 +251,12 @@ def test_fit_needs_known_initial_states_for_a_t0_before_the_data():
         fit(Decay(), data, t0=[0.0, 0.5], y0=torch.ones(1))
     with pytest.raises(ValueError, match=r"y0 as the known initial states at t0, \(1,\) for every trajectory or \(2, 1\)"):
         fit(Decay(), data, t0=0.0, y0=torch.ones(3))
+
+
+def test_ic_positive_with_known_initial_states_fits_the_parameters():
+    "ic_positive=True with initial_conditions given as a tensor: nothing to keep positive, the fit runs (it raised a TypeError)."
+    t = torch.linspace(0, 3, 20, dtype=torch.float64)
+    obs = Observations.from_arrays(t, (2.0*torch.exp(-0.8*t))[None, :, None])
+    r = estimate(FunctionODE(lambda t, y, k: -k*y, 1, k=0.5).double(), obs, ic_positive=True,
+                 initial_conditions=torch.tensor([[2.0]], dtype=torch.float64))
+    assert r.converged and abs(r.params["k"] - 0.8) < 1e-5
