@@ -28,7 +28,7 @@ from .lm import (CONVERGED, FAILED, MAX_TIME, STRUCTURED, FitWarning, LMResult, 
                  fit_phases, from_free, gauss_newton_covariance, horizon_fractions, residual_autocorrelation, state_bound, status_line,
                  t_quantile, to_free)
 from .models import blame_model, param_dict
-from .observations import Observations, _check_t0
+from .observations import Observations, check_t0
 from .plotting import plot_fit, plot_profile, plot_residuals, plot_traces
 from .solvers import (FIXED_STEP_METHODS, ParamSpec, SolveStats, SolverError, check_tstops, complex_eps, integrate,
                       population_rhs, rhs_traits, rhs_work, small_work_threads, solver_options)
@@ -1263,7 +1263,7 @@ def _starting_at(obs: Observations, t0) -> Observations:
     (their own t0, or their first time points)."""
     if t0 is None: return obs
     out = copy.copy(obs)  # the same data, its own start times
-    out._t0 = _check_t0(t0, torch.stack([t[0] for t in obs.times]), obs.ids, "estimate")
+    out._t0 = check_t0(t0, torch.stack([t[0] for t in obs.times]), obs.ids, "estimate")
     return out
 
 def _check_first(obs: Observations, initial_conditions):

@@ -205,7 +205,8 @@ def _numbers(x, name: str, caller: str) -> torch.Tensor: # float64, the shape of
     try: return check_numbers(x, name, caller)
     except OverflowError: raise ValueError(f"{caller} needs {name} as numbers a float can hold, got {repr(x)[:60]}.") from None
 
-def _fit_start(t0, # when the initial states apply: None, a number, or one per trajectory (all the same: one grid)
+# %% ../nbs/11_fitting.ipynb #6000bffd
+def fit_start(t0, # when the initial states apply: None, a number, or one per trajectory (all the same: one grid)
                y0, # the known initial states at t0, (state,) or (batch, state), or None: the data's first row
                ts: torch.Tensor, # the data's time grid, (time,)
                Y: torch.Tensor, # the data, (batch, time, state)
@@ -584,7 +585,7 @@ def fit(model: nn.Module, # model whose trainable parameters are fitted (updated
                          progress, starts)
     _check_fit_options(dtype, rtol, atol, lr, compile, verbose)
     ts, Y, spec, theta0 = _fit_setup(model, data, method, step_size, rtol, atol, dtype)
-    t0, y0 = _fit_start(t0, y0, ts, Y)
+    t0, y0 = fit_start(t0, y0, ts, Y)
     if method in FIXED_STEP_METHODS: check_step_size(float(ts[-1]) - (float(ts[0]) if t0 is None else t0), step_size, "fit")
     optimizer = _choose_optimizer(optimizer, spec.size, starts)
     run = _FitRun(model, data, spec, theta0, ts, Y, method, step_size, rtol, atol, max_steps, max_time, verbose, max_memory)

@@ -25,7 +25,7 @@ from ._checks import (ATOL, MAX_STEPS, RTOL, check_dtype, check_file_text, check
 from .callbacks import DivergenceError, History
 from .data import SimODEData
 from .estimation import estimate, param_setup
-from .fitting import _fit_start
+from .fitting import fit_start
 from .observations import Observations
 from .lm import (CONVERGED, FAILED, MAX_TIME, STRUCTURED, STATUSES, fit_phases, from_free, horizon_fractions, horizon_lengths,
                  residual_autocorrelation, standard_errors, state_bound, t_quantile, to_free)
@@ -166,7 +166,7 @@ class _Batch:
         self.sw = w.sqrt()  # residuals are scaled by the square roots of the weights
         self.grid, self.skip, self.y0 = ts, 0, None  # the solves' output times, how many come before the data, known initial states
         if opt.y0 is not None:  # as in `fit`: from y0 at t0 (default: the grid's first time), every row an observation
-            t0, self.y0 = _fit_start(opt.t0, opt.y0, ts, Y[0], "fit_many")
+            t0, self.y0 = fit_start(opt.t0, opt.y0, ts, Y[0], "fit_many")
             self.bound = state_bound(torch.cat([Y.reshape(-1), self.y0.reshape(-1)]))
             if t0 < float(ts[0]): self.grid, self.skip = torch.cat([torch.full((1,), t0, dtype=ts.dtype, device=ts.device), ts]), 1
 
@@ -520,7 +520,7 @@ def _many_start(t0, y0, datasets: list, ids: list) -> tuple: # t0 (a float or No
     if t0 is None and y0 is None: return None, None
     for i, d in zip(ids, datasets):
         ts, Y = d.tensors()
-        start, y = _fit_start(t0, y0, ts, Y, f"fit_many (dataset {i})")
+        start, y = fit_start(t0, y0, ts, Y, f"fit_many (dataset {i})")
     if y is None: return None, None  # t0 is every dataset's first time: the first rows are the initial states
     return (None if t0 is None else start), torch.as_tensor(y0, dtype=torch.float64).detach().cpu()
 

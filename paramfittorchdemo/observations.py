@@ -119,7 +119,12 @@ def _check_observations(times, values, ids, columns, source):
     for b, (t, y) in enumerate(zip(ts, ys)): _check_values(y, t, b, ids[b], columns, who)
     return ts, ys, ids, columns
 
-def _check_t0(t0, firsts: torch.Tensor, ids: List[str], who: str) -> torch.Tensor:
+# %% ../nbs/01_observations.ipynb #679442f5
+def check_t0(t0, # None, a number, or one per trajectory, (B,)
+             firsts: torch.Tensor, # each trajectory's first time point, (B,)
+             ids: List[str], # trajectory names, for the messages
+             who: str, # the caller, for the messages
+            ) -> torch.Tensor: # each trajectory's initial time, (B,)
     """Each trajectory's initial time, (B,) float64: None gives its first time point, one number applies to every trajectory, a sequence
     or 1-d tensor gives one per trajectory; each finite and not after its trajectory's first time point."""
     B = len(firsts)
@@ -158,7 +163,7 @@ class Observations:
                 ) -> None:
         self.source = None if source is None else str(source)
         self.times, self.values, self.ids, self.columns = _check_observations(times, values, ids, columns, self.source)
-        self._t0 = _check_t0(t0, torch.stack([t[0] for t in self.times]), self.ids, _who(self.source))
+        self._t0 = check_t0(t0, torch.stack([t[0] for t in self.times]), self.ids, _who(self.source))
 
     @property
     def n_obs(self) -> int:

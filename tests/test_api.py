@@ -33,7 +33,7 @@ PUBLIC = {  # module -> its names in paramfittorchdemo.__all__
 
 # shared between modules, so without a leading underscore, but not for users: importable from their module, in no __all__
 INTERNAL = {"plotting": ["fig_ax"], "models": ["blame_model"], "callbacks": ["check_callbacks", "run_hooks", "end_hooks", "MAX_TRACKED"],
-            "checkpoints": ["Checkpointer"], "many": ["LEVEL", "CHUNK_SIZE"]}
+            "checkpoints": ["Checkpointer"], "many": ["LEVEL", "CHUNK_SIZE"], "observations": ["check_t0"], "fitting": ["fit_start"]}
 
 # the public names of each module at version 0.1.0 (its __all__ in the commit before the one-way layers)
 V010 = {

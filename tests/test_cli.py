@@ -600,7 +600,7 @@ def test_every_remedy_the_messages_suggest_is_an_option(tmp_path, capsys):
     # a fit that stops early: the summary and the warning speak of options of the command
     assert fit_main(["--model", "lotka-volterra", "--data", "lynx-hare", "--max-iter", "1", "--out", tmp_path]) == 0
     out, err = capsys.readouterr()
-    assert "not converged (budget exhausted: reached --max-iter 1 before converging" in out
+    assert "not converged (budget exhausted: " in out and "--max-iter 1" in out  # accepted steps, or 3x in trial solves
     assert err.startswith("paramfittorchdemo-fit: warning: estimate of LotkaVolterra ended where it started")
     _only_options_of_this_command(out + err)
     assert fit_main(["--model", "vdp", "--max-steps", "3", "--out", tmp_path / "steps"]) == 1  # the budget reaches the solver
